@@ -1,0 +1,70 @@
+"""llmledger: self-hosted metering and spend control for LLM apps.
+
+```python
+import llmledger
+
+llmledger.init()                                   # SQLite ledger at ./llmledger.db
+with llmledger.attribute(tenant="acme", feature="chat"):
+    event = llmledger.track(provider="openai", model="gpt-4o-mini", input_tokens=1200, output_tokens=80)
+print(event.cost_usd, llmledger.spend(tenant="acme"))
+```
+
+Importing this package is light: no web framework, no provider SDK, no database driver.
+"""
+
+from llmledger._version import __version__
+from llmledger.attribution import (
+    Attribution,
+    attribute,
+    current_attribution,
+    reset_attribution,
+    set_attribution,
+)
+from llmledger.errors import (
+    ConfigError,
+    InvalidEventError,
+    InvalidQueryError,
+    InvalidUsageError,
+    LedgerError,
+    LlmLedgerError,
+    PriceOverrideError,
+)
+from llmledger.events import UsageEvent
+from llmledger.sdk.queries import events, flush, spend, usage
+from llmledger.sdk.runtime import Stats, init, shutdown
+from llmledger.sdk.runtime import current as _current_runtime
+from llmledger.sdk.track import UsageTracker, track, track_usage
+
+
+def stats() -> Stats:
+    """Counters for this process: events recorded, pending, dropped, unpriced; write and internal errors."""
+    return _current_runtime().stats()
+
+
+__all__ = [
+    "Attribution",
+    "ConfigError",
+    "InvalidEventError",
+    "InvalidQueryError",
+    "InvalidUsageError",
+    "LedgerError",
+    "LlmLedgerError",
+    "PriceOverrideError",
+    "Stats",
+    "UsageEvent",
+    "UsageTracker",
+    "__version__",
+    "attribute",
+    "current_attribution",
+    "events",
+    "flush",
+    "init",
+    "reset_attribution",
+    "set_attribution",
+    "shutdown",
+    "spend",
+    "stats",
+    "track",
+    "track_usage",
+    "usage",
+]

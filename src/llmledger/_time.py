@@ -1,0 +1,48 @@
+"""Parsing time bounds: datetimes, timedeltas, and durations such as `30d`, `24h`, `15m`."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta, timezone
+
+from llmledger.errors import InvalidQueryError
+
+__all__ = ["TimeBound", "parse_duration", "parse_time_bound"]
+
+TimeBound = datetime | date | timedelta | str | None
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d|w)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`'30d'`, `'24h'`, `'15m'`, `'90s'`, `'2w'` as a timedelta."""
+    match = _DURATION.match(text)
+    if not match:
+        raise InvalidQueryError(f"not a duration: {text!r}; use e.g. 30d, 24h, 15m, 2w")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def parse_time_bound(value: TimeBound, *, now: datetime | None = None) -> datetime | None:
+    """A UTC datetime from a datetime, a date (midnight UTC), a timedelta or duration string (that
+    long ago), or an ISO 8601 string. Naive datetimes are taken as UTC."""
+    if value is None:
+        return None
+    now = now or datetime.now(timezone.utc)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=timezone.utc)
+    if isinstance(value, timedelta):
+        return now - value
+    if isinstance(value, str):
+        if _DURATION.match(value):
+            return now - parse_duration(value)
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidQueryError(
+                f"not a time: {value!r}; use an ISO date/time (2026-01-31) or a duration (30d, 24h)"
+            ) from exc
+        return parse_time_bound(parsed)
+    raise InvalidQueryError(f"not a time bound: {value!r}")

@@ -1,0 +1,335 @@
+"""`UsageEvent`: the one record that travels from capture to ledger to report.
+
+Token convention (OpenTelemetry GenAI, the same for every provider):
+`input_tokens` INCLUDES cache-read and cache-write tokens; `output_tokens` INCLUDES reasoning tokens.
+The breakdown fields are subsets of those totals, never additions to them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from llmledger.errors import InvalidEventError, InvalidUsageError
+
+__all__ = [
+    "ATTRIBUTION_FIELDS",
+    "COST_SOURCES",
+    "NON_TOKEN_UNITS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "TOKEN_FIELDS",
+    "CostSource",
+    "Status",
+    "UsageEvent",
+    "build_event",
+    "check_attribution",
+    "check_tokens",
+    "check_units",
+]
+
+SCHEMA_VERSION = 1
+
+CostSource = Literal["catalog", "provider", "override", "manual"]
+Status = Literal["ok", "error", "cancelled"]
+COST_SOURCES: frozenset[str] = frozenset(("catalog", "provider", "override", "manual"))
+STATUSES: frozenset[str] = frozenset(("ok", "error", "cancelled"))
+
+TOKEN_FIELDS: tuple[str, ...] = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "cache_audio_read_tokens",
+    "input_image_tokens",
+    "output_image_tokens",
+)
+"""Every token count an event carries, in wire order."""
+
+# (part, whole): `part` is a subset of `whole`, so part <= whole must hold.
+_SUBSETS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("cache_read_tokens", "cache_write_tokens"), "input_tokens"),
+    (("cache_write_1h_tokens",), "cache_write_tokens"),
+    (("reasoning_tokens",), "output_tokens"),
+    (("input_audio_tokens", "input_image_tokens"), "input_tokens"),
+    (("cache_audio_read_tokens",), "cache_read_tokens"),
+    (("cache_audio_read_tokens",), "input_audio_tokens"),
+    (("output_audio_tokens", "output_image_tokens"), "output_tokens"),
+)
+
+NON_TOKEN_UNITS: frozenset[str] = frozenset(
+    (
+        "input_characters",
+        "input_text_messages",
+        "audio_seconds",
+        "input_audio_seconds",
+        "output_audio_seconds",
+        "input_pixels",
+        "input_document_pages",
+        "input_annotated_document_pages",
+        "rerank_searches",
+        "web_searches",
+        "social_searches",
+        "storage_searches",
+        "code_executions",
+    )
+)
+"""Billed units that are not tokens (named as in the genai-prices unit registry)."""
+
+ATTRIBUTION_FIELDS: tuple[str, ...] = ("tenant", "user", "org", "feature", "agent", "session")
+_MAX_LABEL = 256
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageEvent:
+    """One metered LLM call (or one manually tracked unit of usage). Immutable.
+
+    Money is `Decimal`. `cost_usd is None` means the call could not be priced; `unpriced_reason` says
+    why. No prompt or completion text is ever part of an event.
+    """
+
+    event_id: str
+    timestamp: datetime
+    provider: str
+    model: str
+    requested_model: str | None = None
+    endpoint: str | None = None
+    service_tier: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    cache_audio_read_tokens: int = 0
+    input_image_tokens: int = 0
+    output_image_tokens: int = 0
+    units: Mapping[str, Decimal] = field(default_factory=dict)
+    cost_usd: Decimal | None = None
+    cost_source: CostSource | None = None
+    unpriced_reason: str | None = None
+    duration_ms: float | None = None
+    time_to_first_token_ms: float | None = None
+    stream: bool = False
+    complete: bool = True
+    status: Status = "ok"
+    error_type: str | None = None
+    request_id: str | None = None
+    estimated: bool = False
+    tenant: str | None = None
+    user: str | None = None
+    org: str | None = None
+    feature: str | None = None
+    agent: str | None = None
+    session: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def priced(self) -> bool:
+        """True when the event has a cost."""
+        return self.cost_usd is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event's JSON wire form (schema version 1, see docs/usage-event.schema.json)."""
+        out: dict[str, Any] = {}
+        for f in _FIELDS:
+            out[f] = getattr(self, f)
+        out["timestamp"] = _format_ts(self.timestamp)
+        out["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
+        out["units"] = {k: str(v) for k, v in self.units.items()}
+        out["tags"] = dict(self.tags)
+        return out
+
+    def to_json(self) -> str:
+        """The wire form as a compact JSON string."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UsageEvent:
+        """Parse and validate a wire-form dict. Raises `InvalidEventError` naming the bad field."""
+        if not isinstance(data, Mapping):
+            raise InvalidEventError(f"a usage event must be a JSON object, got {type(data).__name__}")
+        unknown = set(data) - set(_FIELDS)
+        if unknown:
+            raise InvalidEventError(f"unknown usage event field(s): {', '.join(sorted(unknown))}")
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if version != SCHEMA_VERSION:
+            raise InvalidEventError(f"unsupported schema_version {version!r}; this llmledger reads 1")
+        try:
+            return _event_from_wire(data)
+        except InvalidEventError:
+            raise
+        except (InvalidUsageError, TypeError, ValueError, InvalidOperation) as exc:
+            raise InvalidEventError(f"invalid usage event: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> UsageEvent:
+        """Parse a JSON string in the wire form."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidEventError(f"usage event is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+
+_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(UsageEvent))
+_SETTERS = tuple(getattr(UsageEvent, name).__set__ for name in _FIELDS)
+_new = object.__new__
+
+
+def build_event(values: tuple[Any, ...]) -> UsageEvent:
+    """Construct an event from values already validated, in field order (`UsageEvent` field
+    definition order). The frozen dataclass `__init__` costs about twice as much; `track()` uses this
+    on the caller's hot path, and a test checks both build equal events."""
+    event: UsageEvent = _new(UsageEvent)
+    for setter, value in zip(_SETTERS, values, strict=True):
+        setter(event, value)
+    return event
+
+
+def _format_ts(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _req_str(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidEventError(f"field {name!r} must be a non-empty string")
+    return value
+
+
+def _opt_str(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidEventError(f"field {name!r} must be a string or null")
+    return value
+
+
+def _opt_float(data: Mapping[str, Any], name: str) -> float | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise InvalidEventError(f"field {name!r} must be a non-negative number or null")
+    return float(value)
+
+
+def _bool(data: Mapping[str, Any], name: str, default: bool) -> bool:
+    value = data.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidEventError(f"field {name!r} must be true or false")
+    return value
+
+
+def _event_from_wire(data: Mapping[str, Any]) -> UsageEvent:
+    ts_raw = _req_str(data, "timestamp")
+    ts = datetime.fromisoformat(ts_raw.replace("Z", "+00:00"))
+    if ts.tzinfo is None:
+        raise InvalidEventError("field 'timestamp' must carry a UTC offset (e.g. '...Z')")
+    tokens = {name: data.get(name, 0) for name in TOKEN_FIELDS}
+    check_tokens(tokens)
+    labels: dict[str, Any] = {name: _opt_str(data, name) for name in ATTRIBUTION_FIELDS}
+    tags = data.get("tags") or {}
+    check_attribution(labels, tags)
+    units_raw = data.get("units") or {}
+    if not isinstance(units_raw, Mapping):
+        raise InvalidEventError("field 'units' must be an object of unit name to decimal string")
+    units = check_units({k: Decimal(str(v)) for k, v in units_raw.items()})
+    cost_raw = data.get("cost_usd")
+    cost = None if cost_raw is None else Decimal(str(cost_raw))
+    if cost is not None and (not cost.is_finite() or cost < 0):
+        raise InvalidEventError("field 'cost_usd' must be a non-negative decimal string or null")
+    cost_source = _opt_str(data, "cost_source")
+    if cost_source is not None and cost_source not in COST_SOURCES:
+        raise InvalidEventError(f"field 'cost_source' must be one of {sorted(COST_SOURCES)}")
+    status = data.get("status", "ok")
+    if status not in STATUSES:
+        raise InvalidEventError(f"field 'status' must be one of {sorted(STATUSES)}")
+    return UsageEvent(
+        event_id=_req_str(data, "event_id"),
+        timestamp=ts.astimezone(timezone.utc),
+        provider=_req_str(data, "provider"),
+        model=_req_str(data, "model"),
+        requested_model=_opt_str(data, "requested_model"),
+        endpoint=_opt_str(data, "endpoint"),
+        service_tier=_opt_str(data, "service_tier"),
+        **tokens,
+        units=units,
+        cost_usd=cost,
+        cost_source=cost_source,  # type: ignore[arg-type]
+        unpriced_reason=_opt_str(data, "unpriced_reason"),
+        duration_ms=_opt_float(data, "duration_ms"),
+        time_to_first_token_ms=_opt_float(data, "time_to_first_token_ms"),
+        stream=_bool(data, "stream", False),
+        complete=_bool(data, "complete", True),
+        status=status,
+        error_type=_opt_str(data, "error_type"),
+        request_id=_opt_str(data, "request_id"),
+        estimated=_bool(data, "estimated", False),
+        **labels,
+        tags=dict(tags),
+    )
+
+
+def check_tokens(tokens: Mapping[str, Any]) -> None:
+    """Validate token counts: non-negative ints, and each breakdown no larger than its total."""
+    for name, value in tokens.items():
+        if value.__class__ is not int or value < 0:  # fast path: exact ints, checked once
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidUsageError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+            if value < 0:
+                raise InvalidUsageError(f"{name} must be >= 0, got {value}")
+    get = tokens.get
+    for parts, whole in _SUBSETS:
+        total = 0
+        for p in parts:
+            total += get(p, 0)
+        if total and total > get(whole, 0):
+            raise InvalidUsageError(
+                f"{' + '.join(parts)} ({total}) exceeds {whole} ({get(whole, 0)}); "
+                f"{whole} must INCLUDE {' and '.join(parts)} (OpenTelemetry GenAI convention)"
+            )
+
+
+def check_units(units: Mapping[str, Any]) -> dict[str, Decimal]:
+    """Validate non-token billed units; returns them as Decimals."""
+    out: dict[str, Decimal] = {}
+    for name, value in units.items():
+        if name not in NON_TOKEN_UNITS:
+            raise InvalidUsageError(
+                f"unknown unit {name!r}; billed units are: {', '.join(sorted(NON_TOKEN_UNITS))}"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, Decimal, float)):
+            raise InvalidUsageError(f"unit {name!r} must be a number, got {type(value).__name__}")
+        dec = value if isinstance(value, Decimal) else Decimal(str(value))
+        if not dec.is_finite() or dec < 0:
+            raise InvalidUsageError(f"unit {name!r} must be a finite number >= 0, got {value!r}")
+        out[name] = dec
+    return out
+
+
+def check_attribution(labels: Mapping[str, Any], tags: Any) -> None:
+    """Validate attribution labels (non-empty strings up to 256 chars) and tags (str -> str)."""
+    for name, value in labels.items():
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value or len(value) > _MAX_LABEL:
+            raise InvalidUsageError(f"{name} must be a non-empty string of at most {_MAX_LABEL} chars")
+    if not isinstance(tags, Mapping):
+        raise InvalidUsageError(f"tags must be a dict of str to str, got {type(tags).__name__}")
+    for key, value in tags.items():
+        if not isinstance(key, str) or not key or len(key) > _MAX_LABEL:
+            raise InvalidUsageError(f"tag names must be non-empty strings, got {key!r}")
+        if not isinstance(value, str) or len(value) > _MAX_LABEL:
+            raise InvalidUsageError(f"tag {key!r} must have a string value, got {value!r}")

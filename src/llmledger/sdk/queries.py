@@ -1,0 +1,60 @@
+"""Reading the ledger: `events()`, `usage()` and `spend()` (they flush pending events first)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from llmledger._time import TimeBound, parse_time_bound
+from llmledger.errors import InvalidQueryError
+from llmledger.events.event import UsageEvent
+from llmledger.sdk import runtime as _rt
+
+if TYPE_CHECKING:
+    from llmledger.storage.queries import UsageRow
+
+__all__ = ["events", "flush", "spend", "usage"]
+
+
+def flush(timeout: float | None = 30.0) -> bool:
+    """Write every pending event now. Returns False if `timeout` ran out first."""
+    return _rt.current().writer.flush(timeout)
+
+
+def _read_ledger() -> Any:
+    runtime = _rt.current()
+    runtime.writer.flush(30.0)
+    return runtime.ledger
+
+
+def events(
+    *, since: TimeBound = None, until: TimeBound = None, limit: int | None = 100, **filters: Any
+) -> list[UsageEvent]:
+    """Recorded events, newest first. Filters: provider, model, tenant, user, org, feature, agent,
+    session, status, ... (a value or a list of values) and `tags={"plan": "free"}`.
+    `since` / `until`: a datetime, a date, a timedelta or a duration such as `"30d"`."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidQueryError(f"limit must be a positive int or None, got {limit!r}")
+    return list(_read_ledger().events(filters, parse_time_bound(since), parse_time_bound(until), limit))
+
+
+def usage(
+    group_by: str | Iterable[str] = ("tenant", "model"),
+    *,
+    since: TimeBound = None,
+    until: TimeBound = None,
+    **filters: Any,
+) -> list[UsageRow]:
+    """Requests, token sums and exact cost per group (e.g. `group_by=("tenant", "model")`;
+    also `day`, `month`, `tag:<name>`), most expensive first."""
+    keys = [k.strip() for k in group_by.split(",")] if isinstance(group_by, str) else list(group_by)
+    keys = [k for k in keys if k]
+    return list(_read_ledger().usage(keys, filters, parse_time_bound(since), parse_time_bound(until)))
+
+
+def spend(*, since: TimeBound = None, until: TimeBound = None, **filters: Any) -> Decimal:
+    """The exact USD spent by the matching calls, e.g. `spend(tenant="acme", since="30d")`.
+    Unpriced calls are not included (see `stats().events_unpriced`)."""
+    result: Decimal = _read_ledger().spend(filters, parse_time_bound(since), parse_time_bound(until))
+    return result

@@ -1,0 +1,260 @@
+"""The process-wide runtime: configuration, pricer, ledger and background writer.
+
+`init()` sets it up explicitly; without it, the first `track()` builds a default one (SQLite ledger
+at `LLMLEDGER_DB` or `./llmledger.db`, opened by the writer thread so the caller never waits).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from llmledger._internal import internal_error, internal_error_count
+from llmledger.attribution.context import EMPTY, Attribution, make_attribution
+from llmledger.errors import ConfigError
+from llmledger.events.event import UsageEvent
+from llmledger.transport.writer import BackgroundWriter
+
+if TYPE_CHECKING:
+    from llmledger.pricing.pricer import Pricer
+    from llmledger.storage.ledger import Ledger
+
+__all__ = ["Config", "Runtime", "Stats", "current", "init", "shutdown"]
+
+log = logging.getLogger("llmledger")
+
+DEFAULT_DB = "llmledger.db"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Runtime settings (see `llmledger.init`)."""
+
+    ledger: str
+    prices: str | None = None
+    defaults: Attribution = EMPTY
+    enabled: bool = True
+    debug: bool = False
+    on_event: Callable[[UsageEvent], object] | None = None
+    max_buffer: int = 100_000
+    batch_size: int = 5_000
+    flush_interval: float = 0.2
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A snapshot of what this process's llmledger has done (`llmledger.stats()`)."""
+
+    events_recorded: int
+    events_pending: int
+    events_dropped: int
+    events_unpriced: int
+    write_errors: int
+    internal_errors: int
+    last_write_error: str | None = None
+    unpriced_models: Mapping[str, int] = field(default_factory=dict)
+
+
+class Runtime:
+    """One configured llmledger: pricer, ledger, writer and counters."""
+
+    def __init__(self, config: Config, *, open_now: bool) -> None:
+        from llmledger.pricing.overrides import Overrides
+        from llmledger.pricing.pricer import Pricer
+
+        self.config = config
+        overrides = Overrides.load(config.prices) if config.prices else None
+        self.pricer: Pricer = Pricer(overrides)
+        self._ledger: Ledger | None = None
+        self._ledger_lock = threading.Lock()
+        self._unpriced_lock = threading.Lock()
+        self.unpriced: dict[str, int] = {}
+        self.writer: BackgroundWriter[UsageEvent] = BackgroundWriter(
+            self._write,
+            max_buffer=config.max_buffer,
+            batch_size=config.batch_size,
+            flush_interval=config.flush_interval,
+        )
+        if open_now and config.enabled:
+            _ = self.ledger
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger, opened (and migrated) on first use."""
+        ledger = self._ledger
+        if ledger is None:
+            with self._ledger_lock:
+                if self._ledger is None:
+                    from llmledger.storage.ledger import Ledger
+
+                    self._ledger = Ledger(self.config.ledger)
+                ledger = self._ledger
+        return ledger
+
+    def _write(self, batch: Sequence[UsageEvent]) -> None:
+        self.ledger.write(batch)
+
+    def record(self, event: UsageEvent) -> None:
+        """Hand a finished event to the writer, the `on_event` hook and the debug printer."""
+        config = self.config
+        if event.cost_usd is None:
+            self._note_unpriced(event)
+        if not config.enabled:
+            return
+        self.writer.submit(event)
+        if config.on_event is not None:
+            try:
+                config.on_event(event)
+            except Exception as exc:  # the user's hook: log and go on, never break the call
+                log.warning("llmledger: on_event hook raised %s: %s", type(exc).__name__, exc)
+        if config.debug:
+            print(debug_line(event), file=sys.stderr)
+
+    def _note_unpriced(self, event: UsageEvent) -> None:
+        key = f"{event.provider}/{event.model}"
+        with self._unpriced_lock:
+            seen = self.unpriced.get(key, 0)
+            self.unpriced[key] = seen + 1
+        if not seen:
+            log.warning(
+                "llmledger: no price for %s; recorded as unpriced (cost_usd=None): %s",
+                key,
+                event.unpriced_reason,
+            )
+
+    def stats(self) -> Stats:
+        """Counters of this runtime."""
+        c = self.writer.counters
+        with self._unpriced_lock:
+            unpriced = dict(self.unpriced)
+        return Stats(
+            events_recorded=c.written,
+            events_pending=self.writer.pending,
+            events_dropped=c.dropped,
+            events_unpriced=sum(unpriced.values()),
+            write_errors=c.write_errors,
+            internal_errors=internal_error_count(),
+            last_write_error=c.last_error,
+            unpriced_models=unpriced,
+        )
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Flush pending events, stop the writer and release the ledger."""
+        done = self.writer.close(timeout)
+        if self._ledger is not None:
+            self._ledger.close()
+        return done
+
+
+def debug_line(e: UsageEvent) -> str:
+    """One human line per event: `[llmledger] openai gpt-4o-mini tenant=acme 1234→56 tok $0.00042`."""
+    who = " ".join(f"{k}={getattr(e, k)}" for k in ("tenant", "user", "feature") if getattr(e, k))
+    cost = f"${e.cost_usd:.6f}".rstrip("0").rstrip(".") if e.cost_usd is not None else "unpriced"
+    parts = ["[llmledger]", e.provider, e.model, who, f"{e.input_tokens}→{e.output_tokens} tok", cost]
+    if e.status != "ok":
+        parts.append(f"{e.status}:{e.error_type}")
+    return " ".join(p for p in parts if p)
+
+
+_lock = threading.RLock()
+_runtime: Runtime | None = None
+
+
+def _env_disabled() -> bool:
+    return os.environ.get("LLMLEDGER_DISABLED", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def current() -> Runtime:
+    """The active runtime, creating the default one on first use."""
+    runtime = _runtime
+    if runtime is None:
+        with _lock:
+            if _runtime is None:
+                _install(_default_config(), open_now=False)
+            runtime = _runtime
+            assert runtime is not None
+    return runtime
+
+
+def _default_config() -> Config:
+    return Config(
+        ledger=os.environ.get("LLMLEDGER_DB") or f"sqlite:///{DEFAULT_DB}",
+        prices=os.environ.get("LLMLEDGER_PRICES") or None,
+        enabled=not _env_disabled(),
+    )
+
+
+def _install(config: Config, *, open_now: bool) -> Runtime:
+    global _runtime
+    runtime = Runtime(config, open_now=open_now)
+    old, _runtime = _runtime, runtime
+    if old is not None:
+        old.close()
+    return runtime
+
+
+def init(
+    *,
+    ledger: str | None = None,
+    prices: str | os.PathLike[str] | None = None,
+    enabled: bool | None = None,
+    debug: bool = False,
+    on_event: Callable[[UsageEvent], object] | None = None,
+    tenant: str | None = None,
+    user: str | None = None,
+    org: str | None = None,
+    feature: str | None = None,
+    agent: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    max_buffer: int = 100_000,
+    flush_interval: float = 0.2,
+) -> Runtime:
+    """Configure llmledger for this process. Idempotent: the same settings keep the same runtime.
+
+    `ledger`: a database URL or SQLite file path (default `LLMLEDGER_DB`, else `./llmledger.db`).
+    `prices`: a price overrides TOML file (default `LLMLEDGER_PRICES`). `enabled=False` or the
+    environment variable `LLMLEDGER_DISABLED=1` records nothing. `tenant=`... `tags=` are defaults
+    beneath every `attribute()` block. `on_event` receives every event; `debug` prints one line each.
+    """
+    if max_buffer < 1 or flush_interval <= 0:
+        raise ConfigError("max_buffer must be >= 1 and flush_interval > 0")
+    defaults = make_attribution(tenant=tenant, user=user, org=org, feature=feature, agent=agent, tags=tags)
+    base = _default_config()
+    config = Config(
+        ledger=ledger or base.ledger,
+        prices=os.fspath(prices) if prices is not None else base.prices,
+        defaults=defaults,
+        enabled=base.enabled if enabled is None else (enabled and not _env_disabled()),
+        debug=debug,
+        on_event=on_event,
+        max_buffer=max_buffer,
+        flush_interval=flush_interval,
+    )
+    with _lock:
+        if _runtime is not None and _runtime.config == config:
+            return _runtime
+        return _install(config, open_now=True)
+
+
+def shutdown(timeout: float = 10.0) -> bool:
+    """Flush and close the runtime; the next `track()` starts a default one again."""
+    global _runtime
+    with _lock:
+        runtime, _runtime = _runtime, None
+    return runtime.close(timeout) if runtime is not None else True
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    runtime = _runtime
+    if runtime is not None:
+        try:
+            runtime.close(timeout=10.0)
+        except Exception as exc:
+            internal_error(exc, "flush at exit")

@@ -1,0 +1,83 @@
+"""Engines for the ledger: SQLite (WAL, exact decimal sums, explicit write locks) or PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from llmledger.errors import ConfigError
+
+__all__ = ["IMMEDIATE", "create_ledger_engine", "normalize_url"]
+
+IMMEDIATE = "llmledger_immediate"
+"""Execution option: on SQLite, begin the transaction with `BEGIN IMMEDIATE` (take the write lock
+at once, so two writers queue on `busy_timeout` instead of failing with a deadlock)."""
+
+
+class _DecimalSum:
+    """SQLite aggregate `dsum(text)`: the exact sum of decimal strings, as a decimal string."""
+
+    def __init__(self) -> None:
+        self.total = Decimal(0)
+        self.seen = False
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total += Decimal(value)
+            self.seen = True
+
+    def finalize(self) -> str | None:
+        return str(self.total) if self.seen else None
+
+
+def normalize_url(url: str) -> str:
+    """Accept `sqlite:///path`, `postgresql://...` or a bare file path; return a SQLAlchemy URL."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError("ledger must be a database URL such as 'sqlite:///llmledger.db' or a file path")
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser()}"
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def create_ledger_engine(url: str) -> Engine:
+    """Create an engine for the ledger at `url`, configured for safe multi-process use."""
+    url = normalize_url(url)
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"not a valid ledger URL: {url!r} ({exc})") from exc
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    if parsed.database in (None, "", ":memory:"):
+        raise ConfigError("an in-memory SQLite ledger cannot be shared by the writer; use a file path")
+    Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30.0, "check_same_thread": False})
+    sa.event.listen(engine, "connect", _on_sqlite_connect)
+    sa.event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's implicit transactions are wrong
+    # for DDL and cannot take the write lock up front).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+    dbapi_connection.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
+
+
+def _on_sqlite_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get(IMMEDIATE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,128 @@
+"""The ledger: durable, idempotent storage of usage events, and the queries reports are built on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from llmledger.errors import LedgerError
+from llmledger.events.event import UsageEvent
+from llmledger.storage import migrate
+from llmledger.storage.engine import IMMEDIATE, create_ledger_engine, normalize_url
+from llmledger.storage.queries import SUM_COLUMNS, UsageRow, cost_sum, group_expression, where_clause
+from llmledger.storage.rows import SQLITE_COLUMNS, event_to_row, row_to_event, sqlite_tuples
+from llmledger.storage.tables import events
+
+__all__ = ["Ledger"]
+
+
+class Ledger:
+    """Usage events in a SQL database (SQLite file by default, PostgreSQL at scale).
+
+    Opening a ledger applies pending schema migrations. Writes are idempotent by `event_id`.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self.engine = create_ledger_engine(self.url)
+        self.dialect = self.engine.dialect.name
+        try:
+            migrate.upgrade(self.engine)
+        except sa.exc.SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise LedgerError(f"cannot open the ledger at {self.url}: {exc}") from exc
+        insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        self._insert = insert(events).on_conflict_do_nothing(index_elements=["event_id"])
+        # SQLite fast path: the same Core statement, compiled once, fed driver-ready tuples.
+        columns = ", ".join(f'"{c}"' for c in SQLITE_COLUMNS)
+        marks = ", ".join("?" for _ in SQLITE_COLUMNS)
+        self._sqlite_insert = (
+            f"INSERT INTO {events.name} ({columns}) VALUES ({marks}) ON CONFLICT (event_id) DO NOTHING"
+        )
+
+    def write(self, batch: Sequence[UsageEvent]) -> None:
+        """Store events in one transaction; events already stored (same `event_id`) are skipped."""
+        if not batch:
+            return
+        with self.engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
+            if self.dialect == "sqlite":
+                conn.exec_driver_sql(self._sqlite_insert, sqlite_tuples(batch))
+            else:
+                conn.execute(self._insert, [event_to_row(e) for e in batch])
+
+    def events(
+        self,
+        filters: Mapping[str, Any],
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[UsageEvent]:
+        """Events matching the filters, newest first by default."""
+        order = events.c.ts_us.desc() if newest_first else events.c.ts_us.asc()
+        query = (
+            sa.select(events).where(*where_clause(filters, since, until)).order_by(order, events.c.event_id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [row_to_event(row) for row in conn.execute(query).mappings()]
+
+    def usage(
+        self,
+        group_by: Sequence[str],
+        filters: Mapping[str, Any],
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageRow]:
+        """Requests, token sums and exact cost per group, most expensive first."""
+        keys = [group_expression(key, self.dialect).label(f"g{i}") for i, key in enumerate(group_by)]
+        aggregates = [
+            sa.func.count().label("requests"),
+            *[sa.func.coalesce(sa.func.sum(events.c[c]), 0).label(c) for c in SUM_COLUMNS],
+            cost_sum(self.dialect).label("cost_usd"),
+            sa.func.sum(sa.case((events.c.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
+            sa.func.sum(sa.case((events.c.status != "ok", 1), else_=0)).label("errors"),
+        ]
+        query = sa.select(*keys, *aggregates).where(*where_clause(filters, since, until))
+        if keys:
+            query = query.group_by(*keys)
+        with self.engine.connect() as conn:
+            result = list(conn.execute(query).mappings())
+        rows = [
+            UsageRow(
+                group={key: r[f"g{i}"] for i, key in enumerate(group_by)},
+                requests=int(r["requests"]),
+                **{c: int(r[c] or 0) for c in SUM_COLUMNS},
+                cost_usd=Decimal(str(r["cost_usd"])) if r["cost_usd"] is not None else Decimal(0),
+                unpriced_requests=int(r["unpriced"] or 0),
+                errors=int(r["errors"] or 0),
+            )
+            for r in result
+            if r["requests"]
+        ]
+        rows.sort(key=lambda row: (-row.cost_usd, -row.requests, tuple(str(v) for v in row.group.values())))
+        return rows
+
+    def spend(
+        self, filters: Mapping[str, Any], since: datetime | None = None, until: datetime | None = None
+    ) -> Decimal:
+        """The exact total cost of matching events (unpriced events count as unknown, not $0)."""
+        query = sa.select(cost_sum(self.dialect)).where(*where_clause(filters, since, until))
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        return Decimal(str(value)) if value is not None else Decimal(0)
+
+    def count(self) -> int:
+        """How many events the ledger holds."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.engine.dispose()

@@ -1,0 +1,40 @@
+"""Versioned schema migrations (Alembic), applied when a ledger is opened.
+
+The common case — the schema is already current — is answered by one query, without importing
+Alembic. Upgrades run under SQLite's write lock, so processes opening a new ledger at once queue.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from llmledger.storage.engine import IMMEDIATE
+
+__all__ = ["HEAD", "current_revision", "upgrade"]
+
+HEAD = "0001_events"
+"""The newest migration; a test checks it equals Alembic's head."""
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision recorded in the database, or None for an empty database."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to `HEAD` (no-op when it is already there)."""
+    if current_revision(engine) == HEAD:
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", "llmledger.storage:migrations")
+    with engine.connect().execution_options(**{IMMEDIATE: True}) as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        conn.commit()

@@ -1,0 +1,128 @@
+"""Validated filters, group-by keys and aggregates for ledger queries (SQLAlchemy Core)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from llmledger.errors import InvalidQueryError
+from llmledger.storage.rows import to_us
+from llmledger.storage.tables import events
+
+__all__ = [
+    "FILTER_COLUMNS",
+    "GROUP_KEYS",
+    "UsageRow",
+    "group_expression",
+    "where_clause",
+]
+
+FILTER_COLUMNS: tuple[str, ...] = (
+    "provider",
+    "model",
+    "requested_model",
+    "endpoint",
+    "service_tier",
+    "status",
+    "cost_source",
+    "tenant",
+    "user",
+    "org",
+    "feature",
+    "agent",
+    "session",
+)
+"""Columns `events()`, `usage()` and `spend()` filter on (plus `tags={...}`)."""
+
+GROUP_KEYS: tuple[str, ...] = (*FILTER_COLUMNS, "day", "month")
+"""What `usage(group_by=...)` accepts, plus `tag:<name>` for one tag's values."""
+
+SUM_COLUMNS: tuple[str, ...] = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """One group of a usage report: its key values, request count, token sums and exact cost."""
+
+    group: Mapping[str, str | None]
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    cost_usd: Decimal
+    unpriced_requests: int
+    errors: int
+
+    def __getitem__(self, key: str) -> Any:
+        """`row["tenant"]` reads a group key; other names read the row's fields."""
+        if key in self.group:
+            return self.group[key]
+        return getattr(self, key)
+
+
+def where_clause(
+    filters: Mapping[str, Any], since: datetime | None, until: datetime | None
+) -> list[ColumnElement[bool]]:
+    """SQL conditions for column filters, `tags={...}` and a [since, until) time range."""
+    clauses: list[ColumnElement[bool]] = []
+    for name, value in filters.items():
+        if name == "tags":
+            if not isinstance(value, Mapping):
+                raise InvalidQueryError("tags filter must be a dict of tag name to value")
+            for tag, tag_value in value.items():
+                clauses.append(events.c.tags[str(tag)].as_string() == str(tag_value))
+            continue
+        if name not in FILTER_COLUMNS:
+            raise InvalidQueryError(f"unknown filter {name!r}; filter on: {', '.join(FILTER_COLUMNS)}, tags")
+        column = events.c[name]
+        if value is None:
+            continue
+        if isinstance(value, str):
+            clauses.append(column == value)
+        elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+            clauses.append(column.in_(list(value)))
+        else:
+            raise InvalidQueryError(f"filter {name!r} takes a string or a list of strings, got {value!r}")
+    if since is not None:
+        clauses.append(events.c.ts_us >= to_us(since))
+    if until is not None:
+        clauses.append(events.c.ts_us < to_us(until))
+    return clauses
+
+
+def group_expression(key: str, dialect: str) -> ColumnElement[Any]:
+    """The SQL expression grouping by `key` (a column, `day`, `month` or `tag:<name>`)."""
+    if key in FILTER_COLUMNS:
+        return events.c[key]
+    if key.startswith("tag:") and len(key) > 4:
+        tag: ColumnElement[Any] = events.c.tags[key[4:]].as_string()
+        return tag
+    if key in ("day", "month"):
+        if dialect == "sqlite":
+            seconds = sa.cast(events.c.ts_us / 1_000_000, sa.Integer)
+            fmt = "%Y-%m-%d" if key == "day" else "%Y-%m"
+            return sa.func.strftime(fmt, seconds, "unixepoch")
+        fmt = "YYYY-MM-DD" if key == "day" else "YYYY-MM"
+        utc = sa.func.timezone("UTC", sa.func.to_timestamp(events.c.ts_us / 1_000_000.0))
+        expression: ColumnElement[Any] = sa.func.to_char(utc, fmt)
+        return expression
+    raise InvalidQueryError(f"cannot group by {key!r}; use {', '.join(GROUP_KEYS)} or tag:<name>")
+
+
+def cost_sum(dialect: str) -> ColumnElement[Any]:
+    """The exact sum of `cost_usd` (Decimal on SQLite through the `dsum` aggregate)."""
+    return sa.func.dsum(events.c.cost_usd) if dialect == "sqlite" else sa.func.sum(events.c.cost_usd)

@@ -1,0 +1,186 @@
+"""Moves events off the caller's thread: a bounded in-memory buffer drained by a background writer.
+
+- `submit()` never blocks and never touches the disk: an append to a deque. When the buffer is full
+  the event is dropped and counted (never silently): `stats().dropped`.
+- The writer thread wakes every `flush_interval` seconds (or as soon as a batch is full), hands up to
+  `batch_size` events to the sink in one call, and retries a failing sink with backoff while keeping
+  the events (the buffer bound still holds, so a long outage drops new events and counts them).
+- `flush()` waits until everything submitted before it is written; interpreter exit flushes.
+- Fork-safe: a child process starts with an empty buffer and its own writer thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+__all__ = ["BackgroundWriter", "WriterCounters"]
+
+log = logging.getLogger("llmledger")
+
+T = TypeVar("T")
+
+
+class WriterCounters:
+    """Counts kept by a writer. Each is written by one thread only, or under the writer's lock."""
+
+    __slots__ = ("dropped", "last_error", "write_errors", "written")
+
+    def __init__(self) -> None:
+        self.written = 0
+        self.dropped = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+
+
+class BackgroundWriter(Generic[T]):
+    """A bounded buffer with one background thread that delivers batches to `sink`."""
+
+    def __init__(
+        self,
+        sink: Callable[[Sequence[T]], None],
+        *,
+        max_buffer: int = 100_000,
+        batch_size: int = 5_000,
+        flush_interval: float = 0.2,
+        max_backoff: float = 5.0,
+        name: str = "llmledger-writer",
+    ) -> None:
+        self._sink = sink
+        self.max_buffer = max_buffer
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_backoff = max_backoff
+        self.name = name
+        self.counters = WriterCounters()
+        self._init_state()
+        if hasattr(os, "register_at_fork"):
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _reset_in_child(ref))
+
+    def _init_state(self) -> None:
+        self._buffer: deque[T] = deque()
+        self._retry: list[T] = []
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def pending(self) -> int:
+        """Events accepted but not yet written."""
+        return len(self._buffer) + len(self._retry)
+
+    def submit(self, item: T) -> bool:
+        """Queue one item for writing. Returns False (and counts a drop) if the buffer is full."""
+        buffer = self._buffer
+        if len(buffer) + len(self._retry) >= self.max_buffer or self._closed:
+            with self._lock:
+                self.counters.dropped += 1
+                if self.counters.dropped == 1 or self.counters.dropped % 10_000 == 0:
+                    log.warning(
+                        "llmledger: buffer full (%d); %d event(s) dropped so far (ledger slow or down?)",
+                        self.max_buffer,
+                        self.counters.dropped,
+                    )
+            return False
+        buffer.append(item)
+        if self._thread is None:
+            self._start()
+        elif len(buffer) >= self.batch_size:
+            self._wake.set()
+        return True
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+
+    def flush(self, timeout: float | None = 30.0) -> bool:
+        """Write everything queued so far. Returns False if `timeout` ran out first."""
+        if self._thread is None:
+            if not self.pending:
+                return True
+            self._start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._wake.set()
+        with self._idle:
+            while self._buffer or self._retry or self._busy:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._wake.set()
+                self._idle.wait(0.05 if remaining is None else min(remaining, 0.05))
+        return True
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        """Flush, then stop the writer thread. Later submits are dropped and counted."""
+        done = self.flush(timeout)
+        self._closed = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        return done
+
+    def _take_batch(self) -> list[T]:
+        with self._lock:
+            batch = self._retry
+            self._retry = []
+            buffer = self._buffer
+            while buffer and len(batch) < self.batch_size:
+                batch.append(buffer.popleft())
+            self._busy = bool(batch)
+            return batch
+
+    def _run(self) -> None:
+        backoff = 0.0
+        while True:
+            self._wake.wait(backoff or self.flush_interval)
+            self._wake.clear()
+            while True:
+                batch = self._take_batch()
+                if not batch:
+                    break
+                if self._deliver(batch):
+                    backoff = 0.0
+                    continue
+                backoff = min(self.max_backoff, max(0.05, backoff * 2))
+                break
+            with self._idle:
+                self._idle.notify_all()
+            if self._closed and not self.pending:
+                return
+
+    def _deliver(self, batch: list[T]) -> bool:
+        try:
+            self._sink(batch)
+        except Exception as exc:  # the sink is a database or a network: keep the events, retry
+            with self._lock:
+                self.counters.write_errors += 1
+                self.counters.last_error = f"{type(exc).__name__}: {exc}"
+                self._retry = batch + self._retry
+                self._busy = False
+                if self.counters.write_errors == 1 or self.counters.write_errors % 100 == 0:
+                    log.warning("llmledger: writing %d event(s) failed (%s); will retry", len(batch), exc)
+            return False
+        with self._lock:
+            self.counters.written += len(batch)
+            self._busy = False
+        return True
+
+
+def _reset_in_child(ref: weakref.ref[BackgroundWriter[Any]]) -> None:
+    # The parent still owns (and will write) what it had buffered; the child starts clean.
+    writer = ref()
+    if writer is not None:
+        writer._init_state()
