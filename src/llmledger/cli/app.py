@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 # Reports are wide: when piped (no terminal to measure), don't squeeze them into 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 LedgerOpt = Annotated[
     str | None,

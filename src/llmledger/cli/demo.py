@@ -80,7 +80,7 @@ def run_demo(console: Console, ledger: str | None, calls: int) -> None:
     plan = [
         ("openai", "gpt-4o-mini"),
         ("openai", "gpt-4o"),
-        ("anthropic", "claude-sonnet-4-5"),
+        ("anthropic", "claude-sonnet-4-6"),
         ("anthropic", "claude-haiku-4-5"),
     ]
     console.print(

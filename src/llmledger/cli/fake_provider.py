@@ -86,7 +86,7 @@ class FakeProvider:
         }
 
     def _anthropic_message(self, body: dict[str, Any]) -> dict[str, Any]:
-        model = str(body.get("model", "claude-sonnet-4-5"))
+        model = str(body.get("model", "claude-sonnet-4-6"))
         uncached = self._prompt_tokens(body) + _seed(model, self.calls) % 900
         write = 2048 if self.calls % 5 == 1 else 0
         read = 2048 if self.calls % 5 in (2, 3) else 0

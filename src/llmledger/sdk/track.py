@@ -185,7 +185,15 @@ def track(
 
     runtime = _rt.current()
     who = runtime.config.defaults.merged(_current.get())
-    if tenant or user or org or feature or agent or session or tags:
+    if (
+        tenant is not None
+        or user is not None
+        or org is not None
+        or feature is not None
+        or agent is not None
+        or session is not None
+        or tags is not None
+    ):
         explicit = make_attribution(
             tenant=tenant, user=user, org=org, feature=feature, agent=agent, session=session, tags=tags
         )

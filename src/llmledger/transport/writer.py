@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
-__all__ = ["BackgroundWriter", "WriterCounters"]
+__all__ = ["BackgroundWriter", "WriterCounters", "describe_error"]
 
 log = logging.getLogger("llmledger")
 
@@ -71,13 +71,14 @@ class BackgroundWriter(Generic[T]):
         self._idle = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._busy = False
+        self._in_flight = 0
         self._closed = False
         self._thread: threading.Thread | None = None
 
     @property
     def pending(self) -> int:
         """Events accepted but not yet written."""
-        return len(self._buffer) + len(self._retry)
+        return len(self._buffer) + len(self._retry) + self._in_flight
 
     def submit(self, item: T) -> bool:
         """Queue one item for writing. Returns False (and counts a drop) if the buffer is full."""
@@ -140,13 +141,22 @@ class BackgroundWriter(Generic[T]):
             while buffer and len(batch) < self.batch_size:
                 batch.append(buffer.popleft())
             self._busy = bool(batch)
+            self._in_flight = len(batch)
             return batch
 
     def _run(self) -> None:
         backoff = 0.0
         while True:
-            self._wake.wait(backoff or self.flush_interval)
-            self._wake.clear()
+            if backoff:
+                # After a failure, wait out the backoff even if flush() asks to hurry: only
+                # close() may cut it short.
+                retry_at = time.monotonic() + backoff
+                while not self._closed and (left := retry_at - time.monotonic()) > 0:
+                    self._wake.wait(left)
+                    self._wake.clear()
+            else:
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
             while True:
                 batch = self._take_batch()
                 if not batch:
@@ -167,16 +177,26 @@ class BackgroundWriter(Generic[T]):
         except Exception as exc:  # the sink is a database or a network: keep the events, retry
             with self._lock:
                 self.counters.write_errors += 1
-                self.counters.last_error = f"{type(exc).__name__}: {exc}"
+                self.counters.last_error = describe_error(exc)
                 self._retry = batch + self._retry
                 self._busy = False
+                self._in_flight = 0
                 if self.counters.write_errors == 1 or self.counters.write_errors % 100 == 0:
                     log.warning("llmledger: writing %d event(s) failed (%s); will retry", len(batch), exc)
             return False
         with self._lock:
             self.counters.written += len(batch)
             self._busy = False
+            self._in_flight = 0
         return True
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short, one-line description of a sink failure: the driver's own error when SQLAlchemy
+    wraps one, never the statement or its parameters (which hold attribution data)."""
+    cause = getattr(exc, "orig", None) or exc
+    first_line = (str(cause).splitlines() or [""])[0][:200]
+    return f"{type(cause).__name__}: {first_line}"
 
 
 def _reset_in_child(ref: weakref.ref[BackgroundWriter[Any]]) -> None:

@@ -1,0 +1,34 @@
+"""Shared fixtures: every test gets its own real SQLite ledger file and a fresh runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import llmledger
+from llmledger.sdk import runtime as _rt
+
+
+@pytest.fixture(autouse=True)
+def _isolated_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test writes ./llmledger.db or leaks a runtime (and its writer thread) into the next."""
+    monkeypatch.setenv("LLMLEDGER_DB", str(tmp_path / "default.db"))
+    monkeypatch.delenv("LLMLEDGER_PRICES", raising=False)
+    monkeypatch.delenv("LLMLEDGER_DISABLED", raising=False)
+    yield
+    llmledger.shutdown(timeout=10)
+    assert _rt._runtime is None
+
+
+@pytest.fixture
+def ledger_path(tmp_path: Path) -> Path:
+    """A fresh ledger file path."""
+    return tmp_path / "ledger.db"
+
+
+@pytest.fixture
+def ledger(ledger_path: Path) -> _rt.Runtime:
+    """llmledger initialised on a fresh SQLite file, flushing quickly."""
+    return llmledger.init(ledger=str(ledger_path), flush_interval=0.02)
