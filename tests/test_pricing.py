@@ -211,8 +211,16 @@ def test_every_catalogue_price_compiles() -> None:
 
 
 def test_unknown_price_reason_names_the_model() -> None:
+    catalog = Catalog()
     with pytest.raises(UnknownPrice, match="no-such-model"):
-        Catalog().entry("openai", "no-such-model")
+        catalog.entry("openai", "no-such-model")
+    # regression: the cached reason used to be re-raised, growing its traceback on every call
+    pricer = Pricer()
+    for _ in range(3):
+        assert pricer.price("openai", "no-such-model", {"input_tokens": 1}, NOW).cost is None
+    cached = pricer.catalog.lookup("openai", "no-such-model")
+    assert isinstance(cached, UnknownPrice)
+    assert cached.__traceback__ is None
 
 
 # --- overrides ---------------------------------------------------------------------------------------

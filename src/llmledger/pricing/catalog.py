@@ -63,6 +63,14 @@ class Catalog:
 
     def entry(self, provider: str | None, model: str) -> CatalogEntry:
         """Find the catalogue model for `provider`/`model`. Raises `UnknownPrice` with the reason."""
+        found = self.lookup(provider, model)
+        if isinstance(found, UnknownPrice):
+            raise UnknownPrice(str(found))  # a fresh exception: never re-raise the cached one
+        return found
+
+    def lookup(self, provider: str | None, model: str) -> CatalogEntry | UnknownPrice:
+        """Like `entry()`, but returns the (cached) `UnknownPrice` instead of raising it: the hot
+        path must not pay for an exception, nor grow one cached exception's traceback."""
         key = (provider, model)
         found = self._entries.get(key)
         if found is None:
@@ -71,8 +79,6 @@ class Catalog:
                 if len(self._entries) >= _MAX_CACHE:
                     self._entries.clear()
                 self._entries[key] = found
-        if isinstance(found, UnknownPrice):
-            raise found
         return found
 
     def _find(self, provider: str | None, model: str) -> CatalogEntry | UnknownPrice:

@@ -95,10 +95,9 @@ class Pricer:
                 except ValueError as exc:
                     return PriceResult(None, None, f"override {rule.origin} cannot price this usage: {exc}")
         catalog = self.catalog
-        try:
-            entry = catalog.entry(provider, model)
-        except UnknownPrice as exc:
-            return PriceResult(None, None, str(exc))
+        entry = catalog.lookup(provider, model)
+        if isinstance(entry, UnknownPrice):
+            return PriceResult(None, None, str(entry))
         try:
             cost = catalog.compiled(catalog.model_price(entry, at, service_tier)).cost(usage)
         except ValueError as exc:
