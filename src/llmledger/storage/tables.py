@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from llmledger.events.event import TOKEN_FIELDS
+
 __all__ = ["ExactDecimal", "events", "metadata"]
 
 
@@ -44,22 +46,7 @@ class ExactDecimal(TypeDecorator[Decimal]):
 
 metadata = sa.MetaData()
 
-_token_columns = [
-    sa.Column(name, sa.BigInteger, nullable=False, server_default="0")
-    for name in (
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "cache_write_1h_tokens",
-        "reasoning_tokens",
-        "input_audio_tokens",
-        "output_audio_tokens",
-        "cache_audio_read_tokens",
-        "input_image_tokens",
-        "output_image_tokens",
-    )
-]
+_token_columns = [sa.Column(name, sa.BigInteger, nullable=False, server_default="0") for name in TOKEN_FIELDS]
 
 events = sa.Table(
     "llmledger_events",
