@@ -12,6 +12,7 @@ from llmledger.events.event import UsageEvent
 from llmledger.sdk import runtime as _rt
 
 if TYPE_CHECKING:
+    from llmledger.storage.ledger import Ledger
     from llmledger.storage.queries import UsageRow
 
 __all__ = ["events", "flush", "spend", "usage"]
@@ -22,7 +23,7 @@ def flush(timeout: float | None = 30.0) -> bool:
     return _rt.current().writer.flush(timeout)
 
 
-def _read_ledger() -> Any:
+def _read_ledger() -> Ledger:
     runtime = _rt.current()
     runtime.writer.flush(30.0)
     return runtime.ledger
@@ -56,5 +57,4 @@ def usage(
 def spend(*, since: TimeBound = None, until: TimeBound = None, **filters: Any) -> Decimal:
     """The exact USD spent by the matching calls, e.g. `spend(tenant="acme", since="30d")`.
     Unpriced calls are not included (see `stats().events_unpriced`)."""
-    result: Decimal = _read_ledger().spend(filters, parse_time_bound(since), parse_time_bound(until))
-    return result
+    return _read_ledger().spend(filters, parse_time_bound(since), parse_time_bound(until))

@@ -286,7 +286,7 @@ class UsageTracker:
         self._fields: dict[str, Any] = {"provider": provider, "model": model, **fields}
         self._start = 0.0
         self._wall: datetime | None = None
-        self._attribution = _current.get()
+        self._attribution = _current.get()  # replaced at __enter__; kept if never entered
         self.event: UsageEvent | None = None
         """The recorded event, once the block has ended."""
 
