@@ -32,6 +32,7 @@ PUBLIC = {
     "stats",
     "track",
     "track_usage",
+    "uninstrument",
     "usage",
 }
 

@@ -36,6 +36,13 @@ from llmledger.sdk.runtime import current as _current_runtime
 from llmledger.sdk.track import UsageTracker, track, track_usage
 
 
+def uninstrument() -> None:
+    """Remove llmledger's patches from the provider SDKs, restoring every original method exactly."""
+    from llmledger.instrumentation import uninstrument as _uninstrument
+
+    _uninstrument()
+
+
 def stats() -> Stats:
     """Counters for this process: events recorded, pending, dropped, unpriced; write and internal errors."""
     return _current_runtime().stats()
@@ -66,5 +73,6 @@ __all__ = [
     "stats",
     "track",
     "track_usage",
+    "uninstrument",
     "usage",
 ]

@@ -1,8 +1,9 @@
 """`llmledger demo`: meter realistic calls of the real SDK clients for a few tenants, then report.
 
 Everything runs in-process: the clients talk to `FakeProvider` through an `httpx2.MockTransport`.
-Each call is recorded with `llmledger.track()` from the usage the SDK parsed, within an
-`llmledger.attribute()` block, the way an application meters calls by hand.
+`llmledger.init()` instruments the SDKs, so every call is metered with no code at the call site;
+tenant and user come from an `llmledger.attribute()` block, the feature from a `ledger_feature=`
+keyword on the call itself.
 """
 
 from __future__ import annotations
@@ -25,43 +26,19 @@ TENANTS = [("acme", "pro"), ("globex", "free"), ("initech", "free"), ("umbrella"
 FEATURES = ["chat", "summarize", "support-agent"]
 
 
-def _openai_call(client: Any, model: str, prompt: str) -> None:
-    response = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}])
-    usage = response.usage
-    details = usage.prompt_tokens_details
-    reasoning = usage.completion_tokens_details
-    llmledger.track(
-        provider="openai",
-        model=response.model,
-        requested_model=model,
-        endpoint="chat.completions",
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
-        cache_read_tokens=(details.cached_tokens or 0) if details else 0,
-        reasoning_tokens=(reasoning.reasoning_tokens or 0) if reasoning else 0,
-        request_id=response.id,
+def _openai_call(client: Any, model: str, prompt: str, feature: str) -> None:
+    # no metering code here: init() instrumented the SDK; ledger_feature= is a per-call label
+    client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": prompt}], ledger_feature=feature
     )
 
 
-def _anthropic_call(client: Any, model: str, prompt: str) -> None:
-    message = client.messages.create(
-        model=model, max_tokens=512, messages=[{"role": "user", "content": prompt}]
-    )
-    u = message.usage
-    read = u.cache_read_input_tokens or 0
-    write = u.cache_creation_input_tokens or 0
-    one_hour = (u.cache_creation.ephemeral_1h_input_tokens or 0) if u.cache_creation else 0
-    llmledger.track(
-        provider="anthropic",
-        model=message.model,
-        requested_model=model,
-        endpoint="messages",
-        input_tokens=u.input_tokens + read + write,  # Anthropic's input_tokens excludes both cache pools
-        output_tokens=u.output_tokens,
-        cache_read_tokens=read,
-        cache_write_tokens=write,
-        cache_write_1h_tokens=one_hour,
-        request_id=message.id,
+def _anthropic_call(client: Any, model: str, prompt: str, feature: str) -> None:
+    client.messages.create(
+        model=model,
+        max_tokens=512,
+        messages=[{"role": "user", "content": prompt}],
+        ledger_feature=feature,
     )
 
 
@@ -94,17 +71,15 @@ def run_demo(console: Console, ledger: str | None, calls: int) -> None:
             feature = rng.choice(FEATURES)
             provider, model = rng.choice(plan[:2] if tier == "free" else plan)
             prompt = f"request {i} from {tenant}/{feature}: " + "lorem ipsum " * rng.randint(10, 400)
-            with llmledger.attribute(
-                tenant=tenant, feature=feature, user=f"{tenant}-user-{i % 3}", tags={"plan": tier}
-            ):
+            with llmledger.attribute(tenant=tenant, user=f"{tenant}-user-{i % 3}", tags={"plan": tier}):
                 if provider == "openai":
-                    _openai_call(oai, model, prompt)
+                    _openai_call(oai, model, prompt, feature)
                 else:
-                    _anthropic_call(claude, model, prompt)
+                    _anthropic_call(claude, model, prompt, feature)
             progress.advance(task)
         # A fine-tuned model the catalogue cannot know: flagged as unpriced, never $0.
-        with llmledger.attribute(tenant="acme", feature="chat", tags={"plan": "pro"}):
-            _openai_call(oai, "ft:gpt-4o-mini:acme::demo", "classify this ticket")
+        with llmledger.attribute(tenant="acme", tags={"plan": "pro"}):
+            _openai_call(oai, "ft:gpt-4o-mini:acme::demo", "classify this ticket", "chat")
         progress.advance(task)
     llmledger.flush()
 

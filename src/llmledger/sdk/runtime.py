@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -45,6 +45,9 @@ class Config:
     max_buffer: int = 100_000
     batch_size: int = 5_000
     flush_interval: float = 0.2
+    instrument: bool = True
+    providers: tuple[str, ...] | None = None
+    base_url_providers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -214,16 +217,32 @@ def init(
     tags: Mapping[str, str] | None = None,
     max_buffer: int = 100_000,
     flush_interval: float = 0.2,
+    instrument: bool = True,
+    providers: Iterable[str] | None = None,
+    base_url_providers: Mapping[str, str] | None = None,
 ) -> Runtime:
-    """Configure llmledger for this process. Idempotent: the same settings keep the same runtime.
+    """Configure llmledger for this process. Idempotent and thread-safe: the same settings keep the
+    same runtime.
 
     `ledger`: a database URL or SQLite file path (default `LLMLEDGER_DB`, else `./llmledger.db`).
     `prices`: a price overrides TOML file (default `LLMLEDGER_PRICES`). `enabled=False` or the
-    environment variable `LLMLEDGER_DISABLED=1` records nothing. `tenant=`... `tags=` are defaults
-    beneath every `attribute()` block. `on_event` receives every event; `debug` prints one line each.
+    environment variable `LLMLEDGER_DISABLED=1` records nothing and removes the instrumentation.
+    `tenant=`... `tags=` are defaults beneath every `attribute()` block. `on_event` receives every
+    event; `debug` prints one line each. `instrument` patches the provider SDKs (`providers` limits
+    which: "openai", "anthropic", "google"); `base_url_providers` names the provider behind other
+    base URLs (`{"llm.internal:8000": "openai"}`; keys are a host, `host:port` or a URL prefix).
     """
     if max_buffer < 1 or flush_interval <= 0:
         raise ConfigError("max_buffer must be >= 1 and flush_interval > 0")
+    provider_names = None if providers is None else tuple(providers)
+    if isinstance(providers, str):
+        raise ConfigError(f"providers must be a list of names, e.g. [{providers!r}], not a string")
+    hosts = tuple(sorted((base_url_providers or {}).items()))
+    for key, value in hosts:
+        if not isinstance(key, str) or not key.strip() or not isinstance(value, str) or not value.strip():
+            raise ConfigError(
+                f"base_url_providers maps non-empty strings to provider ids, got {key!r}: {value!r}"
+            )
     defaults = make_attribution(tenant=tenant, user=user, org=org, feature=feature, agent=agent, tags=tags)
     base = _default_config()
     config = Config(
@@ -235,17 +254,31 @@ def init(
         on_event=on_event,
         max_buffer=max_buffer,
         flush_interval=flush_interval,
+        instrument=instrument,
+        providers=provider_names,
+        base_url_providers=hosts,
     )
+    from llmledger import instrumentation
+    from llmledger.instrumentation.hosts import configure_hosts
+
     with _lock:
+        if config.enabled and config.instrument:
+            configure_hosts(dict(hosts))
+            instrumentation.instrument(provider_names)
+        else:
+            instrumentation.uninstrument()
         if _runtime is not None and _runtime.config == config:
             return _runtime
         return _install(config, open_now=True)
 
 
 def shutdown(timeout: float = 10.0) -> bool:
-    """Flush and close the runtime; the next `track()` starts a default one again."""
+    """Remove the instrumentation, flush and close the runtime (a later `track()` starts a default one)."""
     global _runtime
+    from llmledger import instrumentation
+
     with _lock:
+        instrumentation.uninstrument()
         runtime, _runtime = _runtime, None
     return runtime.close(timeout) if runtime is not None else True
 

@@ -15,7 +15,11 @@ from types import TracebackType
 from typing import Any
 
 from llmledger._internal import internal_error
-from llmledger.attribution.context import _current, make_attribution  # the ContextVar itself: hot path
+from llmledger.attribution.context import (  # the ContextVar itself: hot path
+    Attribution,
+    _current,
+    make_attribution,
+)
 from llmledger.errors import InvalidUsageError
 from llmledger.events.event import (
     SCHEMA_VERSION,
@@ -31,7 +35,7 @@ from llmledger.events.event import (
 from llmledger.events.ids import uuid7
 from llmledger.sdk import runtime as _rt
 
-__all__ = ["UsageTracker", "track", "track_usage"]
+__all__ = ["UsageTracker", "emit", "track", "track_usage"]
 
 _TRACK_FIELDS = [
     "provider",
@@ -183,8 +187,7 @@ def track(
     else:
         timestamp = timestamp.astimezone(timezone.utc)
 
-    runtime = _rt.current()
-    who = runtime.config.defaults.merged(_current.get())
+    who = _current.get()
     if (
         tenant is not None
         or user is not None
@@ -198,25 +201,80 @@ def track(
             tenant=tenant, user=user, org=org, feature=feature, agent=agent, session=session, tags=tags
         )
         who = who.merged(explicit)
+    return emit(
+        provider,
+        model,
+        tokens,
+        who,
+        timestamp,
+        units=unit_values,
+        provider_cost=billed,
+        manual_cost=manual,
+        requested_model=requested_model,
+        endpoint=endpoint,
+        service_tier=service_tier,
+        duration_ms=None if duration_ms is None else float(duration_ms),
+        time_to_first_token_ms=None if time_to_first_token_ms is None else float(time_to_first_token_ms),
+        stream=bool(stream),
+        complete=bool(complete),
+        status=status,
+        error_type=error_type,
+        request_id=request_id,
+        estimated=bool(estimated),
+    )
 
+
+def emit(
+    provider: str,
+    model: str,
+    tokens: Mapping[str, int],
+    who: Attribution,
+    timestamp: datetime,
+    *,
+    units: Mapping[str, int | Decimal] | None = None,
+    provider_cost: Decimal | None = None,
+    manual_cost: Decimal | None = None,
+    requested_model: str | None = None,
+    endpoint: str | None = None,
+    service_tier: str | None = None,
+    duration_ms: float | None = None,
+    time_to_first_token_ms: float | None = None,
+    stream: bool = False,
+    complete: bool = True,
+    status: Status = "ok",
+    error_type: str | None = None,
+    request_id: str | None = None,
+    estimated: bool = False,
+    unpriced_reason: str | None = None,
+) -> UsageEvent:
+    """Price and record already-valid usage (the shared tail of `track()` and the instrumentation).
+
+    Not public: it trusts its input. `tokens` maps event token fields to counts (missing means 0);
+    `who` is the call's attribution, laid over the `init()` defaults here. `unpriced_reason` forces an
+    unpriced event (for calls whose usage could not be known).
+    """
+    runtime = _rt.current()
+    who = runtime.config.defaults.merged(who)
     source: Any
     cost: Decimal | None
     reason: str | None = None
-    if billed is not None:
-        cost, source = billed, "provider"
-    elif manual is not None:
-        cost, source = manual, "manual"
+    if unpriced_reason is not None:
+        cost, source, reason = None, None, unpriced_reason
+    elif provider_cost is not None:
+        cost, source = provider_cost, "provider"
+    elif manual_cost is not None:
+        cost, source = manual_cost, "manual"
     else:
         usage: dict[str, int | Decimal] = {_PRICE_KEYS[k]: v for k, v in tokens.items() if v}
-        if unit_values:
-            usage.update(unit_values)
+        if units:
+            usage.update(units)
         try:
             priced = runtime.pricer.price(provider, model, usage, timestamp, service_tier)
             cost, source, reason = priced.cost, priced.source, priced.reason
         except Exception as exc:
             internal_error(exc, "pricing")
             cost, source, reason = None, None, f"internal pricing error: {type(exc).__name__}: {exc}"
-
+    get = tokens.get
     event = build_event(
         (
             uuid7(),
@@ -226,29 +284,29 @@ def track(
             requested_model,
             endpoint,
             service_tier,
-            input_tokens,
-            output_tokens,
-            cache_read_tokens,
-            cache_write_tokens,
-            cache_write_1h_tokens,
-            reasoning_tokens,
-            input_audio_tokens,
-            output_audio_tokens,
-            cache_audio_read_tokens,
-            input_image_tokens,
-            output_image_tokens,
-            unit_values,
+            get("input_tokens", 0),
+            get("output_tokens", 0),
+            get("cache_read_tokens", 0),
+            get("cache_write_tokens", 0),
+            get("cache_write_1h_tokens", 0),
+            get("reasoning_tokens", 0),
+            get("input_audio_tokens", 0),
+            get("output_audio_tokens", 0),
+            get("cache_audio_read_tokens", 0),
+            get("input_image_tokens", 0),
+            get("output_image_tokens", 0),
+            dict(units) if units else {},
             cost,
             source,
             reason,
-            None if duration_ms is None else float(duration_ms),
-            None if time_to_first_token_ms is None else float(time_to_first_token_ms),
-            bool(stream),
-            bool(complete),
+            duration_ms,
+            time_to_first_token_ms,
+            stream,
+            complete,
             status,
             error_type,
             request_id,
-            bool(estimated),
+            estimated,
             who.tenant,
             who.user,
             who.org,

@@ -1,0 +1,91 @@
+"""Auto-instrumentation of the provider SDKs: `init()` calls `instrument()`; `uninstrument()` undoes it.
+
+Each provider is installed whole or not at all; an SDK that is not imported yet is patched right
+after its first import. See docs/providers.md for what each SDK covers.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from llmledger.errors import ConfigError
+from llmledger.instrumentation import imports
+from llmledger.instrumentation.patching import PatchSet
+
+__all__ = ["PROVIDERS", "instrument", "instrumented", "uninstrument"]
+
+log = logging.getLogger("llmledger")
+
+PROVIDERS: dict[str, str] = {"openai": "openai", "anthropic": "anthropic", "google": "google.genai"}
+"""Instrumentable SDKs: the name `init(providers=[...])` takes -> the module that must be imported."""
+
+_lock = threading.RLock()
+_installed: dict[str, PatchSet] = {}
+_wanted: set[str] = set()
+
+
+def _installer(name: str) -> Callable[[PatchSet], None]:
+    if name == "google":
+        from llmledger.instrumentation.providers import google
+
+        return google.install
+
+    from llmledger.instrumentation.stainless import install
+
+    if name == "openai":
+        from llmledger.instrumentation.providers.openai import SPEC
+    else:
+        from llmledger.instrumentation.providers.anthropic import SPEC
+    return lambda patches: install(SPEC, patches)
+
+
+def _install(name: str) -> None:
+    with _lock:
+        if name in _installed or name not in _wanted:
+            return
+        patches = PatchSet()
+        try:
+            _installer(name)(patches)
+        except LookupError as exc:
+            patches.remove()
+            log.warning("llmledger: the %s SDK is not instrumented (unsupported version?): %s", name, exc)
+            return
+        _installed[name] = patches
+
+
+def instrument(providers: Iterable[str] | None = None) -> None:
+    """Patch exactly the SDKs in `providers` (default: all of `PROVIDERS`), unpatching any other.
+
+    Idempotent and thread-safe; an SDK not imported yet is patched right after its first import.
+    """
+    names = list(PROVIDERS) if providers is None else list(providers)
+    unknown = [p for p in names if p not in PROVIDERS]
+    if unknown:
+        raise ConfigError(f"unknown provider(s) {unknown}; instrumentable: {', '.join(PROVIDERS)}")
+    with _lock:
+        for name in [n for n in _installed if n not in names]:
+            _installed.pop(name).remove()
+        _wanted.clear()
+        _wanted.update(names)
+        for name in names:
+            if name not in _installed:
+                imports.when_imported(PROVIDERS[name], functools.partial(_install, name))
+
+
+def uninstrument() -> None:
+    """Restore every patched SDK method exactly, and cancel patches still waiting for an import."""
+    with _lock:
+        imports.cancel()
+        _wanted.clear()
+        for patches in _installed.values():
+            patches.remove()
+        _installed.clear()
+
+
+def instrumented() -> list[str]:
+    """The providers whose SDK is patched now."""
+    with _lock:
+        return sorted(_installed)

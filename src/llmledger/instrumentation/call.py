@@ -1,0 +1,254 @@
+"""One metered call, and the stream loops every provider shares.
+
+A `Call` is made when an instrumented request starts. It ends exactly once, whichever comes first:
+a response (`ok`), an error before any response (`failed`), or the end of a stream — consumed,
+closed early, broken by an error, or dropped and garbage-collected (`stream_end`). Every method is
+guarded: a fault in here is an internal error (logged, counted), never the host app's problem.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Protocol
+
+from llmledger._internal import internal_error
+from llmledger.attribution.context import Attribution
+from llmledger.instrumentation.estimate import estimate_tokens, request_text
+from llmledger.instrumentation.usage import Usage
+from llmledger.sdk.track import emit
+
+__all__ = ["Call", "StreamReader", "meter_async", "meter_sync"]
+
+_ZERO = Decimal(0)
+
+
+class StreamReader(Protocol):
+    """Reads usage from a provider's stream items, one at a time (a provider module implements it)."""
+
+    final: bool
+    """True once the provider's final usage has arrived."""
+
+    def chunk(self, item: Any) -> bool:
+        """Look at one item; return False to hide it from the caller (the injected usage chunk)."""
+        ...
+
+    def usage(self) -> Usage | None:
+        """The usage seen so far, or None if the provider has reported none."""
+        ...
+
+    def text(self) -> str:
+        """The text generated so far (only read to estimate a cut stream's output)."""
+        ...
+
+
+class Call:
+    """The state of one instrumented request, from its start to its one recorded event."""
+
+    __slots__ = (
+        "done",
+        "endpoint",
+        "provider",
+        "reader",
+        "request",
+        "requested_model",
+        "t0",
+        "ttft",
+        "wall",
+        "who",
+    )
+
+    def __init__(
+        self,
+        provider: str,
+        endpoint: str,
+        requested_model: str | None,
+        who: Attribution,
+        request: Mapping[str, Any] | None,
+    ) -> None:
+        self.provider = provider
+        self.endpoint = endpoint
+        self.requested_model = requested_model
+        self.who = who
+        self.request = request  # the JSON body, only read to estimate tokens when usage is missing
+        self.wall = datetime.now(timezone.utc)
+        self.t0 = time.perf_counter()
+        self.ttft: float | None = None
+        self.reader: StreamReader | None = None
+        self.done = False
+
+    # -- endings ---------------------------------------------------------------------------------
+
+    def ok(self, usage: Usage | None) -> None:
+        """A complete (non-stream) response; `usage` None means the response carried none."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            if usage is None:
+                self._emit(self._estimate(None, ""), complete=True)
+            else:
+                self._emit(usage, complete=True)
+        except Exception as exc:
+            internal_error(exc, "recording a response")
+
+    def failed(self, exc: BaseException) -> None:
+        """The request failed before any response: nothing was generated, so nothing is billed."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            self._emit(
+                Usage(),
+                complete=False,
+                status=_status_of(exc),
+                error_type=type(exc).__name__,
+                provider_cost=_ZERO,
+            )
+        except Exception as err:
+            internal_error(err, "recording a failed request")
+
+    def unknown(self, reason: str) -> None:
+        """The response's usage could not be read (e.g. a raw body never parsed): record it unpriced."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            self._emit(Usage(estimated=True), complete=False, unpriced_reason=reason)
+        except Exception as exc:
+            internal_error(exc, "recording an unread response")
+
+    def stream_end(self, complete: bool, exc: BaseException | None = None) -> None:
+        """The stream ended: fully read, closed early, broken by `exc`, or garbage-collected."""
+        if self.done:
+            return
+        if exc is not None and self.ttft is None:  # failed before its first chunk: nothing generated
+            self.failed(exc)
+            return
+        self.done = True
+        try:
+            reader = self.reader
+            partial = reader.usage() if reader is not None else None
+            if reader is not None and reader.final and partial is not None:
+                usage = partial
+            else:  # the provider never reported final usage: estimate, and say the stream was cut
+                usage = self._estimate(partial, reader.text() if reader is not None else "")
+                complete = False
+            if exc is None:
+                self._emit(usage, complete=complete, stream=True)
+            else:
+                self._emit(
+                    usage, complete=False, stream=True, status=_status_of(exc), error_type=type(exc).__name__
+                )
+        except Exception as err:
+            internal_error(err, "recording a stream")
+
+    def close_stream(self) -> None:
+        """The caller closed the stream (possibly early); a no-op once the call has ended."""
+        self.stream_end(complete=False)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _estimate(self, partial: Usage | None, output_text: str) -> Usage:
+        usage = partial if partial is not None else Usage()
+        tokens = usage.tokens
+        if not tokens.get("input_tokens"):
+            tokens["input_tokens"] = estimate_tokens(request_text(self.request))
+        out = estimate_tokens(output_text)
+        if out > tokens.get("output_tokens", 0):
+            tokens["output_tokens"] = out
+        usage.estimated = True
+        return usage
+
+    def _emit(
+        self,
+        usage: Usage,
+        *,
+        complete: bool,
+        stream: bool = False,
+        status: Any = "ok",
+        error_type: str | None = None,
+        provider_cost: Decimal | None = None,
+        unpriced_reason: str | None = None,
+    ) -> None:
+        now = time.perf_counter()
+        emit(
+            self.provider,
+            usage.model or self.requested_model or "unknown",
+            usage.tokens,
+            self.who,
+            self.wall,
+            units=usage.units,
+            provider_cost=usage.provider_cost if provider_cost is None else provider_cost,
+            requested_model=self.requested_model,
+            endpoint=self.endpoint,
+            service_tier=usage.service_tier,
+            duration_ms=(now - self.t0) * 1000.0,
+            time_to_first_token_ms=None if self.ttft is None else (self.ttft - self.t0) * 1000.0,
+            stream=stream,
+            complete=complete,
+            status=status,
+            error_type=error_type,
+            request_id=usage.request_id,
+            estimated=usage.estimated,
+            unpriced_reason=unpriced_reason,
+        )
+
+
+def _status_of(exc: BaseException) -> str:
+    name = type(exc).__name__
+    return "cancelled" if name in ("CancelledError", "KeyboardInterrupt", "GeneratorExit") else "error"
+
+
+def _keep(item: Any) -> bool:
+    return True
+
+
+def meter_sync(call: Call, reader: StreamReader, inner: Iterator[Any]) -> Iterator[Any]:
+    """Yield `inner`'s items (those `reader` does not hide), ending `call` exactly once."""
+    call.reader = reader
+    chunk = reader.chunk
+    try:
+        for item in inner:
+            if call.ttft is None:
+                call.ttft = time.perf_counter()
+            try:
+                keep = chunk(item)
+            except Exception as exc:  # a reader fault: stop reading, keep streaming
+                internal_error(exc, "reading a stream chunk")
+                chunk, keep = _keep, True
+            if keep:
+                yield item
+    except GeneratorExit:
+        call.stream_end(complete=False)
+        raise
+    except BaseException as exc:
+        call.stream_end(complete=False, exc=exc)
+        raise
+    call.stream_end(complete=True)
+
+
+async def meter_async(call: Call, reader: StreamReader, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """The async twin of `meter_sync`."""
+    call.reader = reader
+    chunk = reader.chunk
+    try:
+        async for item in inner:
+            if call.ttft is None:
+                call.ttft = time.perf_counter()
+            try:
+                keep = chunk(item)
+            except Exception as exc:
+                internal_error(exc, "reading a stream chunk")
+                chunk, keep = _keep, True
+            if keep:
+                yield item
+    except GeneratorExit:
+        call.stream_end(complete=False)
+        raise
+    except BaseException as exc:
+        call.stream_end(complete=False, exc=exc)
+        raise
+    call.stream_end(complete=True)

@@ -1,0 +1,44 @@
+"""Token estimates for calls whose provider reported no usage (a stream cut short, a text-only reply).
+
+An estimate is always marked `estimated=True` on the event. It is ~4 characters a token, the rule
+of thumb OpenAI and Anthropic document for English text; no tokenizer is loaded, because loading one
+can need the network and would run on the caller's thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["estimate_tokens", "request_text"]
+
+_TEXT_KEYS = frozenset(("content", "text", "input", "prompt", "system", "instructions", "contents", "parts"))
+_CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """Estimated tokens in `text` (0 for no text)."""
+    return -(-len(text) // _CHARS_PER_TOKEN) if text else 0
+
+
+def request_text(body: Mapping[str, Any] | None) -> str:
+    """The prompt text of a JSON request body: strings under message/content-like keys, joined."""
+    if not body:
+        return ""
+    out: list[str] = []
+    _collect(body, False, out, 0)
+    return "".join(out)
+
+
+def _collect(node: Any, texty: bool, out: list[str], depth: int) -> None:
+    if depth > 32:
+        return
+    if isinstance(node, str):
+        if texty:
+            out.append(node)
+    elif isinstance(node, Mapping):
+        for key, value in node.items():  # a mapping's values are text by their own key only
+            _collect(value, key in _TEXT_KEYS, out, depth + 1)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _collect(value, texty, out, depth + 1)

@@ -1,0 +1,136 @@
+"""The one wrapper mechanism every provider shares.
+
+A hooked request method asks its provider's `begin` whether the request is billable (and how to
+rewrite it), runs the original, then hands the result to `finish` — which reads the usage, or wraps
+the stream so that it is metered as the caller reads it. A provider error is recorded and the
+ORIGINAL exception propagates unchanged. A fault in `begin` or `finish` is an internal error: the
+call proceeds unmetered (or returns its result unchanged) and the host app never sees it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from llmledger._internal import internal_error
+from llmledger.attribution.context import Attribution, make_attribution
+from llmledger.errors import InvalidUsageError
+from llmledger.instrumentation.call import Call
+
+__all__ = [
+    "ATTRIBUTION_HEADER",
+    "LEDGER_KWARGS",
+    "Begin",
+    "Finish",
+    "decode_attribution",
+    "kwargs_hook",
+    "request_hook",
+]
+
+ATTRIBUTION_HEADER = "x-llmledger-attribution"
+"""Carries per-call `ledger_*` attribution from the SDK method to the request hook; always removed
+before the request is built, so it never reaches the provider."""
+
+LEDGER_KWARGS: dict[str, str] = {
+    "ledger_tenant": "tenant",
+    "ledger_user": "user",
+    "ledger_org": "org",
+    "ledger_feature": "feature",
+    "ledger_agent": "agent",
+    "ledger_session": "session",
+    "ledger_tags": "tags",
+}
+_LEDGER_KEYS = frozenset(LEDGER_KWARGS)
+
+Begin = Callable[[tuple[Any, ...], dict[str, Any]], "tuple[Call, tuple[Any, ...], dict[str, Any]] | None"]
+Finish = Callable[[Call, Any], Any]
+
+
+def request_hook(original: Callable[..., Any], begin: Begin, finish: Finish) -> Callable[..., Any]:
+    """Wrap an SDK request method (sync or async) with `begin` / original / `finish`."""
+    if inspect.iscoroutinefunction(original):
+
+        @functools.wraps(original)
+        async def async_hooked(*args: Any, **kwargs: Any) -> Any:
+            plan = _begin(begin, args, kwargs)
+            if plan is None:
+                return await original(*args, **kwargs)
+            call, args, kwargs = plan
+            try:
+                result = await original(*args, **kwargs)
+            except BaseException as exc:
+                call.failed(exc)
+                raise
+            return _finish(finish, call, result)
+
+        return async_hooked
+
+    @functools.wraps(original)
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        plan = _begin(begin, args, kwargs)
+        if plan is None:
+            return original(*args, **kwargs)
+        call, args, kwargs = plan
+        try:
+            result = original(*args, **kwargs)
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        return _finish(finish, call, result)
+
+    return hooked
+
+
+def _begin(begin: Begin, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        return begin(args, kwargs)
+    except Exception as exc:
+        internal_error(exc, "starting a metered call")
+        return None
+
+
+def _finish(finish: Finish, call: Call, result: Any) -> Any:
+    try:
+        return finish(call, result)
+    except Exception as exc:
+        internal_error(exc, "reading a response")
+        return result
+
+
+def kwargs_hook(attach: Callable[[dict[str, Any], str], None]) -> Callable[[Callable[..., Any]], Any]:
+    """Make a wrapper for an SDK method that takes `ledger_tenant=`... off its keyword arguments.
+
+    The values are validated (bad ones raise `InvalidUsageError` before anything is sent) and handed
+    on with the request by `attach(kwargs, header_value)`, to be read back by the request hook.
+    """
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def method(*args: Any, **kwargs: Any) -> Any:
+            if kwargs and not _LEDGER_KEYS.isdisjoint(kwargs):
+                attach(kwargs, _take(kwargs))
+            return original(*args, **kwargs)
+
+        return method
+
+    return make
+
+
+def _take(kwargs: dict[str, Any]) -> str:
+    picked = {LEDGER_KWARGS[k]: kwargs.pop(k) for k in list(kwargs) if k in _LEDGER_KEYS}
+    picked = {k: v for k, v in picked.items() if v is not None}
+    make_attribution(**picked)  # validate now: raises InvalidUsageError naming the bad value
+    return json.dumps(picked, separators=(",", ":"))
+
+
+def decode_attribution(value: Any) -> Attribution:
+    """The attribution a `ledger_*` header carries."""
+    if not isinstance(value, str):
+        raise InvalidUsageError(f"bad {ATTRIBUTION_HEADER} header: {value!r}")
+    fields = json.loads(value)
+    if not isinstance(fields, Mapping):
+        raise InvalidUsageError(f"bad {ATTRIBUTION_HEADER} header: {value!r}")
+    return make_attribution(**fields)

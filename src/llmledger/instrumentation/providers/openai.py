@@ -1,0 +1,261 @@
+"""OpenAI SDK (and every OpenAI-compatible provider reached through it): what to patch, where usage is.
+
+Usage fields (event convention: input includes cache, output includes reasoning):
+chat/completions `prompt_tokens` (+ `prompt_tokens_details.cached_tokens|cache_write_tokens|audio_tokens`),
+`completion_tokens` (+ `completion_tokens_details.reasoning_tokens|audio_tokens`); Responses and
+Images `input_tokens` / `output_tokens` with `*_tokens_details`; transcriptions `usage.type` tokens or
+duration. DeepSeek's `prompt_cache_hit_tokens` repeats `cached_tokens` (used only when that is
+absent); OpenRouter's `usage.cost` is the billed amount.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from llmledger.instrumentation.patching import Target
+from llmledger.instrumentation.stainless import StainlessSpec
+from llmledger.instrumentation.usage import Usage, n
+
+__all__ = ["SPEC", "endpoint", "read", "read_usage"]
+
+_ENDPOINTS: dict[str, str] = {
+    "/chat/completions": "chat.completions",
+    "/responses": "responses",
+    "/completions": "completions",
+    "/embeddings": "embeddings",
+    "/audio/transcriptions": "audio.transcriptions",
+    "/audio/translations": "audio.translations",
+    "/audio/speech": "audio.speech",
+    "/images/generations": "images.generations",
+    "/images/edits": "images.edits",
+}
+_FINAL_EVENTS = frozenset(("response.completed", "response.incomplete", "response.failed"))
+
+
+def endpoint(url: str) -> str | None:
+    """The billable endpoint a request path names (Azure prefixes deployments: match the tail)."""
+    name = _ENDPOINTS.get(url)
+    if name is not None:
+        return name
+    path = url.split("?", 1)[0].rstrip("/")
+    for suffix, name in _ENDPOINTS.items():  # "/chat/completions" is tried before "/completions"
+        if path.endswith(suffix):
+            return name
+    return None
+
+
+_INPUT_DETAILS = (
+    ("cached_tokens", "cache_read_tokens"),
+    ("cache_write_tokens", "cache_write_tokens"),
+    ("audio_tokens", "input_audio_tokens"),
+    ("image_tokens", "input_image_tokens"),
+)
+_OUTPUT_DETAILS = (
+    ("reasoning_tokens", "reasoning_tokens"),
+    ("audio_tokens", "output_audio_tokens"),
+    ("image_tokens", "output_image_tokens"),
+)
+
+
+def _details(details: Any, table: tuple[tuple[str, str], ...], tokens: dict[str, int]) -> None:
+    if details is not None:
+        for attr, name in table:
+            count = n(getattr(details, attr, None))
+            if count:
+                tokens[name] = count
+
+
+def read_usage(u: Any, endpoint: str = "") -> Usage:
+    """Token counts of one `usage` object (chat, Responses, Images or transcription shape)."""
+    prompt = getattr(u, "prompt_tokens", None)
+    if prompt is not None:
+        inp, out = n(prompt), n(getattr(u, "completion_tokens", None))
+        in_d, out_d = getattr(u, "prompt_tokens_details", None), getattr(u, "completion_tokens_details", None)
+    else:
+        inp, out = n(getattr(u, "input_tokens", None)), n(getattr(u, "output_tokens", None))
+        in_d = getattr(u, "input_tokens_details", None) or getattr(u, "input_token_details", None)
+        out_d = getattr(u, "output_tokens_details", None)
+    tokens = {"input_tokens": inp, "output_tokens": out}
+    units: dict[str, int | Decimal] | None = None
+    _details(in_d, _INPUT_DETAILS, tokens)
+    if "cache_read_tokens" not in tokens:
+        hit = n(getattr(u, "prompt_cache_hit_tokens", None))  # DeepSeek; the same number, never both
+        if hit:
+            tokens["cache_read_tokens"] = hit
+    _details(out_d, _OUTPUT_DETAILS, tokens)
+    if endpoint.startswith("images") and out and "output_image_tokens" not in tokens:
+        tokens["output_image_tokens"] = out  # gpt-image: the output is the image
+    if getattr(u, "type", None) == "duration":
+        seconds = _decimal(getattr(u, "seconds", None))
+        if seconds is not None:
+            units = {"audio_seconds": seconds}
+    usage = Usage(tokens, units=units)
+    usage.provider_cost = _decimal(getattr(u, "cost", None))  # OpenRouter: the billed USD
+    return usage
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        return None
+    try:
+        dec = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return dec if dec.is_finite() and dec >= 0 else None
+
+
+def read(endpoint: str, response: Any) -> Usage | None:
+    """Usage of a parsed response, or None when it carries none (speech, dall-e, text transcripts)."""
+    u = getattr(response, "usage", None)
+    if u is None:
+        return None
+    usage = read_usage(u, endpoint)
+    model = getattr(response, "model", None)
+    usage.model = model if isinstance(model, str) and model else None
+    rid = getattr(response, "id", None)
+    usage.request_id = rid if isinstance(rid, str) else None
+    tier = getattr(response, "service_tier", None)
+    usage.service_tier = tier if isinstance(tier, str) else None
+    return usage
+
+
+class _ChatStream:
+    """chat.completions / completions chunks: usage rides on the last chunk (with `include_usage`)."""
+
+    __slots__ = ("chunks", "final", "first", "hide", "last")
+
+    def __init__(self, hide: bool) -> None:
+        self.hide = hide
+        self.final = False
+        self.first: Any = None
+        self.last: Any = None
+        self.chunks: list[Any] = []
+
+    def chunk(self, item: Any) -> bool:
+        if item.usage is not None:
+            self.last = item
+            self.final = True
+            return not (self.hide and not item.choices)
+        if self.first is None:
+            self.first = item
+        self.chunks.append(item)
+        return True
+
+    def usage(self) -> Usage | None:
+        if self.last is not None:
+            usage = read("", self.last)
+            if usage is not None and usage.model is None and self.first is not None:
+                usage.model = self.first.model
+            return usage
+        if self.first is not None:
+            return Usage(model=self.first.model, request_id=self.first.id)
+        return None
+
+    def text(self) -> str:
+        parts = []
+        for c in self.chunks:
+            for choice in c.choices or ():
+                delta = getattr(choice, "delta", None)
+                piece = (
+                    getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
+                )
+                if isinstance(piece, str):
+                    parts.append(piece)
+        return "".join(parts)
+
+
+class _ResponsesStream:
+    """Responses events: usage arrives on `response.completed` / `incomplete` / `failed`."""
+
+    __slots__ = ("final", "response", "texts")
+
+    def __init__(self) -> None:
+        self.final = False
+        self.response: Any = None
+        self.texts: list[str] = []
+
+    def chunk(self, item: Any) -> bool:
+        kind = item.type
+        if kind == "response.output_text.delta":
+            self.texts.append(item.delta)
+        elif kind in _FINAL_EVENTS:
+            self.response = item.response
+            self.final = True
+        elif kind == "response.created":
+            self.response = item.response
+        return True
+
+    def usage(self) -> Usage | None:
+        if self.response is None:
+            return None
+        return read("responses", self.response) or Usage(
+            model=self.response.model, request_id=self.response.id
+        )
+
+    def text(self) -> str:
+        return "".join(self.texts)
+
+
+def stream_reader(endpoint: str, hide: bool) -> Any:
+    """A fresh reader for one stream of `endpoint`."""
+    return _ResponsesStream() if endpoint == "responses" else _ChatStream(hide)
+
+
+def prepare(endpoint: str, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Ask a chat/completions stream for usage (`stream_options.include_usage`) if it did not."""
+    if endpoint not in ("chat.completions", "completions"):
+        return None
+    options = body.get("stream_options")
+    if isinstance(options, Mapping) and options.get("include_usage") is True:
+        return None
+    return {
+        **body,
+        "stream_options": {**(options if isinstance(options, Mapping) else {}), "include_usage": True},
+    }
+
+
+def _methods() -> tuple[Target, ...]:
+    res = "openai.resources."
+    table = {
+        "chat.completions.completions": (("Completions", "AsyncCompletions"), ("create", "parse", "stream")),
+        "responses.responses": (("Responses", "AsyncResponses"), ("create", "parse", "stream")),
+        "completions": (("Completions", "AsyncCompletions"), ("create",)),
+        "embeddings": (("Embeddings", "AsyncEmbeddings"), ("create",)),
+        "audio.transcriptions": (("Transcriptions", "AsyncTranscriptions"), ("create",)),
+        "audio.translations": (("Translations", "AsyncTranslations"), ("create",)),
+        "audio.speech": (("Speech", "AsyncSpeech"), ("create",)),
+        "images": (("Images", "AsyncImages"), ("generate", "edit")),
+    }
+    return tuple(
+        Target(res + module, cls, attr)
+        for module, (classes, attrs) in table.items()
+        for cls in classes
+        for attr in attrs
+    )
+
+
+_STREAMS = "openai.lib.streaming."
+
+SPEC = StainlessSpec(
+    family="openai",
+    module="openai",
+    endpoint=endpoint,
+    read=read,
+    stream_reader=stream_reader,
+    prepare=prepare,
+    client_providers={"AzureOpenAI": "azure", "AsyncAzureOpenAI": "azure"},
+    responses=(
+        "openai._legacy_response.LegacyAPIResponse",
+        "openai._response.APIResponse",
+        "openai._response.AsyncAPIResponse",
+    ),
+    closers=(
+        Target(_STREAMS + "chat._completions", "ChatCompletionStream", "close"),
+        Target(_STREAMS + "chat._completions", "AsyncChatCompletionStream", "close"),
+        Target(_STREAMS + "responses._responses", "ResponseStream", "close"),
+        Target(_STREAMS + "responses._responses", "AsyncResponseStream", "close"),
+    ),
+    methods=_methods(),
+)

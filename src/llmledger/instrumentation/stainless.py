@@ -1,0 +1,249 @@
+"""The request hook for Stainless-generated SDKs (openai, anthropic): one method per client class.
+
+Both SDKs send every call through `SyncAPIClient.request(cast_to, options, *, stream, stream_cls)`
+(and the async twin). The hook reads the endpoint from `options.url`, strips the `ledger_*`
+header, lets the provider rewrite the body (OpenAI's `include_usage`), and swaps `stream_cls` for a
+subclass of the SDK's own stream class, so callers keep the exact type and helpers they expect.
+`with_raw_response` / `with_streaming_response` results are metered when `.parse()` is called
+(or, if never parsed, recorded as unread when they are garbage-collected).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmledger.attribution.context import _current
+from llmledger.instrumentation.call import Call, StreamReader, meter_async, meter_sync
+from llmledger.instrumentation.hooks import ATTRIBUTION_HEADER, decode_attribution, kwargs_hook, request_hook
+from llmledger.instrumentation.hosts import provider_for_url
+from llmledger.instrumentation.patching import PatchSet, Target
+from llmledger.instrumentation.usage import Usage
+
+__all__ = ["StainlessSpec", "install"]
+
+_CALL = "_llmledger_call"
+_PROVIDER = "_llmledger_provider"
+_UNREAD = "the raw response was never parsed, so its usage is unknown"
+
+
+@dataclass(frozen=True)
+class StainlessSpec:
+    """What a Stainless SDK provider module declares: where to patch, and how to read usage."""
+
+    family: str
+    """The SDK's provider id, used when the base URL is not a known host."""
+    module: str
+    endpoint: Callable[[str], str | None]
+    """URL path -> endpoint name, or None when the call is not billable."""
+    read: Callable[[str, Any], Usage | None]
+    """(endpoint, parsed response) -> usage, or None when the response carries none."""
+    stream_reader: Callable[[str, bool], StreamReader]
+    """(endpoint, hide the injected usage chunk) -> a fresh reader for one stream."""
+    prepare: Callable[[str, Mapping[str, Any]], Mapping[str, Any] | None] = lambda endpoint, body: None
+    """(endpoint, streaming body) -> a rewritten body that asks for usage, or None to keep it."""
+    client_providers: Mapping[str, str] = field(default_factory=dict)
+    """Client class name -> provider id, for clients the base URL does not identify (Azure, Bedrock)."""
+    clients: tuple[str, str] = ("SyncAPIClient", "AsyncAPIClient")
+    responses: tuple[str, ...] = ()
+    """`module.Class` of the raw-response wrappers whose `parse` delivers a deferred result."""
+    closers: tuple[Target, ...] = ()
+    """Stream helpers whose `close()` bypasses the raw stream's `close()`."""
+    methods: tuple[Target, ...] = ()
+    """The billable SDK methods that accept `ledger_*` keyword arguments."""
+
+
+def install(spec: StainlessSpec, patches: PatchSet) -> None:
+    """Patch the SDK `spec` describes (raises LookupError if this SDK version lacks a target)."""
+    sync_cls, async_cls = spec.clients
+    for cls in (sync_cls, async_cls):
+        patches.add(Target(f"{spec.module}._base_client", cls, "request"), lambda orig: _hook(spec, orig))
+    for path in spec.responses:
+        module, cls = path.rsplit(".", 1)
+        patches.add(Target(module, cls, "parse"), _parse_hook)
+    for target in spec.closers:
+        patches.add(target, _closer_hook)
+    attach = kwargs_hook(_attach_header)
+    for target in spec.methods:
+        patches.add(target, attach)
+
+
+def _attach_header(kwargs: dict[str, Any], value: str) -> None:
+    headers = kwargs.get("extra_headers")
+    kwargs["extra_headers"] = {**(headers or {}), ATTRIBUTION_HEADER: value}
+
+
+def _hook(spec: StainlessSpec, original: Callable[..., Any]) -> Callable[..., Any]:
+    def begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        positional = len(args) > 2
+        options = args[2] if positional else kwargs.get("options")
+        if options is None or options.method != "post":
+            return None
+        endpoint = spec.endpoint(options.url)
+        if endpoint is None:
+            return None
+        body = options.json_data if isinstance(options.json_data, Mapping) else None
+        who = _current.get()
+        headers = options.headers
+        if isinstance(headers, Mapping) and ATTRIBUTION_HEADER in headers:
+            options = copy.copy(options)
+            options.headers = {k: v for k, v in headers.items() if k != ATTRIBUTION_HEADER}
+            who = who.merged(decode_attribution(headers[ATTRIBUTION_HEADER]))
+        reader = None
+        if kwargs.get("stream") and kwargs.get("stream_cls") is not None:
+            rewritten = spec.prepare(endpoint, body) if body is not None else None
+            if rewritten is not None:
+                options = copy.copy(options)
+                options.json_data = rewritten
+            reader = spec.stream_reader(endpoint, rewritten is not None)
+            kwargs = {**kwargs, "stream_cls": _stream_class(kwargs["stream_cls"])}
+        if positional:
+            args = (*args[:2], options, *args[3:])
+        else:
+            kwargs = {**kwargs, "options": options}
+        model = body.get("model") if body is not None else None
+        call = Call(_provider(spec, args[0]), endpoint, model if isinstance(model, str) else None, who, body)
+        call.reader = reader
+        return call, args, kwargs
+
+    def finish(call: Call, result: Any) -> Any:
+        _deliver(spec, call, result, deferred=True)
+        return result
+
+    return request_hook(original, begin, finish)
+
+
+def _provider(spec: StainlessSpec, client: Any) -> str:
+    base = client._base_url
+    cached = client.__dict__.get(_PROVIDER)
+    if cached is not None and cached[0] is base:
+        return str(cached[1])
+    provider = None
+    for cls in type(client).__mro__:
+        provider = spec.client_providers.get(cls.__name__)
+        if provider is not None:
+            break
+    if provider is None:
+        provider = provider_for_url(base, spec.family)
+    client.__dict__[_PROVIDER] = (base, provider)
+    return provider
+
+
+def _deliver(spec: StainlessSpec, call: Call, result: Any, *, deferred: bool) -> None:
+    if isinstance(result, _Metered):
+        result.__dict__[_CALL] = call
+        weakref.finalize(result, call.close_stream)
+    elif deferred and hasattr(result, "http_response") and hasattr(result, "parse"):
+        result.__dict__[_CALL] = (spec, call)
+        weakref.finalize(result, call.unknown, _UNREAD)
+    else:
+        call.ok(spec.read(call.endpoint, result))
+
+
+def _parse_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(original):
+
+        @functools.wraps(original)
+        async def async_parse(self: Any, *args: Any, **kwargs: Any) -> Any:
+            pending = self.__dict__.pop(_CALL, None)
+            result = await original(self, *args, **kwargs)
+            if pending is not None:
+                _deliver_parsed(pending, result)
+            return result
+
+        return async_parse
+
+    @functools.wraps(original)
+    def parse(self: Any, *args: Any, **kwargs: Any) -> Any:
+        pending = self.__dict__.pop(_CALL, None)
+        result = original(self, *args, **kwargs)
+        if pending is not None:
+            _deliver_parsed(pending, result)
+        return result
+
+    return parse
+
+
+def _deliver_parsed(pending: tuple[StainlessSpec, Call], result: Any) -> None:
+    from llmledger._internal import internal_error
+
+    spec, call = pending
+    try:
+        _deliver(spec, call, result, deferred=False)
+    except Exception as exc:
+        internal_error(exc, "reading a parsed response")
+
+
+def _closer_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def close(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raw = getattr(self, "_raw_stream", None)
+        call = getattr(raw, "__dict__", {}).get(_CALL)
+        if call is not None:
+            call.close_stream()
+        return original(self, *args, **kwargs)
+
+    return close
+
+
+class _Metered:
+    """Marker base of the metered stream subclasses."""
+
+
+_classes: dict[Any, type] = {}
+
+
+def _stream_class(stream_cls: Any) -> Any:
+    """A subclass of the SDK's stream class (cached) whose `__stream__` is metered."""
+    cls = _classes.get(stream_cls)
+    if cls is not None:
+        return cls
+    origin = getattr(stream_cls, "__origin__", stream_cls)
+    if inspect.isasyncgenfunction(origin.__stream__):
+
+        class MeteredAsyncStream(stream_cls, _Metered):  # type: ignore[misc]
+            async def __stream__(self) -> AsyncIterator[Any]:
+                inner = super().__stream__()
+                call = self.__dict__.get(_CALL)
+                if call is None or call.reader is None:
+                    async for item in inner:
+                        yield item
+                    return
+                async for item in meter_async(call, call.reader, inner):
+                    yield item
+
+            async def close(self) -> None:
+                call = self.__dict__.get(_CALL)
+                if call is not None:
+                    call.close_stream()
+                await super().close()
+
+        cls = MeteredAsyncStream
+    else:
+
+        class MeteredStream(stream_cls, _Metered):  # type: ignore[misc]
+            def __stream__(self) -> Iterator[Any]:
+                inner = super().__stream__()
+                call = self.__dict__.get(_CALL)
+                if call is None or call.reader is None:
+                    yield from inner
+                    return
+                yield from meter_sync(call, call.reader, inner)
+
+            def close(self) -> None:
+                call = self.__dict__.get(_CALL)
+                if call is not None:
+                    call.close_stream()
+                super().close()
+
+        cls = MeteredStream
+    cls.__name__ = cls.__qualname__ = origin.__name__
+    cls.__module__ = origin.__module__
+    if len(_classes) < 256:
+        _classes[stream_cls] = cls
+    return cls
