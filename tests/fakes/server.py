@@ -65,6 +65,11 @@ class Fake:
         if self.fail is not None:
             status, payload = self.fail
             return httpx2.Response(status, json=payload, headers={"x-should-retry": "false"})
+        if path.endswith((":rawPredict", "/invoke")):  # Anthropic on Vertex / Bedrock: model in the URL
+            model = (
+                path.rsplit("/", 2)[-2] if path.endswith("/invoke") else path.rsplit("/", 1)[-1].split(":")[0]
+            )
+            return self._json(b.message(SNAPSHOTS.get(model, model), self.usage))
         if ":" in path.rsplit("/", 1)[-1]:
             return self._gemini(path, body)
         model = body.get("model", "") if isinstance(body, dict) else ""
