@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.fakes.server import Fake
 
 import llmledger
+from llmledger.events import UsageEvent
 from llmledger.sdk import runtime as _rt
 
 
@@ -32,3 +34,17 @@ def ledger_path(tmp_path: Path) -> Path:
 def ledger(ledger_path: Path) -> _rt.Runtime:
     """llmledger initialised on a fresh SQLite file, flushing quickly."""
     return llmledger.init(ledger=str(ledger_path), flush_interval=0.02)
+
+
+@pytest.fixture
+def fake() -> Fake:
+    """A fresh fake of the provider APIs (see tests/fakes)."""
+    return Fake()
+
+
+@pytest.fixture
+def recorded(ledger_path: Path) -> list[UsageEvent]:
+    """llmledger initialised (and so instrumented) on a fresh ledger; every event lands in the list."""
+    events: list[UsageEvent] = []
+    llmledger.init(ledger=str(ledger_path), on_event=events.append, flush_interval=0.02)
+    return events

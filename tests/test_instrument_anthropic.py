@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import gc
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
 from tests.fakes import bodies
-from tests.fakes.server import Fake
+from tests.fakes.server import Fake  # fixtures `fake` and `recorded` live in conftest
 
-import llmledger
 from llmledger.events import UsageEvent
 
 MSGS = [{"role": "user", "content": "Summarise the ledger."}]
@@ -21,18 +19,6 @@ MSGS = [{"role": "user", "content": "Summarise the ledger."}]
 COST = (
     Decimal(3) * 25 + Decimal("0.3") * 4000 + Decimal("3.75") * 1000 + Decimal(6) * 2000 + Decimal(15) * 180
 ) / 10**6
-
-
-@pytest.fixture
-def fake() -> Fake:
-    return Fake()
-
-
-@pytest.fixture
-def recorded(ledger_path: Path) -> list[UsageEvent]:
-    events: list[UsageEvent] = []
-    llmledger.init(ledger=str(ledger_path), on_event=events.append, flush_interval=0.02)
-    return events
 
 
 def client(fake: Fake) -> anthropic.Anthropic:

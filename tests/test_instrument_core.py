@@ -20,15 +20,6 @@ from llmledger.events import UsageEvent
 from llmledger.instrumentation.patching import MARK
 
 MSGS = [{"role": "user", "content": "hi"}]
-ORIGINALS = {
-    "openai": (openai._base_client.SyncAPIClient.request, openai._base_client.AsyncAPIClient.request),
-    "anthropic": (
-        anthropic._base_client.SyncAPIClient.request,
-        anthropic._base_client.AsyncAPIClient.request,
-    ),
-    "google": (_api_client.BaseApiClient.request, _api_client.BaseApiClient.request_streamed),
-    "create": (openai.resources.chat.completions.Completions.create,),
-}
 
 
 def current() -> dict[str, tuple[object, ...]]:
@@ -41,6 +32,9 @@ def current() -> dict[str, tuple[object, ...]]:
         "google": (_api_client.BaseApiClient.request, _api_client.BaseApiClient.request_streamed),
         "create": (openai.resources.chat.completions.Completions.create,),
     }
+
+
+ORIGINALS = current()
 
 
 def chat(fake: Fake, **kw: object) -> None:

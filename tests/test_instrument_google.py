@@ -5,31 +5,17 @@ from __future__ import annotations
 import asyncio
 import gc
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from google import genai
 from google.genai import errors, types
 from tests.fakes import bodies
-from tests.fakes.server import Fake
+from tests.fakes.server import Fake  # fixtures `fake` and `recorded` live in conftest
 
-import llmledger
 from llmledger.events import UsageEvent
 
 # gemini-2.5-flash: $0.30 / M text input, $1 / M audio input, $0.03 / M cached text, $2.50 / M output
 COST = (Decimal("0.3") * 276 + Decimal(1) * 200 + Decimal("0.03") * 1024 + Decimal("2.5") * 420) / 10**6
-
-
-@pytest.fixture
-def fake() -> Fake:
-    return Fake()
-
-
-@pytest.fixture
-def recorded(ledger_path: Path) -> list[UsageEvent]:
-    events: list[UsageEvent] = []
-    llmledger.init(ledger=str(ledger_path), on_event=events.append, flush_interval=0.02)
-    return events
 
 
 def client(fake: Fake, vertex: bool = False) -> genai.Client:

@@ -13,22 +13,10 @@ import httpx2
 import openai
 import pytest
 from tests.fakes import bodies
-from tests.fakes.server import Fake
+from tests.fakes.server import Fake  # fixtures `fake` and `recorded` live in conftest
 
 import llmledger
 from llmledger.events import UsageEvent
-
-
-@pytest.fixture
-def fake() -> Fake:
-    return Fake()
-
-
-@pytest.fixture
-def recorded(ledger_path: Path) -> list[UsageEvent]:
-    events: list[UsageEvent] = []
-    llmledger.init(ledger=str(ledger_path), on_event=events.append, flush_interval=0.02)
-    return events
 
 
 def client(fake: Fake, **kw: Any) -> openai.OpenAI:
