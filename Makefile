@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_DEMO := $(VENV)/.installed-demo
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench bench-instrument clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +38,15 @@ bench: $(STAMP_DEV)
 	$(BIN)/python bench/bench_track.py
 	$(BIN)/python bench/bench_writer.py
 
+# The instrumentation benchmark compares with other tools; they live only in this environment.
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -e '.[openai]' pyperf requests token-limit==0.1.10 tokenr==0.1.3
+	touch $@
+
+bench-instrument: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/bench_instrument.py $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .pytest_cache .ruff_cache build dist

@@ -22,12 +22,13 @@ from llmledger.attribution.context import _current
 from llmledger.instrumentation.call import Call, StreamReader, meter_async, meter_sync
 from llmledger.instrumentation.hooks import ATTRIBUTION_HEADER, decode_attribution, kwargs_hook, request_hook
 from llmledger.instrumentation.hosts import provider_for_url
-from llmledger.instrumentation.patching import PatchSet, Target
+from llmledger.instrumentation.patching import PatchSet, Target, resolve
 from llmledger.instrumentation.usage import Usage
 
 __all__ = ["StainlessSpec", "install"]
 
 _CALL = "_llmledger_call"
+_wrappers: tuple[type, ...] = ()  # the SDKs' raw-response classes, whose `parse` delivers later
 _PROVIDER = "_llmledger_provider"
 _UNREAD = "the raw response was never parsed, so its usage is unknown"
 
@@ -63,9 +64,14 @@ def install(spec: StainlessSpec, patches: PatchSet) -> None:
     sync_cls, async_cls = spec.clients
     for cls in (sync_cls, async_cls):
         patches.add(Target(f"{spec.module}._base_client", cls, "request"), lambda orig: _hook(spec, orig))
+    global _wrappers
     for path in spec.responses:
         module, cls = path.rsplit(".", 1)
-        patches.add(Target(module, cls, "parse"), _parse_hook)
+        target = Target(module, cls, "parse")
+        patches.add(target, _parse_hook)
+        owner, _ = resolve(target)
+        if owner not in _wrappers:
+            _wrappers = (*_wrappers, owner)
     for target in spec.closers:
         patches.add(target, _closer_hook)
     attach = kwargs_hook(_attach_header)
@@ -138,7 +144,7 @@ def _deliver(spec: StainlessSpec, call: Call, result: Any, *, deferred: bool) ->
     if isinstance(result, _Metered):
         result.__dict__[_CALL] = call
         weakref.finalize(result, call.close_stream)
-    elif deferred and hasattr(result, "http_response") and hasattr(result, "parse"):
+    elif deferred and isinstance(result, _wrappers):
         result.__dict__[_CALL] = (spec, call)
         weakref.finalize(result, call.unknown, _UNREAD)
     else:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["Usage", "n"]
+__all__ = ["Usage", "get", "n"]
 
 
 @dataclass(slots=True)
@@ -38,3 +38,26 @@ def n(value: Any) -> int:
     except (TypeError, ValueError):
         return 0
     return count if count > 0 else 0
+
+
+def get(obj: Any, name: str) -> Any:
+    """`obj.name`, or None when absent — without paying for an AttributeError.
+
+    SDK response objects are pydantic models, whose `__getattr__` builds an error message for every
+    missing attribute (~4 µs each); a reader probes many optional fields, so it reads the instance
+    dict (declared fields) and `__pydantic_extra__` (undeclared ones, e.g. OpenRouter's `cost`).
+    """
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    try:
+        fields = obj.__dict__
+    except AttributeError:
+        return getattr(obj, name, None)
+    value = fields.get(name)
+    if value is None:
+        extra = getattr(obj, "__pydantic_extra__", None)
+        if extra:
+            value = extra.get(name)
+    return value

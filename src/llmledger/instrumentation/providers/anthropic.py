@@ -12,7 +12,7 @@ from typing import Any
 
 from llmledger.instrumentation.patching import Target
 from llmledger.instrumentation.stainless import StainlessSpec
-from llmledger.instrumentation.usage import Usage, n
+from llmledger.instrumentation.usage import Usage, get, n
 
 __all__ = ["SPEC", "endpoint", "read", "read_usage"]
 
@@ -27,43 +27,43 @@ def endpoint(url: str) -> str | None:
 def read_usage(u: Any, delta: Any = None) -> Usage:
     """Token counts from a `usage` object; `delta` (a stream's last `message_delta` usage) wins per field."""
 
-    def get(name: str) -> Any:
+    def pick(name: str) -> Any:
         if delta is not None:
-            value = getattr(delta, name, None)
+            value = get(delta, name)
             if value is not None:
                 return value
-        return getattr(u, name, None) if u is not None else None
+        return get(u, name)
 
-    uncached, out = n(get("input_tokens")), n(get("output_tokens"))
-    read, write = n(get("cache_read_input_tokens")), n(get("cache_creation_input_tokens"))
+    uncached, out = n(pick("input_tokens")), n(pick("output_tokens"))
+    read, write = n(pick("cache_read_input_tokens")), n(pick("cache_creation_input_tokens"))
     tokens = {"input_tokens": uncached + read + write, "output_tokens": out}
     if read:
         tokens["cache_read_tokens"] = read
     if write:
         tokens["cache_write_tokens"] = write
-        split = get("cache_creation")
-        one_hour = n(getattr(split, "ephemeral_1h_input_tokens", None)) if split is not None else 0
+        split = pick("cache_creation")
+        one_hour = n(get(split, "ephemeral_1h_input_tokens")) if split is not None else 0
         if one_hour:
             tokens["cache_write_1h_tokens"] = min(one_hour, write)
     usage = Usage(tokens)
-    tools = get("server_tool_use")
-    searches = n(getattr(tools, "web_search_requests", None)) if tools is not None else 0
+    tools = pick("server_tool_use")
+    searches = n(get(tools, "web_search_requests")) if tools is not None else 0
     if searches:
         usage.units = {"web_searches": searches}
-    tier = getattr(u, "service_tier", None) if u is not None else None
+    tier = get(u, "service_tier") if u is not None else None
     usage.service_tier = tier if isinstance(tier, str) and tier != "standard" else None
     return usage
 
 
 def read(endpoint: str, response: Any) -> Usage | None:
     """Usage of a parsed `Message`, or None when it carries none."""
-    u = getattr(response, "usage", None)
+    u = get(response, "usage")
     if u is None:
         return None
     usage = read_usage(u)
-    model = getattr(response, "model", None)
+    model = get(response, "model")
     usage.model = model if isinstance(model, str) and model else None
-    rid = getattr(response, "id", None)
+    rid = get(response, "id")
     usage.request_id = rid if isinstance(rid, str) else None
     return usage
 
@@ -82,7 +82,7 @@ class _MessageStream:
     def chunk(self, item: Any) -> bool:
         kind = item.type
         if kind == "content_block_delta":
-            piece = getattr(item.delta, "text", None) or getattr(item.delta, "thinking", None)
+            piece = get(item.delta, "text") or get(item.delta, "thinking")
             if isinstance(piece, str):
                 self.texts.append(piece)
         elif kind == "message_delta":  # cumulative: the last one holds the final counts
@@ -97,7 +97,7 @@ class _MessageStream:
             return None
         usage = read_usage(self.message.usage, self.delta)
         if not self.final:  # message_start's output count is a placeholder
-            usage.tokens["output_tokens"] = n(getattr(self.delta, "output_tokens", None))
+            usage.tokens["output_tokens"] = n(get(self.delta, "output_tokens"))
         usage.model = self.message.model
         usage.request_id = self.message.id
         return usage

@@ -16,7 +16,7 @@ from typing import Any
 
 from llmledger.instrumentation.patching import Target
 from llmledger.instrumentation.stainless import StainlessSpec
-from llmledger.instrumentation.usage import Usage, n
+from llmledger.instrumentation.usage import Usage, get, n
 
 __all__ = ["SPEC", "endpoint", "read", "read_usage"]
 
@@ -62,37 +62,37 @@ _OUTPUT_DETAILS = (
 def _details(details: Any, table: tuple[tuple[str, str], ...], tokens: dict[str, int]) -> None:
     if details is not None:
         for attr, name in table:
-            count = n(getattr(details, attr, None))
+            count = n(get(details, attr))
             if count:
                 tokens[name] = count
 
 
 def read_usage(u: Any, endpoint: str = "") -> Usage:
     """Token counts of one `usage` object (chat, Responses, Images or transcription shape)."""
-    prompt = getattr(u, "prompt_tokens", None)
+    prompt = get(u, "prompt_tokens")
     if prompt is not None:
-        inp, out = n(prompt), n(getattr(u, "completion_tokens", None))
-        in_d, out_d = getattr(u, "prompt_tokens_details", None), getattr(u, "completion_tokens_details", None)
+        inp, out = n(prompt), n(get(u, "completion_tokens"))
+        in_d, out_d = get(u, "prompt_tokens_details"), get(u, "completion_tokens_details")
     else:
-        inp, out = n(getattr(u, "input_tokens", None)), n(getattr(u, "output_tokens", None))
-        in_d = getattr(u, "input_tokens_details", None) or getattr(u, "input_token_details", None)
-        out_d = getattr(u, "output_tokens_details", None)
+        inp, out = n(get(u, "input_tokens")), n(get(u, "output_tokens"))
+        in_d = get(u, "input_tokens_details") or get(u, "input_token_details")
+        out_d = get(u, "output_tokens_details")
     tokens = {"input_tokens": inp, "output_tokens": out}
     units: dict[str, int | Decimal] | None = None
     _details(in_d, _INPUT_DETAILS, tokens)
     if "cache_read_tokens" not in tokens:
-        hit = n(getattr(u, "prompt_cache_hit_tokens", None))  # DeepSeek; the same number, never both
+        hit = n(get(u, "prompt_cache_hit_tokens"))  # DeepSeek; the same number, never both
         if hit:
             tokens["cache_read_tokens"] = hit
     _details(out_d, _OUTPUT_DETAILS, tokens)
     if endpoint.startswith("images") and out and "output_image_tokens" not in tokens:
         tokens["output_image_tokens"] = out  # gpt-image: the output is the image
-    if getattr(u, "type", None) == "duration":
-        seconds = _decimal(getattr(u, "seconds", None))
+    if get(u, "type") == "duration":
+        seconds = _decimal(get(u, "seconds"))
         if seconds is not None:
             units = {"audio_seconds": seconds}
     usage = Usage(tokens, units=units)
-    usage.provider_cost = _decimal(getattr(u, "cost", None))  # OpenRouter: the billed USD
+    usage.provider_cost = _decimal(get(u, "cost"))  # OpenRouter: the billed USD
     return usage
 
 
@@ -108,15 +108,15 @@ def _decimal(value: Any) -> Decimal | None:
 
 def read(endpoint: str, response: Any) -> Usage | None:
     """Usage of a parsed response, or None when it carries none (speech, dall-e, text transcripts)."""
-    u = getattr(response, "usage", None)
+    u = get(response, "usage")
     if u is None:
         return None
     usage = read_usage(u, endpoint)
-    model = getattr(response, "model", None)
+    model = get(response, "model")
     usage.model = model if isinstance(model, str) and model else None
-    rid = getattr(response, "id", None)
+    rid = get(response, "id")
     usage.request_id = rid if isinstance(rid, str) else None
-    tier = getattr(response, "service_tier", None)
+    tier = get(response, "service_tier")
     usage.service_tier = tier if isinstance(tier, str) else None
     return usage
 
@@ -157,9 +157,9 @@ class _ChatStream:
         parts = []
         for c in self.chunks:
             for choice in c.choices or ():
-                delta = getattr(choice, "delta", None)
+                delta = get(choice, "delta")
                 piece = (
-                    getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
+                    get(delta, "content") if delta is not None else get(choice, "text")
                 )
                 if isinstance(piece, str):
                     parts.append(piece)
