@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.fakes.recorded import Recorded
 from tests.fakes.server import Fake
 
 import llmledger
@@ -45,6 +46,6 @@ def fake() -> Fake:
 @pytest.fixture
 def recorded(ledger_path: Path) -> list[UsageEvent]:
     """llmledger initialised (and so instrumented) on a fresh ledger; every event lands in the list."""
-    events: list[UsageEvent] = []
+    events = Recorded()
     llmledger.init(ledger=str(ledger_path), on_event=events.append, flush_interval=0.02)
     return events

@@ -12,11 +12,11 @@ import anthropic
 import openai
 import pytest
 from google.genai import _api_client
+from tests.fakes.recorded import Recorded
 from tests.fakes.server import Fake
 
 import llmledger
 from llmledger import instrumentation
-from llmledger.events import UsageEvent
 from llmledger.instrumentation.patching import MARK
 
 MSGS = [{"role": "user", "content": "hi"}]
@@ -52,7 +52,7 @@ def test_uninstrument_restores_every_original_exactly(ledger_path: Path) -> None
 
 
 def test_double_init_does_not_double_wrap(ledger_path: Path) -> None:
-    events: list[UsageEvent] = []
+    events = Recorded()
     llmledger.init(ledger=str(ledger_path), on_event=events.append)
     first = current()
     llmledger.init(ledger=str(ledger_path), on_event=events.append)
@@ -65,7 +65,7 @@ def test_double_init_does_not_double_wrap(ledger_path: Path) -> None:
 
 
 def test_concurrent_init_is_safe(ledger_path: Path) -> None:
-    events: list[UsageEvent] = []
+    events = Recorded()
     barrier = threading.Barrier(8)
 
     def go() -> None:
@@ -85,7 +85,7 @@ def test_concurrent_init_is_safe(ledger_path: Path) -> None:
 def test_client_created_before_init_is_covered(ledger_path: Path) -> None:
     fake = Fake()
     early = openai.OpenAI(api_key="k", http_client=fake.client(), max_retries=0)
-    events: list[UsageEvent] = []
+    events = Recorded()
     llmledger.init(ledger=str(ledger_path), on_event=events.append)
     early.chat.completions.create(model="gpt-4o-mini", messages=MSGS)  # type: ignore[arg-type]
     assert len(events) == 1
@@ -95,7 +95,7 @@ def test_client_created_before_init_is_covered(ledger_path: Path) -> None:
 def test_disabled_records_nothing_and_patches_nothing(
     ledger_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    events: list[UsageEvent] = []
+    events = Recorded()
     if how == "environment":
         monkeypatch.setenv("LLMLEDGER_DISABLED", "1")
         llmledger.init(ledger=str(ledger_path), on_event=events.append)
@@ -121,7 +121,7 @@ def test_providers_limits_the_instrumentation(ledger_path: Path) -> None:
 
 
 def test_per_call_attribution_wins_and_never_reaches_the_provider(ledger_path: Path) -> None:
-    events: list[UsageEvent] = []
+    events = Recorded()
     llmledger.init(ledger=str(ledger_path), on_event=events.append, tenant="default-co", org="o1")
     fake = Fake()
     with llmledger.attribute(tenant="ctx-tenant", feature="ctx-feature", tags={"plan": "pro", "team": "a"}):
@@ -154,7 +154,7 @@ def test_metering_fault_never_reaches_the_host_app(
         raise RuntimeError("reader bug")
 
     monkeypatch.setattr(oai_provider, "SPEC", dataclasses.replace(oai_provider.SPEC, read=broken))
-    events: list[UsageEvent] = []
+    events = Recorded()
     llmledger.init(ledger=str(ledger_path), on_event=events.append)
     before = llmledger.stats().internal_errors
     fake = Fake()
@@ -182,6 +182,7 @@ def test_debug_line(ledger_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     llmledger.init(ledger=str(ledger_path), debug=True)
     with llmledger.attribute(tenant="acme"):
         chat(Fake())
+    llmledger.flush()  # events are built, and printed, on the writer thread
     err = capsys.readouterr().err
     assert err.strip() == "[llmledger] openai gpt-4o-mini-2024-07-18 tenant=acme 1200→300 tok $0.000283"
 

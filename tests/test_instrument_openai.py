@@ -13,6 +13,7 @@ import httpx2
 import openai
 import pytest
 from tests.fakes import bodies
+from tests.fakes.recorded import Recorded
 from tests.fakes.server import Fake  # fixtures `fake` and `recorded` live in conftest
 
 import llmledger
@@ -358,7 +359,7 @@ def test_provider_from_base_url(
 
 
 def test_base_url_providers_mapping(fake: Fake, ledger_path: Path) -> None:
-    events: list[UsageEvent] = []
+    events = Recorded()
     llmledger.init(
         ledger=str(ledger_path), on_event=events.append, base_url_providers={"llm.internal:8000": "together"}
     )

@@ -1,5 +1,8 @@
 """One metered call, and the stream loops every provider shares.
 
+The caller's thread only reads the usage; the call is then queued as it is and priced into its
+event on the writer thread (`Call.event`), which also runs `on_event` and the debug printer.
+
 A `Call` is made when an instrumented request starts. It ends exactly once, whichever comes first:
 a response (`ok`), an error before any response (`failed`), or the end of a stream — consumed,
 closed early, broken by an error, or dropped and garbage-collected (`stream_end`). Every method is
@@ -16,9 +19,11 @@ from typing import Any, Protocol
 
 from llmledger._internal import internal_error
 from llmledger.attribution.context import Attribution
+from llmledger.events.event import UsageEvent
 from llmledger.instrumentation.estimate import estimate_tokens, request_text
 from llmledger.instrumentation.usage import Usage
-from llmledger.sdk.track import emit
+from llmledger.sdk import runtime as _rt
+from llmledger.sdk.track import build_usage_event
 
 __all__ = ["Call", "StreamReader", "meter_async", "meter_sync"]
 
@@ -49,13 +54,17 @@ class Call:
 
     __slots__ = (
         "done",
+        "duration",
         "endpoint",
+        "outcome",
         "provider",
         "reader",
         "request",
         "requested_model",
+        "runtime",
         "t0",
         "ttft",
+        "usage",
         "wall",
         "who",
     )
@@ -73,11 +82,15 @@ class Call:
         self.requested_model = requested_model
         self.who = who
         self.request = request  # the JSON body, only read to estimate tokens when usage is missing
+        self.runtime = _rt.current()
         self.wall = datetime.now(timezone.utc)
         self.t0 = time.perf_counter()
         self.ttft: float | None = None
         self.reader: StreamReader | None = None
         self.done = False
+        self.duration = 0.0
+        self.usage: Usage | None = None
+        self.outcome: tuple[bool, bool, Any, str | None, Decimal | None, str | None] | None = None
 
     # -- endings ---------------------------------------------------------------------------------
 
@@ -173,8 +186,20 @@ class Call:
         provider_cost: Decimal | None = None,
         unpriced_reason: str | None = None,
     ) -> None:
-        now = time.perf_counter()
-        emit(
+        # Only capture here; pricing and building the event happen on the writer thread (`event()`),
+        # so the caller pays for reading the usage and one queue append.
+        self.duration = time.perf_counter() - self.t0
+        self.usage = usage
+        self.outcome = (complete, stream, status, error_type, provider_cost, unpriced_reason)
+        self.runtime.record_later(self)  # the runtime of the call's start: never revive a shut-down one
+
+    def event(self) -> UsageEvent:
+        """Price this finished call and build its event (called once, by the writer thread)."""
+        usage = self.usage
+        assert usage is not None and self.outcome is not None
+        complete, stream, status, error_type, provider_cost, unpriced_reason = self.outcome
+        return build_usage_event(
+            self.runtime,
             self.provider,
             usage.model or self.requested_model or "unknown",
             usage.tokens,
@@ -185,7 +210,7 @@ class Call:
             requested_model=self.requested_model,
             endpoint=self.endpoint,
             service_tier=usage.service_tier,
-            duration_ms=(now - self.t0) * 1000.0,
+            duration_ms=self.duration * 1000.0,
             time_to_first_token_ms=None if self.ttft is None else (self.ttft - self.t0) * 1000.0,
             stream=stream,
             complete=complete,

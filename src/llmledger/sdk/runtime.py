@@ -7,13 +7,14 @@ at `LLMLEDGER_DB` or `./llmledger.db`, opened by the writer thread so the caller
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, cast
 
 from llmledger._internal import internal_error, internal_error_count
 from llmledger.attribution.context import EMPTY, Attribution, make_attribution
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from llmledger.pricing.pricer import Pricer
     from llmledger.storage.ledger import Ledger
 
-__all__ = ["Config", "Runtime", "Stats", "current", "init", "shutdown"]
+__all__ = ["Config", "Deferred", "Runtime", "Stats", "current", "init", "shutdown"]
 
 log = logging.getLogger("llmledger")
 
@@ -48,6 +49,14 @@ class Config:
     instrument: bool = True
     providers: tuple[str, ...] | None = None
     base_url_providers: tuple[tuple[str, str], ...] = ()
+
+
+class Deferred(Protocol):
+    """A finished call whose event is built on the writer thread (pricing off the caller's thread)."""
+
+    def event(self) -> UsageEvent:
+        """Price the call and build its event."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,7 @@ class Runtime:
         self._ledger_lock = threading.Lock()
         self._unpriced_lock = threading.Lock()
         self.unpriced: dict[str, int] = {}
-        self.writer: BackgroundWriter[UsageEvent] = BackgroundWriter(
+        self.writer: BackgroundWriter[UsageEvent | Deferred] = BackgroundWriter(
             self._write,
             max_buffer=config.max_buffer,
             batch_size=config.batch_size,
@@ -100,17 +109,44 @@ class Runtime:
                 ledger = self._ledger
         return ledger
 
-    def _write(self, batch: Sequence[UsageEvent]) -> None:
-        self.ledger.write(batch)
+    def _write(self, batch: Sequence[UsageEvent | Deferred]) -> None:
+        # Build the events of deferred calls first, in place in the writer's own list: a batch that
+        # fails to write is retried as it is, so each call is priced, announced and given its event
+        # id exactly once.
+        items = cast("list[UsageEvent | Deferred | None]", batch)
+        dropped = False
+        for i, item in enumerate(items):
+            if item is not None and not isinstance(item, UsageEvent):
+                try:
+                    event: UsageEvent | None = item.event()
+                except Exception as exc:
+                    event, dropped = None, True
+                    with contextlib.suppress(Exception):  # re-raised under pytest; never kill the writer
+                        internal_error(exc, "building a call's event")
+                items[i] = event
+                if event is not None:
+                    self._announce(event)
+        if dropped:
+            items[:] = [e for e in items if e is not None]
+        self.ledger.write(cast("list[UsageEvent]", items))
 
     def record(self, event: UsageEvent) -> None:
         """Hand a finished event to the writer, the `on_event` hook and the debug printer."""
+        if self.config.enabled:
+            self.writer.submit(event)
+        self._announce(event)
+
+    def record_later(self, call: Deferred) -> None:
+        """Hand a finished call to the writer thread, which builds, announces and writes its event."""
+        if self.config.enabled:
+            self.writer.submit(call)
+
+    def _announce(self, event: UsageEvent) -> None:
         config = self.config
         if event.cost_usd is None:
             self._note_unpriced(event)
         if not config.enabled:
             return
-        self.writer.submit(event)
         if config.on_event is not None:
             try:
                 config.on_event(event)

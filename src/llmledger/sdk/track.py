@@ -35,7 +35,7 @@ from llmledger.events.event import (
 from llmledger.events.ids import uuid7
 from llmledger.sdk import runtime as _rt
 
-__all__ = ["UsageTracker", "emit", "track", "track_usage"]
+__all__ = ["UsageTracker", "build_usage_event", "track", "track_usage"]
 
 _TRACK_FIELDS = [
     "provider",
@@ -201,7 +201,9 @@ def track(
             tenant=tenant, user=user, org=org, feature=feature, agent=agent, session=session, tags=tags
         )
         who = who.merged(explicit)
-    return emit(
+    runtime = _rt.current()
+    event = build_usage_event(
+        runtime,
         provider,
         model,
         tokens,
@@ -222,9 +224,15 @@ def track(
         request_id=request_id,
         estimated=bool(estimated),
     )
+    try:
+        runtime.record(event)
+    except Exception as exc:
+        internal_error(exc, "recording")
+    return event
 
 
-def emit(
+def build_usage_event(
+    runtime: _rt.Runtime,
     provider: str,
     model: str,
     tokens: Mapping[str, int],
@@ -247,13 +255,12 @@ def emit(
     estimated: bool = False,
     unpriced_reason: str | None = None,
 ) -> UsageEvent:
-    """Price and record already-valid usage (the shared tail of `track()` and the instrumentation).
+    """Price already-valid usage and build its event (shared by `track()` and the instrumentation).
 
     Not public: it trusts its input. `tokens` maps event token fields to counts (missing means 0);
     `who` is the call's attribution, laid over the `init()` defaults here. `unpriced_reason` forces an
     unpriced event (for calls whose usage could not be known).
     """
-    runtime = _rt.current()
     who = runtime.config.defaults.merged(who)
     source: Any
     cost: Decimal | None
@@ -317,10 +324,6 @@ def emit(
             SCHEMA_VERSION,
         )
     )
-    try:
-        runtime.record(event)
-    except Exception as exc:
-        internal_error(exc, "recording")
     return event
 
 

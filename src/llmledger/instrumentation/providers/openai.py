@@ -158,9 +158,7 @@ class _ChatStream:
         for c in self.chunks:
             for choice in c.choices or ():
                 delta = get(choice, "delta")
-                piece = (
-                    get(delta, "content") if delta is not None else get(choice, "text")
-                )
+                piece = get(delta, "content") if delta is not None else get(choice, "text")
                 if isinstance(piece, str):
                     parts.append(piece)
         return "".join(parts)
