@@ -282,7 +282,7 @@ def build_usage_event(
             internal_error(exc, "pricing")
             cost, source, reason = None, None, f"internal pricing error: {type(exc).__name__}: {exc}"
     get = tokens.get
-    event = build_event(
+    return build_event(
         (
             uuid7(),
             timestamp,
@@ -324,7 +324,6 @@ def build_usage_event(
             SCHEMA_VERSION,
         )
     )
-    return event
 
 
 class UsageTracker:
