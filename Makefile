@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_DEMO := $(VENV)/.installed-demo
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit bench bench-instrument clean
+.PHONY: demo test lint typecheck unit unit-min bench bench-instrument bench-instructions clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,19 @@ typecheck: $(STAMP_DEV)
 unit: $(STAMP_DEV)
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+# The instrumentation tests again, against the oldest SDK releases we support.
+VENV_MIN := .venv-min
+MIN_SDKS := openai==3.0.0 anthropic==2.0.0 google-genai==3.0.0
+$(VENV_MIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/pip install --quiet -e '.[dev]' $(MIN_SDKS)
+	touch $@
+
+unit-min: $(VENV_MIN)/.installed
+	$(VENV_MIN)/bin/pytest -q -p no:cacheprovider tests/test_instrument_openai.py tests/test_instrument_anthropic.py \
+		tests/test_instrument_google.py tests/test_instrument_core.py
+
+test: lint typecheck unit unit-min
 
 bench: $(STAMP_DEV)
 	$(BIN)/python bench/bench_track.py
@@ -48,5 +60,9 @@ $(BENCH_VENV)/.installed: pyproject.toml
 bench-instrument: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/bench_instrument.py $(BENCH_ARGS)
 
+bench-instructions: $(STAMP_DEV)
+	command -v valgrind >/dev/null || apt-get install -y valgrind
+	$(BIN)/python bench/instructions.py
+
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) $(BENCH_VENV) $(VENV_MIN) .mypy_cache .pytest_cache .ruff_cache build dist

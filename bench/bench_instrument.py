@@ -114,12 +114,16 @@ def _setup(tool: str) -> openai.OpenAI:
     elif tool == "token-limit":
         from token_limit import Meter, MeterConfig
 
-        Meter(MeterConfig(api_key="bench", url=NOWHERE, flush_interval=3600, max_queue_size=10**6)).patch_all()
+        Meter(
+            MeterConfig(api_key="bench", url=NOWHERE, flush_interval=3600, max_queue_size=10**6)
+        ).patch_all()
     elif tool == "tokenr":
         import tokenr
 
         tokenr.init(token="bench", url=NOWHERE)
-    _client = openai.OpenAI(api_key="sk-bench", http_client=httpx2.Client(transport=httpx2.MockTransport(_handle)))
+    _client = openai.OpenAI(
+        api_key="sk-bench", http_client=httpx2.Client(transport=httpx2.MockTransport(_handle))
+    )
     return _client
 
 

@@ -185,6 +185,24 @@ def responses_stream(model: str, cut: int | None = None) -> bytes:
             {
                 "type": "response.output_item.added",
                 "sequence_number": 1,
+                "output_index": 0,
+                "item": {"type": "reasoning", "id": "rs_1", "summary": []},
+            },
+        ),
+        (
+            "response.output_item.done",
+            {
+                "type": "response.output_item.done",
+                "sequence_number": 1,
+                "output_index": 0,
+                "item": {"type": "reasoning", "id": "rs_1", "summary": []},
+            },
+        ),
+        (
+            "response.output_item.added",
+            {
+                "type": "response.output_item.added",
+                "sequence_number": 1,
                 "output_index": 1,
                 "item": {
                     "type": "message",
