@@ -122,6 +122,18 @@ def test_stream_async_and_context_manager(fake: Fake, recorded: list[UsageEvent]
     assert e.stream and e.complete
 
 
+def test_async_stream_closed_early(fake: Fake, recorded: list[UsageEvent]) -> None:
+    async def go() -> None:
+        stream = await aclient(fake).chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True)  # type: ignore[arg-type]
+        async with stream:
+            async for _ in stream:
+                break
+
+    asyncio.run(go())
+    [e] = recorded
+    assert e.stream and not e.complete and e.estimated and e.output_tokens == 0  # only the role chunk
+
+
 def test_stream_closed_early_is_recorded_once_estimated(fake: Fake, recorded: list[UsageEvent]) -> None:
     with client(fake).chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True) as stream:  # type: ignore[arg-type]
         for i, _ in enumerate(stream):

@@ -29,9 +29,9 @@ _wanted: set[str] = set()
 
 def _installer(name: str) -> Callable[[PatchSet], None]:
     if name == "google":
-        from llmledger.instrumentation.providers import google
+        from llmledger.instrumentation.genai import install as install_genai
 
-        return google.install
+        return install_genai
 
     from llmledger.instrumentation.stainless import install
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmledger._internal import internal_error
 from llmledger.attribution.context import _current
 from llmledger.instrumentation.call import Call, StreamReader, meter_async, meter_sync
 from llmledger.instrumentation.hooks import ATTRIBUTION_HEADER, decode_attribution, kwargs_hook, request_hook
@@ -176,8 +177,6 @@ def _parse_hook(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _deliver_parsed(pending: tuple[StainlessSpec, Call], result: Any) -> None:
-    from llmledger._internal import internal_error
-
     spec, call = pending
     try:
         _deliver(spec, call, result, deferred=False)
