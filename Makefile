@@ -49,6 +49,7 @@ test: lint typecheck unit unit-min
 bench: $(STAMP_DEV)
 	$(BIN)/python bench/bench_track.py
 	$(BIN)/python bench/bench_writer.py
+	$(BIN)/python bench/bench_hook.py
 
 # The instrumentation benchmark compares with other tools; they live only in this environment.
 BENCH_VENV := .venv-bench
