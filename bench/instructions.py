@@ -62,6 +62,8 @@ def per_op(tool: str, stream: bool, k: int) -> float:
 def main() -> None:
     rows = []
     for stream, k, unit in ((False, 20, "call"), (True, 4, "stream of 100 chunks")):
+        if len(sys.argv) > 1 and sys.argv[1] not in unit:  # e.g. `instructions.py stream`
+            continue
         bare = per_op("bare", stream, k)
         ours = per_op("llmledger", stream, k)
         rows.append((unit, bare, ours))
@@ -69,8 +71,9 @@ def main() -> None:
     for unit, bare, ours in rows:
         added = ours - bare
         print(f"{unit:<22} {bare / 1e6:>14.3f} {ours / 1e6:>10.3f} {added:>12,.0f}")
-    call, stream = rows
-    print(f"per chunk added: {(stream[2] - stream[1] - (call[2] - call[1])) / 100:,.0f} instructions")
+    if len(rows) == 2:
+        call, stream = rows
+        print(f"per chunk added: {(stream[2] - stream[1] - (call[2] - call[1])) / 100:,.0f} instructions")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from llmledger._internal import internal_error
 from llmledger.attribution.context import Attribution
 from llmledger.events.event import UsageEvent
-from llmledger.instrumentation.estimate import estimate_tokens, request_text
+from llmledger.instrumentation.estimate import estimate_from_chars, estimate_tokens, request_text
 from llmledger.instrumentation.usage import Usage
 from llmledger.sdk import runtime as _rt
 from llmledger.sdk.track import build_usage_event
@@ -44,9 +44,8 @@ class StreamReader(Protocol):
         """The usage seen so far, or None if the provider has reported none."""
         ...
 
-    def text(self) -> str:
-        """The text generated so far (only read to estimate a cut stream's output)."""
-        ...
+    chars: int
+    """Characters of text generated so far (only read to estimate a cut stream's output)."""
 
 
 class Call:
@@ -101,7 +100,7 @@ class Call:
         self.done = True
         try:
             if usage is None:
-                self._emit(self._estimate(None, ""), complete=True)
+                self._emit(self._estimate(None, 0), complete=True)
             else:
                 self._emit(usage, complete=True)
         except Exception as exc:
@@ -147,7 +146,7 @@ class Call:
             if reader is not None and reader.final and partial is not None:
                 usage = partial
             else:  # the provider never reported final usage: estimate, and say the stream was cut
-                usage = self._estimate(partial, reader.text() if reader is not None else "")
+                usage = self._estimate(partial, reader.chars if reader is not None else 0)
                 complete = False
             if exc is None:
                 self._emit(usage, complete=complete, stream=True)
@@ -164,12 +163,12 @@ class Call:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _estimate(self, partial: Usage | None, output_text: str) -> Usage:
+    def _estimate(self, partial: Usage | None, output_chars: int) -> Usage:
         usage = partial if partial is not None else Usage()
         tokens = usage.tokens
         if not tokens.get("input_tokens"):
             tokens["input_tokens"] = estimate_tokens(request_text(self.request))
-        out = estimate_tokens(output_text)
+        out = estimate_from_chars(output_chars)
         if out > tokens.get("output_tokens", 0):
             tokens["output_tokens"] = out
         usage.estimated = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["estimate_tokens", "request_text"]
+__all__ = ["estimate_from_chars", "estimate_tokens", "request_text"]
 
 _TEXT_KEYS = frozenset(("content", "text", "input", "prompt", "system", "instructions", "contents", "parts"))
 _CHARS_PER_TOKEN = 4
@@ -18,7 +18,12 @@ _CHARS_PER_TOKEN = 4
 
 def estimate_tokens(text: str) -> int:
     """Estimated tokens in `text` (0 for no text)."""
-    return -(-len(text) // _CHARS_PER_TOKEN) if text else 0
+    return estimate_from_chars(len(text))
+
+
+def estimate_from_chars(chars: int) -> int:
+    """Estimated tokens in a text of `chars` characters."""
+    return -(-chars // _CHARS_PER_TOKEN) if chars > 0 else 0
 
 
 def request_text(body: Mapping[str, Any] | None) -> str:

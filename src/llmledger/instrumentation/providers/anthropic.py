@@ -71,20 +71,20 @@ def read(endpoint: str, response: Any) -> Usage | None:
 class _MessageStream:
     """Raw message stream events (also what the `messages.stream()` helper reads)."""
 
-    __slots__ = ("delta", "final", "message", "texts")
+    __slots__ = ("chars", "delta", "final", "message")
 
     def __init__(self) -> None:
         self.final = False
         self.message: Any = None
         self.delta: Any = None
-        self.texts: list[str] = []
+        self.chars = 0
 
     def chunk(self, item: Any) -> bool:
         kind = item.type
         if kind == "content_block_delta":
             piece = get(item.delta, "text") or get(item.delta, "thinking")
             if isinstance(piece, str):
-                self.texts.append(piece)
+                self.chars += len(piece)
         elif kind == "message_delta":  # cumulative: the last one holds the final counts
             self.delta = item.usage
             self.final = True
@@ -101,9 +101,6 @@ class _MessageStream:
         usage.model = self.message.model
         usage.request_id = self.message.id
         return usage
-
-    def text(self) -> str:
-        return "".join(self.texts)
 
 
 def stream_reader(endpoint: str, hide: bool) -> Any:

@@ -84,11 +84,12 @@ def read_body(body: Any) -> Usage | None:
 class _ChunkStream:
     """SSE chunks as `SdkHttpResponse` bodies; only the last one with usage is ever parsed."""
 
-    __slots__ = ("final", "last")
+    __slots__ = ("chars", "final", "last")
 
     def __init__(self) -> None:
         self.final = False
         self.last: str | None = None
+        self.chars = 0  # running totals make a text estimate unnecessary
 
     def chunk(self, item: Any) -> bool:
         body = item.body
@@ -99,9 +100,6 @@ class _ChunkStream:
 
     def usage(self) -> Usage | None:
         return read_body(self.last) if self.last is not None else None
-
-    def text(self) -> str:
-        return ""
 
 
 def stream_reader() -> _ChunkStream:

@@ -124,14 +124,14 @@ def read(endpoint: str, response: Any) -> Usage | None:
 class _ChatStream:
     """chat.completions / completions chunks: usage rides on the last chunk (with `include_usage`)."""
 
-    __slots__ = ("chunks", "final", "first", "hide", "last")
+    __slots__ = ("chars", "final", "first", "hide", "last")
 
     def __init__(self, hide: bool) -> None:
         self.hide = hide
         self.final = False
         self.first: Any = None
         self.last: Any = None
-        self.chunks: list[Any] = []
+        self.chars = 0  # generated characters, to estimate a cut stream (chunks are not kept: GC cost)
 
     def chunk(self, item: Any) -> bool:
         if item.usage is not None:
@@ -140,7 +140,11 @@ class _ChatStream:
             return not (self.hide and not item.choices)
         if self.first is None:
             self.first = item
-        self.chunks.append(item)
+        for choice in item.choices:
+            delta = get(choice, "delta")
+            piece = get(delta, "content") if delta is not None else get(choice, "text")
+            if piece:
+                self.chars += len(piece)
         return True
 
     def usage(self) -> Usage | None:
@@ -153,31 +157,22 @@ class _ChatStream:
             return Usage(model=self.first.model, request_id=self.first.id)
         return None
 
-    def text(self) -> str:
-        parts = []
-        for c in self.chunks:
-            for choice in c.choices or ():
-                delta = get(choice, "delta")
-                piece = get(delta, "content") if delta is not None else get(choice, "text")
-                if isinstance(piece, str):
-                    parts.append(piece)
-        return "".join(parts)
 
 
 class _ResponsesStream:
     """Responses events: usage arrives on `response.completed` / `incomplete` / `failed`."""
 
-    __slots__ = ("final", "response", "texts")
+    __slots__ = ("chars", "final", "response")
 
     def __init__(self) -> None:
         self.final = False
         self.response: Any = None
-        self.texts: list[str] = []
+        self.chars = 0
 
     def chunk(self, item: Any) -> bool:
         kind = item.type
         if kind == "response.output_text.delta":
-            self.texts.append(item.delta)
+            self.chars += len(item.delta)
         elif kind in _FINAL_EVENTS:
             self.response = item.response
             self.final = True
@@ -191,9 +186,6 @@ class _ResponsesStream:
         return read("responses", self.response) or Usage(
             model=self.response.model, request_id=self.response.id
         )
-
-    def text(self) -> str:
-        return "".join(self.texts)
 
 
 def stream_reader(endpoint: str, hide: bool) -> Any:
