@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import subprocess
 import sys
 import threading
@@ -201,3 +202,23 @@ print("ok")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_stream_in_flight_across_reinit_and_shutdown(ledger_path: Path, tmp_path: Path) -> None:
+    from llmledger.sdk import runtime as rt
+
+    first, second = Recorded(), Recorded()
+    llmledger.init(ledger=str(ledger_path), on_event=first.append)
+    c = openai.OpenAI(api_key="k", http_client=Fake().client(), max_retries=0)
+    stream = c.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True)  # type: ignore[arg-type]
+    next(iter(stream))
+    llmledger.init(ledger=str(tmp_path / "other.db"), on_event=second.append)  # new settings mid-stream
+    list(stream)
+    assert (len(first), len(second)) == (0, 1)  # recorded by the runtime in force when it ended
+
+    late = c.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True)  # type: ignore[arg-type]
+    next(iter(late))
+    llmledger.shutdown()
+    del late
+    gc.collect()
+    assert rt._runtime is None  # a stream ending after shutdown records nothing and revives nothing

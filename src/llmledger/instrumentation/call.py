@@ -81,7 +81,7 @@ class Call:
         self.requested_model = requested_model
         self.who = who
         self.request = request  # the JSON body, only read to estimate tokens when usage is missing
-        self.runtime = _rt.current()
+        self.runtime: _rt.Runtime | None = None
         self.wall = datetime.now(timezone.utc)
         self.t0 = time.perf_counter()
         self.ttft: float | None = None
@@ -190,12 +190,15 @@ class Call:
         self.duration = time.perf_counter() - self.t0
         self.usage = usage
         self.outcome = (complete, stream, status, error_type, provider_cost, unpriced_reason)
-        self.runtime.record_later(self)  # the runtime of the call's start: never revive a shut-down one
+        runtime = _rt._runtime  # the current one (init() may have replaced it since the call began)
+        if runtime is not None:  # None: shut down since, so record nothing (and never revive one)
+            self.runtime = runtime
+            runtime.record_later(self)
 
     def event(self) -> UsageEvent:
         """Price this finished call and build its event (called once, by the writer thread)."""
         usage = self.usage
-        assert usage is not None and self.outcome is not None
+        assert usage is not None and self.outcome is not None and self.runtime is not None
         complete, stream, status, error_type, provider_cost, unpriced_reason = self.outcome
         return build_usage_event(
             self.runtime,
