@@ -6,7 +6,8 @@ call), so `bench_instrument.py`'s pyperf table is complemented by instruction co
 operations; the difference divided by 4K is the cost of one operation, all threads included (the
 writer thread's pricing and SQLite writes count too).
 
-    make bench-instructions
+    make bench-instructions                                   # bare vs llmledger, calls and streams
+    .venv-bench/bin/python bench/instructions.py call llmledger token-limit tokenr
 """
 
 from __future__ import annotations
@@ -60,20 +61,19 @@ def per_op(tool: str, stream: bool, k: int) -> float:
 
 
 def main() -> None:
+    """`instructions.py [call|stream] [tool ...]`: default both operations, bare vs llmledger."""
+    only = sys.argv[1] if len(sys.argv) > 1 else ""
+    tools = sys.argv[2:] or ["llmledger"]
     rows = []
     for stream, k, unit in ((False, 20, "call"), (True, 4, "stream of 100 chunks")):
-        if len(sys.argv) > 1 and sys.argv[1] not in unit:  # e.g. `instructions.py stream`
+        if only and only not in unit:
             continue
         bare = per_op("bare", stream, k)
-        ours = per_op("llmledger", stream, k)
-        rows.append((unit, bare, ours))
-    print(f"{'operation':<22} {'bare (Minstr)':>14} {'llmledger':>10} {'added':>12}")
-    for unit, bare, ours in rows:
-        added = ours - bare
-        print(f"{unit:<22} {bare / 1e6:>14.3f} {ours / 1e6:>10.3f} {added:>12,.0f}")
-    if len(rows) == 2:
-        call, stream = rows
-        print(f"per chunk added: {(stream[2] - stream[1] - (call[2] - call[1])) / 100:,.0f} instructions")
+        for tool in tools:
+            rows.append((unit, tool, bare, per_op(tool, stream, k)))
+    print(f"{'operation':<22} {'tool':<12} {'bare (Minstr)':>14} {'tool (Minstr)':>14} {'added':>12}")
+    for unit, tool, bare, ours in rows:
+        print(f"{unit:<22} {tool:<12} {bare / 1e6:>14.3f} {ours / 1e6:>14.3f} {ours - bare:>12,.0f}")
 
 
 if __name__ == "__main__":
