@@ -158,7 +158,6 @@ class _ChatStream:
         return None
 
 
-
 class _ResponsesStream:
     """Responses events: usage arrives on `response.completed` / `incomplete` / `failed`."""
 
