@@ -26,6 +26,9 @@ from llmledger.errors import (
     InvalidQueryError,
     InvalidUsageError,
     LedgerError,
+    LimitDefinitionError,
+    LimitExceeded,
+    LimitExceededException,
     LlmLedgerError,
     PriceOverrideError,
 )
@@ -34,6 +37,17 @@ from llmledger.sdk.queries import events, flush, spend, usage
 from llmledger.sdk.runtime import Stats, init, shutdown
 from llmledger.sdk.runtime import current as _current_runtime
 from llmledger.sdk.track import UsageTracker, track, track_usage
+
+_LIMITS_API = ("check", "delete_limit", "guard", "limits", "reconcile", "remaining", "set_limit", "top_up")
+
+
+def __getattr__(name: str) -> object:
+    # The spend-limit API needs SQLAlchemy: load it on first use, keeping `import llmledger` light.
+    if name in _LIMITS_API or name == "LimitStatus":
+        from llmledger.sdk import limits as _limits
+
+        return getattr(_limits, name)
+    raise AttributeError(f"module 'llmledger' has no attribute {name!r}")
 
 
 def uninstrument() -> None:
@@ -55,6 +69,10 @@ __all__ = [
     "InvalidQueryError",
     "InvalidUsageError",
     "LedgerError",
+    "LimitDefinitionError",
+    "LimitExceeded",
+    "LimitExceededException",
+    "LimitStatus",
     "LlmLedgerError",
     "PriceOverrideError",
     "Stats",
@@ -62,15 +80,23 @@ __all__ = [
     "UsageTracker",
     "__version__",
     "attribute",
+    "check",
     "current_attribution",
+    "delete_limit",
     "events",
     "flush",
+    "guard",
     "init",
+    "limits",
+    "reconcile",
+    "remaining",
     "reset_attribution",
     "set_attribution",
+    "set_limit",
     "shutdown",
     "spend",
     "stats",
+    "top_up",
     "track",
     "track_usage",
     "uninstrument",

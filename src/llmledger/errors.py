@@ -6,12 +6,18 @@ callers that already catch `ValueError` keep working.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from decimal import Decimal
+
 __all__ = [
     "ConfigError",
     "InvalidEventError",
     "InvalidQueryError",
     "InvalidUsageError",
     "LedgerError",
+    "LimitDefinitionError",
+    "LimitExceeded",
+    "LimitExceededException",
     "LlmLedgerError",
     "PriceOverrideError",
 ]
@@ -43,3 +49,62 @@ class PriceOverrideError(ConfigError):
 
 class LedgerError(LlmLedgerError):
     """The ledger (database) could not be opened or migrated."""
+
+
+class LimitDefinitionError(LlmLedgerError, ValueError):
+    """A spend limit definition is not valid (unknown scope, bad window, two metrics, ...)."""
+
+
+class LimitExceeded(LlmLedgerError):
+    """A hard spend limit would be exceeded: raised BEFORE the request is sent to the provider.
+
+    Attributes say which limit decided and why: `limit_id`, `scope` (e.g. `tenant=acme`), `subject`
+    (the counter, e.g. `user=u1` for a per-user limit), `metric` (`usd`, `tokens`, `requests`),
+    `limit` (the amount), `spent` (committed in this window), `reserved` (held by calls in flight),
+    `requested` (this call's worst case), `remaining`, `resets_at` (None for lifetime credit) and
+    `retry_after` (seconds until the window resets, or None).
+    """
+
+    def __init__(
+        self,
+        *,
+        limit_id: str,
+        scope: str,
+        subject: str,
+        metric: str,
+        limit: Decimal,
+        spent: Decimal,
+        reserved: Decimal,
+        requested: Decimal,
+        resets_at: datetime | None,
+        window: str,
+    ) -> None:
+        self.limit_id = limit_id
+        self.scope = scope
+        self.subject = subject
+        self.metric = metric
+        self.limit = limit
+        self.spent = spent
+        self.reserved = reserved
+        self.requested = requested
+        self.remaining = max(Decimal(0), limit - spent - reserved)
+        self.resets_at = resets_at
+        self.window = window
+        now = datetime.now(timezone.utc)
+        self.retry_after: float | None = (
+            max(0.0, (resets_at - now).total_seconds()) if resets_at is not None else None
+        )
+        unit = "$" if metric == "usd" else ""
+        tail = f" {metric}" if metric != "usd" else ""
+        who = f"{scope} ({subject})" if subject and subject not in scope else scope
+        when = f"resets at {resets_at.isoformat()}" if resets_at is not None else "does not reset (top it up)"
+        super().__init__(
+            f"limit {limit_id} for {who} would be exceeded: {unit}{spent}{tail} spent and "
+            f"{unit}{reserved}{tail} reserved of {unit}{limit}{tail} per {window}, this call needs up to "
+            f"{unit}{requested}{tail} "
+            f"({unit}{self.remaining}{tail} remaining); it {when}"
+        )
+
+
+LimitExceededException = LimitExceeded
+"""Alias of `LimitExceeded`."""

@@ -22,6 +22,7 @@ from llmledger.attribution.context import Attribution
 from llmledger.events.event import UsageEvent
 from llmledger.instrumentation.estimate import estimate_from_chars, estimate_tokens, request_text
 from llmledger.instrumentation.usage import Usage
+from llmledger.limits.model import scope_of_call
 from llmledger.sdk import runtime as _rt
 from llmledger.sdk.track import build_usage_event
 
@@ -60,6 +61,7 @@ class Call:
         "reader",
         "request",
         "requested_model",
+        "reservation",
         "runtime",
         "t0",
         "ttft",
@@ -86,6 +88,7 @@ class Call:
         self.t0 = time.perf_counter()
         self.ttft: float | None = None
         self.reader: StreamReader | None = None
+        self.reservation: str | None = None
         self.done = False
         self.duration = 0.0
         self.usage: Usage | None = None
@@ -222,6 +225,26 @@ class Call:
             estimated=usage.estimated,
             unpriced_reason=unpriced_reason,
         )
+
+
+def gate(call: Call, tags: Mapping[str, str] | None = None) -> None:
+    """Reserve the call's worst case against the spend limits that apply (raises `LimitExceeded`)."""
+    runtime = _rt.current()
+    enforcer = runtime.enforcer
+    if not enforcer.limits():
+        return
+    who = runtime.config.defaults.merged(call.who)
+    labels = {
+        "tenant": who.tenant,
+        "user": who.user,
+        "org": who.org,
+        "feature": who.feature,
+        "agent": who.agent,
+    }
+    scope = scope_of_call(labels, call.requested_model, call.provider, who.tags)
+    call.reservation = enforcer.reserve(
+        scope, provider=call.provider, model=call.requested_model, feature=who.feature, body=call.request
+    )
 
 
 def _status_of(exc: BaseException) -> str:

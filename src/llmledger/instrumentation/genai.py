@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from llmledger.attribution.context import _current
-from llmledger.instrumentation.call import Call, meter_async, meter_sync
+from llmledger.instrumentation.call import Call, gate, meter_async, meter_sync
 from llmledger.instrumentation.hooks import ATTRIBUTION_HEADER, decode_attribution, kwargs_hook, request_hook
 from llmledger.instrumentation.patching import PatchSet, Target
 from llmledger.instrumentation.providers import google
@@ -54,6 +54,7 @@ def _begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     call = Call(
         provider, name, google.requested_model(path), who, body if isinstance(body, Mapping) else None
     )
+    gate(call)
     return call, (client,), bound
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from llmledger._internal import internal_error
 from llmledger.attribution.context import Attribution, make_attribution
-from llmledger.errors import InvalidUsageError
+from llmledger.errors import InvalidUsageError, LimitExceeded
 from llmledger.instrumentation.call import Call
 
 __all__ = [
@@ -87,6 +87,8 @@ def request_hook(original: Callable[..., Any], begin: Begin, finish: Finish) -> 
 def _begin(begin: Begin, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     try:
         return begin(args, kwargs)
+    except LimitExceeded:  # an enforcement decision: raised on purpose, before anything is sent
+        raise
     except Exception as exc:
         internal_error(exc, "starting a metered call")
         return None

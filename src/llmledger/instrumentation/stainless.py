@@ -20,7 +20,7 @@ from typing import Any
 
 from llmledger._internal import internal_error
 from llmledger.attribution.context import _current
-from llmledger.instrumentation.call import Call, StreamReader, meter_async, meter_sync
+from llmledger.instrumentation.call import Call, StreamReader, gate, meter_async, meter_sync
 from llmledger.instrumentation.hooks import ATTRIBUTION_HEADER, decode_attribution, kwargs_hook, request_hook
 from llmledger.instrumentation.hosts import provider_for_url
 from llmledger.instrumentation.patching import PatchSet, Target, resolve
@@ -116,6 +116,7 @@ def _hook(spec: StainlessSpec, original: Callable[..., Any]) -> Callable[..., An
         model = body.get("model") if body is not None else None
         call = Call(_provider(spec, args[0]), endpoint, model if isinstance(model, str) else None, who, body)
         call.reader = reader
+        gate(call)
         return call, args, kwargs
 
     def finish(call: Call, result: Any) -> Any:

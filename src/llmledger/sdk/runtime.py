@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from llmledger._internal import internal_error, internal_error_count
 from llmledger.attribution.context import EMPTY, Attribution, make_attribution
@@ -23,6 +23,7 @@ from llmledger.events.event import UsageEvent
 from llmledger.transport.writer import BackgroundWriter
 
 if TYPE_CHECKING:
+    from llmledger.limits.enforce import Enforcer
     from llmledger.pricing.pricer import Pricer
     from llmledger.storage.ledger import Ledger
 
@@ -49,6 +50,9 @@ class Config:
     instrument: bool = True
     providers: tuple[str, ...] | None = None
     base_url_providers: tuple[tuple[str, str], ...] = ()
+    on_threshold: Callable[[Any], object] | None = None
+    default_output_cap: int = 4096
+    reservation_ttl: float = 900.0
 
 
 class Deferred(Protocol):
@@ -86,6 +90,7 @@ class Runtime:
         self._ledger: Ledger | None = None
         self._ledger_lock = threading.Lock()
         self._unpriced_lock = threading.Lock()
+        self._enforcer: Enforcer | None = None
         self.unpriced: dict[str, int] = {}
         self.writer: BackgroundWriter[UsageEvent | Deferred] = BackgroundWriter(
             self._write,
@@ -109,12 +114,26 @@ class Runtime:
                 ledger = self._ledger
         return ledger
 
+    @property
+    def enforcer(self) -> Enforcer:
+        """Spend-limit enforcement for this runtime (created on first use)."""
+        enforcer = self._enforcer
+        if enforcer is None:
+            from llmledger.limits.enforce import Enforcer
+
+            with self._ledger_lock:
+                if self._enforcer is None:
+                    self._enforcer = Enforcer(self)
+                enforcer = self._enforcer
+        return enforcer
+
     def _write(self, batch: Sequence[UsageEvent | Deferred]) -> None:
         # Build the events of deferred calls first, in place in the writer's own list: a batch that
         # fails to write is retried as it is, so each call is priced, announced and given its event
         # id exactly once.
         items = cast("list[UsageEvent | Deferred | None]", batch)
         dropped = False
+        releases = [r for item in items if (r := getattr(item, "reservation", None)) is not None]
         for i, item in enumerate(items):
             if item is not None and not isinstance(item, UsageEvent):
                 try:
@@ -124,16 +143,24 @@ class Runtime:
                     with contextlib.suppress(Exception):  # re-raised under pytest; never kill the writer
                         internal_error(exc, "building a call's event")
                 items[i] = event
-                if event is not None:
+                if event is not None and getattr(item, "announce", True):
                     self._announce(event)
         if dropped:
             items[:] = [e for e in items if e is not None]
-        self.ledger.write(cast("list[UsageEvent]", items))
+        written = cast("list[UsageEvent]", items)
+        self.ledger.write(written, releases)
+        enforcer = self._enforcer
+        if enforcer is not None:
+            for event in written:
+                enforcer.learn(event)
 
-    def record(self, event: UsageEvent) -> None:
-        """Hand a finished event to the writer, the `on_event` hook and the debug printer."""
+    def record(self, event: UsageEvent, reservation: str | None = None) -> None:
+        """Hand a finished event to the writer, the `on_event` hook and the debug printer.
+
+        `reservation`: the spend-limit reservation the event settles (dropped when it is written).
+        """
         if self.config.enabled:
-            self.writer.submit(event)
+            self.writer.submit(event if reservation is None else _Settling(event, reservation))
         self._announce(event)
 
     def record_later(self, call: Deferred) -> None:
@@ -189,6 +216,20 @@ class Runtime:
         if self._ledger is not None:
             self._ledger.close()
         return done
+
+
+class _Settling:
+    """A `track()` event inside `guard()`: written with the reservation it settles (already announced)."""
+
+    __slots__ = ("_event", "reservation")
+    announce = False
+
+    def __init__(self, event: UsageEvent, reservation: str) -> None:
+        self._event = event
+        self.reservation = reservation
+
+    def event(self) -> UsageEvent:
+        return self._event
 
 
 def debug_line(e: UsageEvent) -> str:
@@ -256,6 +297,9 @@ def init(
     instrument: bool = True,
     providers: Iterable[str] | None = None,
     base_url_providers: Mapping[str, str] | None = None,
+    on_threshold: Callable[[Any], object] | None = None,
+    default_output_cap: int = 4096,
+    reservation_ttl: float = 900.0,
 ) -> Runtime:
     """Configure llmledger for this process. Idempotent and thread-safe: the same settings keep the
     same runtime.
@@ -267,9 +311,22 @@ def init(
     event; `debug` prints one line each. `instrument` patches the provider SDKs (`providers` limits
     which: "openai", "anthropic", "google"); `base_url_providers` names the provider behind other
     base URLs (`{"llm.internal:8000": "openai"}`; keys are a host, `host:port` or a URL prefix).
+    Spend limits: `on_threshold(alert)` is called when a call crosses a limit's threshold (once per
+    window); `default_output_cap` is the output a call without `max_tokens` is assumed to use at
+    most; `reservation_ttl` (seconds) frees the reservations of a process that died mid-call.
     """
     if max_buffer < 1 or flush_interval <= 0:
         raise ConfigError("max_buffer must be >= 1 and flush_interval > 0")
+    if (
+        isinstance(default_output_cap, bool)
+        or not isinstance(default_output_cap, int)
+        or default_output_cap < 1
+    ):
+        raise ConfigError(
+            f"default_output_cap must be a positive number of tokens, got {default_output_cap!r}"
+        )
+    if not isinstance(reservation_ttl, (int, float)) or reservation_ttl <= 0:
+        raise ConfigError(f"reservation_ttl must be a positive number of seconds, got {reservation_ttl!r}")
     provider_names = None if providers is None else tuple(providers)
     if isinstance(providers, str):
         raise ConfigError(f"providers must be a list of names, e.g. [{providers!r}], not a string")
@@ -293,6 +350,9 @@ def init(
         instrument=instrument,
         providers=provider_names,
         base_url_providers=hosts,
+        on_threshold=on_threshold,
+        default_output_cap=default_output_cap,
+        reservation_ttl=float(reservation_ttl),
     )
     from llmledger import instrumentation
     from llmledger.instrumentation.hosts import configure_hosts

@@ -225,7 +225,9 @@ def track(
         estimated=bool(estimated),
     )
     try:
-        runtime.record(event)
+        from llmledger.sdk.limits import settles
+
+        runtime.record(event, settles())
     except Exception as exc:
         internal_error(exc, "recording")
     return event

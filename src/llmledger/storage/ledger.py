@@ -14,6 +14,7 @@ from llmledger.errors import LedgerError
 from llmledger.events.event import UsageEvent
 from llmledger.storage import migrate
 from llmledger.storage.engine import IMMEDIATE, create_ledger_engine, normalize_url
+from llmledger.storage.limits import LimitStore
 from llmledger.storage.queries import SUM_COLUMNS, UsageRow, cost_sum, group_expression, where_clause
 from llmledger.storage.rows import SQLITE_COLUMNS, event_to_row, row_to_event, sqlite_tuples
 from llmledger.storage.tables import events
@@ -36,6 +37,7 @@ class Ledger:
         except sa.exc.SQLAlchemyError as exc:
             self.engine.dispose()
             raise LedgerError(f"cannot open the ledger at {self.url}: {exc}") from exc
+        self.limits = LimitStore(self.engine)
         insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
         self._insert = insert(events).on_conflict_do_nothing(index_elements=["event_id"])
         # SQLite fast path: the same Core statement, compiled once, fed driver-ready tuples.
@@ -45,11 +47,18 @@ class Ledger:
             f"INSERT INTO {events.name} ({columns}) VALUES ({marks}) ON CONFLICT (event_id) DO NOTHING"
         )
 
-    def write(self, batch: Sequence[UsageEvent]) -> None:
-        """Store events in one transaction; events already stored (same `event_id`) are skipped."""
-        if not batch:
+    def write(self, batch: Sequence[UsageEvent], releases: Sequence[str] = ()) -> None:
+        """Store events in one transaction; events already stored (same `event_id`) are skipped.
+
+        In the same transaction, the spend-limit counters count the new events and the reservations
+        in `releases` (those the events settle) are dropped, so counters always equal the events.
+        """
+        if not batch and not releases:
             return
         with self.engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
+            self.limits.apply(conn, self.limits.active(conn), batch, releases)
+            if not batch:
+                return
             if self.dialect == "sqlite":
                 conn.exec_driver_sql(self._sqlite_insert, sqlite_tuples(batch))
             else:

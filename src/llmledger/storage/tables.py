@@ -15,7 +15,17 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from llmledger.events.event import TOKEN_FIELDS
 
-__all__ = ["ExactDecimal", "events", "metadata"]
+__all__ = [
+    "ExactDecimal",
+    "alerts",
+    "counters",
+    "credits",
+    "events",
+    "limits",
+    "meta",
+    "metadata",
+    "reservations",
+]
 
 
 class ExactDecimal(TypeDecorator[Decimal]):
@@ -83,3 +93,63 @@ events = sa.Table(
     sa.Index("ix_llmledger_events_tenant_ts", "tenant", "ts_us"),
     sa.Index("ix_llmledger_events_user_ts", "user", "ts_us"),
 )
+
+limits = sa.Table(
+    "llmledger_limits",
+    metadata,
+    sa.Column("limit_id", sa.String(64), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+)
+"""Spend limit definitions (`Limit.to_dict()`)."""
+
+counters = sa.Table(
+    "llmledger_counters",
+    metadata,
+    sa.Column("limit_id", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(1024), primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("used", ExactDecimal(), nullable=False),
+)
+"""What each limit's subjects have used per window bucket; kept equal to the ledger's events."""
+
+reservations = sa.Table(
+    "llmledger_reservations",
+    metadata,
+    sa.Column("reservation_id", sa.String(36), primary_key=True),
+    sa.Column("limit_id", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(1024), nullable=False),
+    sa.Column("bucket", sa.BigInteger, nullable=False),
+    sa.Column("amount", ExactDecimal(), nullable=False),
+    sa.Column("expires_us", sa.BigInteger, nullable=False),
+    sa.Index("ix_llmledger_reservations_subject", "limit_id", "subject"),
+)
+"""Worst-case amounts held by calls in flight; removed with the call's event, or expired."""
+
+credits = sa.Table(
+    "llmledger_credits",
+    metadata,
+    sa.Column("limit_id", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(1024), primary_key=True),
+    sa.Column("granted", ExactDecimal(), nullable=False),
+)
+"""Top-ups of lifetime (prepaid credit) limits."""
+
+alerts = sa.Table(
+    "llmledger_alerts",
+    metadata,
+    sa.Column("limit_id", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(1024), primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("threshold", sa.String(16), primary_key=True),
+    sa.Column("fired_us", sa.BigInteger, nullable=False),
+)
+"""Threshold alerts already fired (once per limit, subject and window)."""
+
+meta = sa.Table(
+    "llmledger_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+"""Small counters, e.g. `limits_version` (bumped on every limit change, so processes reload)."""

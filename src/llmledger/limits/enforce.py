@@ -1,0 +1,222 @@
+"""Enforcement: match a call to the limits that apply, reserve its worst case, raise if refused.
+
+`strict` (the default) reserves an upper bound: input tokens bounded by the prompt's UTF-8 bytes
+(byte-level tokenizers never produce more tokens than bytes), output by the request's own cap
+(`max_tokens` / `max_completion_tokens` / `max_output_tokens`, else `default_output_cap`), priced at
+the dearer of plain input and 1-hour cache writes. So committed spend cannot pass a hard limit when
+the provider honours the cap. `estimate` reserves the average actual use of recent calls of the same
+model and feature instead (strict until there is history): a nearly full budget still admits calls
+that fit, and the overshoot is bounded by (calls in flight) x (their excess over the average).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from llmledger.errors import LimitExceeded
+from llmledger.events.event import UsageEvent
+from llmledger.events.ids import uuid7
+from llmledger.instrumentation.estimate import estimate_tokens, request_text
+from llmledger.limits.model import Limit
+from llmledger.storage.limits import Held, Standing, event_amount
+
+if TYPE_CHECKING:
+    from llmledger.sdk.runtime import Runtime
+
+__all__ = ["Alert", "Enforcer", "output_cap"]
+
+log = logging.getLogger("llmledger")
+_CAP_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+_REFRESH_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A threshold crossed (`on_threshold` receives it once per limit, subject and window)."""
+
+    limit: Limit
+    subject: str
+    threshold: Decimal
+    spent: Decimal
+    allowed: Decimal
+
+
+def output_cap(body: Mapping[str, Any] | None) -> int | None:
+    """The output token cap a request sets, if any (OpenAI, Anthropic, Responses, Gemini)."""
+    if not body:
+        return None
+    for key in _CAP_KEYS:
+        value = body.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    config = body.get("generationConfig")
+    if isinstance(config, Mapping):
+        value = config.get("maxOutputTokens")
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+class Enforcer:
+    """A runtime's view of the limits: cached definitions, reservations, learned averages."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._lock = threading.Lock()
+        self._limits: list[Limit] = []
+        self._version = -1
+        self._checked = 0.0
+        self._averages: dict[tuple[str, str, str | None], Decimal] = {}
+        self._warned: set[str] = set()
+
+    def limits(self, *, fresh: bool = False) -> list[Limit]:
+        """The limits in force (re-read from the ledger at most once a second, or when `fresh`)."""
+        now = time.monotonic()
+        if fresh or now - self._checked > _REFRESH_SECONDS:
+            store = self.runtime.ledger.limits
+            if fresh or store.version() != self._version:
+                version, loaded = store.load()
+                with self._lock:
+                    self._version, self._limits = version, loaded
+            self._checked = now
+        return self._limits
+
+    def reserve(
+        self,
+        scope: Mapping[str, str | None],
+        *,
+        provider: str,
+        model: str | None,
+        feature: str | None,
+        input_tokens: int | None = None,
+        body: Mapping[str, Any] | None = None,
+        max_output_tokens: int | None = None,
+    ) -> str | None:
+        """Reserve a call's worst case against every limit that applies; None if none applies.
+
+        Raises `LimitExceeded` (before anything is sent) when a hard limit refuses.
+        """
+        matched = [
+            (limit, subject) for limit in self.limits() if (subject := limit.subject(scope)) is not None
+        ]
+        if not matched:
+            return None
+        config = self.runtime.config
+        cap = max_output_tokens or output_cap(body) or config.default_output_cap
+        held = []
+        for limit, subject in matched:
+            amount = self._worst_case(limit, provider, model, feature, input_tokens, body, cap)
+            held.append(Held(limit, subject, amount))
+        rid = uuid7()
+        now = datetime.now(timezone.utc)
+        decision = self.runtime.ledger.limits.reserve(held, rid, now, config.reservation_ttl)
+        if decision.violated:
+            standing, needed = decision.violated[0]
+            raise _exceeded(standing, needed)
+        hook = config.on_threshold
+        for standing, level in decision.fired:
+            if hook is not None:
+                try:
+                    hook(Alert(standing.limit, standing.subject, level, standing.spent, standing.allowed))
+                except Exception as exc:  # the user's hook: log, never break the call
+                    log.warning("llmledger: on_threshold hook raised %s: %s", type(exc).__name__, exc)
+        return rid
+
+    def _worst_case(
+        self,
+        limit: Limit,
+        provider: str,
+        model: str | None,
+        feature: str | None,
+        input_tokens: int | None,
+        body: Mapping[str, Any] | None,
+        cap: int,
+    ) -> Decimal:
+        if limit.metric == "requests":
+            return Decimal(1)
+        if limit.enforcement == "estimate":
+            learned = self._averages.get((limit.metric, model or "", feature))
+            if learned is not None:
+                return learned
+        if input_tokens is None:
+            text = request_text(body)
+            input_tokens = (
+                len(text.encode("utf-8")) if limit.enforcement == "strict" else estimate_tokens(text)
+            )
+        if limit.metric == "tokens":
+            return Decimal(input_tokens + cap)
+        return self._price(provider, model, input_tokens, cap)
+
+    def _price(self, provider: str, model: str | None, input_tokens: int, cap: int) -> Decimal:
+        pricer = self.runtime.pricer
+        now = datetime.now(timezone.utc)
+        worst = Decimal(0)
+        for usage in (
+            {"input_tokens": input_tokens, "output_tokens": cap},
+            {"input_tokens": input_tokens, "cache_write_tokens": input_tokens, "output_tokens": cap},
+            {
+                "input_tokens": input_tokens,
+                "cache_write_tokens": input_tokens,
+                "cache_write_1h_tokens": input_tokens,
+                "output_tokens": cap,
+            },
+        ):
+            priced = pricer.price(provider, model or "unknown", dict(usage), now)
+            if priced.cost is None:
+                key = f"{provider}/{model}"
+                if key not in self._warned:
+                    self._warned.add(key)
+                    log.warning(
+                        "llmledger: %s has no price, so USD limits cannot bound its calls (reserved $0); "
+                        "add it to a price overrides file",
+                        key,
+                    )
+                return worst
+            worst = max(worst, priced.cost)
+        return worst
+
+    def learn(self, event: UsageEvent) -> None:
+        """Update the running averages `estimate` mode reserves (called for every written event)."""
+        if event.status != "ok" or not self._limits:
+            return
+        for limit in self._limits:
+            if limit.enforcement != "estimate":
+                continue
+            key = (limit.metric, event.requested_model or event.model, event.feature)
+            actual = event_amount(limit, event)
+            old = self._averages.get(key)
+            self._averages[key] = actual if old is None else (old * 4 + actual) / 5
+
+    def release(self, reservation_id: str) -> None:
+        self.runtime.ledger.limits.release([reservation_id])
+
+
+def _exceeded(standing: Standing, needed: Decimal) -> LimitExceeded:
+    limit = standing.limit
+    return LimitExceeded(
+        limit_id=limit.id,
+        scope=limit.describe_scope(),
+        subject=standing.subject,
+        metric=limit.metric,
+        limit=standing.allowed,
+        spent=standing.spent,
+        reserved=standing.reserved,
+        requested=needed,
+        resets_at=standing.resets_at,
+        window=limit.window.describe(),
+    )
+
+
+def exceeded_for(standing: Standing, needed: Decimal) -> LimitExceeded:
+    """The `LimitExceeded` a refused standing raises (also used by `check()`)."""
+    return _exceeded(standing, needed)
+
+
+OnThreshold = Callable[[Alert], object]

@@ -1,0 +1,245 @@
+"""What a spend limit is: a scope, an amount of a metric, a window, a mode. Pure and validated."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from llmledger.errors import LimitDefinitionError
+
+__all__ = [
+    "METRICS",
+    "SCOPE_KEYS",
+    "Limit",
+    "Window",
+    "make_limit",
+    "parse_window",
+    "scope_of_call",
+]
+
+METRICS = ("usd", "tokens", "requests")
+SCOPE_KEYS = ("tenant", "user", "org", "feature", "agent", "model", "provider")
+"""Scope dimensions; tags are `tag:<name>` (or `tags={...}` in `set_limit`)."""
+_KINDS = ("day", "week", "month", "rolling", "lifetime")
+_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DURATION = re.compile(r"^(\d+)\s*(s|m|h|d|w)$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """When a limit's counter starts again: a calendar day/week/month in `tz`, a rolling span, or never."""
+
+    kind: str
+    seconds: int = 0
+    """The span of a rolling window."""
+    tz: str = "UTC"
+    week_start: int = 0
+    """0 = Monday ... 6 = Sunday."""
+    month_anchor: int = 1
+    """The day of the month a monthly window starts on (1-28)."""
+
+    def describe(self) -> str:
+        if self.kind == "rolling":
+            return f"rolling {self.seconds}s"
+        return self.kind if self.tz == "UTC" else f"{self.kind} ({self.tz})"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """A spend limit. `scope` maps dimensions to a value, or `*` for "each distinct value"."""
+
+    id: str
+    scope: tuple[tuple[str, str], ...]
+    metric: str
+    amount: Decimal
+    window: Window
+    mode: str = "hard"
+    enforcement: str = "strict"
+    thresholds: tuple[Decimal, ...] = (Decimal("0.5"), Decimal("0.8"), Decimal("1"))
+    name: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def subject(self, call: Mapping[str, str | None]) -> str | None:
+        """The counter this call counts against (`user=u1` for `user="*"`), or None if out of scope."""
+        parts = []
+        for key, want in self.scope:
+            have = call.get(key)
+            if have is None:
+                return None
+            if want == "*":
+                parts.append(f"{key}={have}")
+            elif have != want:
+                return None
+        return "&".join(parts)
+
+    def describe_scope(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.scope) or "everything"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "scope": dict(self.scope),
+            "metric": self.metric,
+            "amount": str(self.amount),
+            "window": {
+                "kind": self.window.kind,
+                "seconds": self.window.seconds,
+                "tz": self.window.tz,
+                "week_start": self.window.week_start,
+                "month_anchor": self.window.month_anchor,
+            },
+            "mode": self.mode,
+            "enforcement": self.enforcement,
+            "thresholds": [str(t) for t in self.thresholds],
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Limit:
+        w = data["window"]
+        return cls(
+            id=data["id"],
+            scope=tuple(sorted(data["scope"].items())),
+            metric=data["metric"],
+            amount=Decimal(data["amount"]),
+            window=Window(w["kind"], w["seconds"], w["tz"], w["week_start"], w["month_anchor"]),
+            mode=data["mode"],
+            enforcement=data["enforcement"],
+            thresholds=tuple(Decimal(t) for t in data["thresholds"]),
+            name=data.get("name"),
+        )
+
+
+def scope_of_call(
+    attribution: Mapping[str, str | None], model: str | None, provider: str | None, tags: Mapping[str, str]
+) -> dict[str, str | None]:
+    """The dimensions a call is limited by."""
+    scope: dict[str, str | None] = {
+        k: attribution.get(k) for k in ("tenant", "user", "org", "feature", "agent")
+    }
+    scope["model"], scope["provider"] = model, provider
+    for name, value in tags.items():
+        scope[f"tag:{name}"] = value
+    return scope
+
+
+def parse_window(
+    per: str, tz: str = "UTC", week_start: str | int = "monday", month_anchor: int = 1
+) -> Window:
+    """`day`, `week`, `month`, `lifetime`, or `rolling:<n><s|m|h|d|w>` (e.g. `rolling:24h`)."""
+    if not isinstance(per, str):
+        raise LimitDefinitionError(f"per must be a string such as 'month' or 'rolling:24h', got {per!r}")
+    kind, _, span = per.strip().lower().partition(":")
+    if kind not in _KINDS:
+        raise LimitDefinitionError(
+            f"per={per!r}: use one of day, week, month, lifetime, rolling:<1h|24h|30d>"
+        )
+    seconds = 0
+    if kind == "rolling":
+        match = _DURATION.match(span)
+        if not match or int(match.group(1)) <= 0:
+            raise LimitDefinitionError(
+                f"per={per!r}: a rolling window needs a span, e.g. 'rolling:1h' or 'rolling:30d'"
+            )
+        seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        if seconds < 60:
+            raise LimitDefinitionError(f"per={per!r}: a rolling window must span at least a minute")
+    elif span:
+        raise LimitDefinitionError(f"per={per!r}: only rolling windows take a span")
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(tz)
+    except Exception as exc:
+        raise LimitDefinitionError(
+            f"tz={tz!r} is not a known time zone (e.g. 'UTC', 'Europe/Paris')"
+        ) from exc
+    if isinstance(week_start, str):
+        if week_start.lower() not in _DAYS:
+            raise LimitDefinitionError(
+                f"week_start={week_start!r}: use a day name such as 'monday' or 'sunday'"
+            )
+        start = _DAYS.index(week_start.lower())
+    elif isinstance(week_start, int) and not isinstance(week_start, bool) and 0 <= week_start <= 6:
+        start = week_start
+    else:
+        raise LimitDefinitionError(f"week_start={week_start!r}: use a day name or 0 (Monday) to 6 (Sunday)")
+    if isinstance(month_anchor, bool) or not isinstance(month_anchor, int) or not 1 <= month_anchor <= 28:
+        raise LimitDefinitionError(f"month_anchor={month_anchor!r}: use a day of the month from 1 to 28")
+    return Window(kind, seconds, tz, start, month_anchor)
+
+
+def _amount(name: str, value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise LimitDefinitionError(f"{name} must be a number, got {value!r}")
+    try:
+        dec = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation as exc:
+        raise LimitDefinitionError(f"{name} must be a number, got {value!r}") from exc
+    if not dec.is_finite() or dec < 0:
+        raise LimitDefinitionError(f"{name} must be a finite amount >= 0, got {value!r}")
+    if name != "usd" and dec != dec.to_integral_value():
+        raise LimitDefinitionError(f"{name} must be a whole number, got {value!r}")
+    return dec
+
+
+def make_limit(
+    limit_id: str,
+    *,
+    usd: Any = None,
+    tokens: Any = None,
+    requests: Any = None,
+    per: str = "month",
+    tz: str = "UTC",
+    week_start: str | int = "monday",
+    month_anchor: int = 1,
+    mode: str = "hard",
+    enforcement: str | None = None,
+    thresholds: Any = (0.5, 0.8, 1.0),
+    name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    **scope: Any,
+) -> Limit:
+    """Build a validated `Limit`; raises `LimitDefinitionError` saying what to fix."""
+    given = [(m, v) for m, v in (("usd", usd), ("tokens", tokens), ("requests", requests)) if v is not None]
+    if len(given) != 1:
+        raise LimitDefinitionError("give exactly one of usd=, tokens= or requests=")
+    metric, raw = given[0]
+    amount = _amount(metric, raw)
+    window = parse_window(per, tz, week_start, month_anchor)
+    if mode not in ("hard", "soft"):
+        raise LimitDefinitionError(f"mode={mode!r}: use 'hard' (block) or 'soft' (allow and alert)")
+    enforcement = enforcement or "strict"
+    if enforcement not in ("strict", "estimate"):
+        raise LimitDefinitionError(f"enforcement={enforcement!r}: use 'strict' or 'estimate'")
+    items: dict[str, str] = {}
+    for key, value in scope.items():
+        if key not in SCOPE_KEYS and not key.startswith("tag:"):
+            raise LimitDefinitionError(f"unknown scope {key!r}; use {', '.join(SCOPE_KEYS)} or tags={{...}}")
+        if value is not None:
+            items[key] = _label(key, value)
+    for tag, value in (tags or {}).items():
+        items[f"tag:{_label('tag name', tag)}"] = _label(f"tag {tag!r}", value)
+    try:
+        levels = tuple(sorted({Decimal(str(t)) for t in thresholds}))
+    except (InvalidOperation, TypeError) as exc:
+        raise LimitDefinitionError(
+            f"thresholds must be fractions such as (0.5, 0.8, 1.0), got {thresholds!r}"
+        ) from exc
+    if any(not 0 < t <= 10 for t in levels):
+        raise LimitDefinitionError(f"thresholds must be fractions above 0, got {thresholds!r}")
+    return Limit(
+        limit_id, tuple(sorted(items.items())), metric, amount, window, mode, enforcement, levels, name
+    )
+
+
+def _label(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > 256:
+        raise LimitDefinitionError(
+            f"{what} must be a non-empty string (or '*' for each value), got {value!r}"
+        )
+    return value

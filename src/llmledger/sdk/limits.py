@@ -1,0 +1,289 @@
+"""The spend-limit API: `set_limit`, `limits`, `delete_limit`, `top_up`, `remaining`, `check`, `guard`.
+
+Limits live in the ledger database, so every process sharing the ledger enforces the same ones.
+Instrumented SDK calls are checked automatically; `guard()` does the same around calls you make
+yourself (record them with `track()` inside the block).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from llmledger.attribution.context import _current, make_attribution
+from llmledger.errors import LimitDefinitionError
+from llmledger.limits.enforce import exceeded_for
+from llmledger.limits.model import SCOPE_KEYS, Limit, make_limit, scope_of_call
+from llmledger.sdk import runtime as _rt
+from llmledger.storage.limits import Standing
+
+__all__ = [
+    "LimitStatus",
+    "check",
+    "delete_limit",
+    "guard",
+    "limits",
+    "reconcile",
+    "remaining",
+    "set_limit",
+    "top_up",
+]
+
+_guarding: ContextVar[list[Any] | None] = ContextVar("llmledger_guard", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStatus:
+    """Where one limit stands for a scope: spent and reserved in this window, what remains, when it resets."""
+
+    limit: Limit
+    subject: str
+    spent: Decimal
+    reserved: Decimal
+    allowed: Decimal
+    remaining: Decimal
+    resets_at: datetime | None
+
+    @classmethod
+    def of(cls, s: Standing) -> LimitStatus:
+        return cls(s.limit, s.subject, s.spent, s.reserved, s.allowed, s.remaining, s.resets_at)
+
+
+def _limit_id(limit: Limit) -> str:
+    key = json.dumps([limit.scope, limit.metric, limit.window.kind, limit.window.seconds, limit.window.tz])
+    return "lim_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def set_limit(
+    *,
+    usd: Any = None,
+    tokens: Any = None,
+    requests: Any = None,
+    per: str = "month",
+    tz: str = "UTC",
+    week_start: str | int = "monday",
+    month_anchor: int = 1,
+    mode: str = "hard",
+    enforcement: str | None = None,
+    thresholds: Any = (0.5, 0.8, 1.0),
+    name: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    **scope: Any,
+) -> Limit:
+    """Create (or replace) a spend limit and return it.
+
+    `set_limit(usd=50, per="month", tenant="acme")`; `set_limit(usd=1, per="day", user="*",
+    tags={"plan": "free"})` (each user on the free plan); `set_limit(tokens=200_000, per="rolling:1h",
+    feature="search")`; `set_limit(usd=20, per="lifetime", tenant="t1")` (prepaid credit, see
+    `top_up`). Scope keys: tenant, user, org, feature, agent, model, provider, tags; a value or `*`.
+    The same scope, metric and window replace the earlier limit (its id is derived from them).
+    Bad definitions raise `LimitDefinitionError`.
+    """
+    draft = make_limit(
+        "",
+        usd=usd,
+        tokens=tokens,
+        requests=requests,
+        per=per,
+        tz=tz,
+        week_start=week_start,
+        month_anchor=month_anchor,
+        mode=mode,
+        enforcement=enforcement,
+        thresholds=thresholds,
+        name=name,
+        tags=tags,
+        **scope,
+    )
+    limit = Limit(
+        _limit_id(draft),
+        draft.scope,
+        draft.metric,
+        draft.amount,
+        draft.window,
+        draft.mode,
+        draft.enforcement,
+        draft.thresholds,
+        draft.name,
+    )
+    runtime = _rt.current()
+    runtime.ledger.limits.put(limit, datetime.now(timezone.utc))
+    runtime.enforcer.limits(fresh=True)
+    return limit
+
+
+def limits() -> list[Limit]:
+    """Every limit defined in the ledger."""
+    return list(_rt.current().enforcer.limits(fresh=True))
+
+
+def _find(limit_id: str) -> Limit:
+    for limit in limits():
+        if limit.id == limit_id:
+            return limit
+    raise LimitDefinitionError(f"no limit with id {limit_id!r}; see llmledger.limits()")
+
+
+def delete_limit(limit_id: str) -> bool:
+    """Remove a limit (and its counters, reservations, credit); False if there was none."""
+    runtime = _rt.current()
+    gone = runtime.ledger.limits.delete(limit_id)
+    runtime.enforcer.limits(fresh=True)
+    return gone
+
+
+def _subject(limit: Limit, scope: Mapping[str, Any]) -> str:
+    values = _scope(scope, None, None)
+    subject = limit.subject(values)
+    if subject is None:
+        wanted = ", ".join(f"{k}=" for k, v in limit.scope if v == "*")
+        raise LimitDefinitionError(
+            f"limit {limit.id} ({limit.describe_scope()}) needs {wanted or 'its scope'}"
+        )
+    return subject
+
+
+def top_up(limit_id: str, amount: Any, **scope: Any) -> Decimal:
+    """Add credit to a lifetime limit (for `*` scopes, name the subject: `top_up(id, 10, user="u1")`).
+
+    Returns the total credit granted so far on top of the limit's amount.
+    """
+    limit = _find(limit_id)
+    if limit.window.kind != "lifetime":
+        raise LimitDefinitionError(
+            f"limit {limit_id} resets every {limit.window.kind}; only lifetime limits take top-ups"
+        )
+    value = (
+        make_limit("", usd=amount).amount if limit.metric == "usd" else make_limit("", tokens=amount).amount
+    )
+    if value <= 0:
+        raise LimitDefinitionError(f"a top-up must be positive, got {amount!r}")
+    return _rt.current().ledger.limits.top_up(limit, _subject(limit, scope), value)
+
+
+def _scope(scope: Mapping[str, Any], model: str | None, provider: str | None) -> dict[str, str | None]:
+    unknown = [k for k in scope if k not in (*SCOPE_KEYS, "tags")]
+    if unknown:
+        raise LimitDefinitionError(f"unknown scope {unknown}; use {', '.join(SCOPE_KEYS)} or tags={{...}}")
+    runtime = _rt.current()
+    given = make_attribution(
+        tenant=scope.get("tenant"),
+        user=scope.get("user"),
+        org=scope.get("org"),
+        feature=scope.get("feature"),
+        agent=scope.get("agent"),
+        tags=scope.get("tags"),
+    )
+    who = runtime.config.defaults.merged(_current.get()).merged(given)
+    labels = {
+        "tenant": who.tenant,
+        "user": who.user,
+        "org": who.org,
+        "feature": who.feature,
+        "agent": who.agent,
+    }
+    return scope_of_call(labels, model or scope.get("model"), provider or scope.get("provider"), who.tags)
+
+
+def remaining(*, model: str | None = None, provider: str | None = None, **scope: Any) -> list[LimitStatus]:
+    """Every limit that applies to this scope (plus the current `attribute()` block), tightest first."""
+    values = _scope(scope, model, provider)
+    store = _rt.current().ledger.limits
+    now = datetime.now(timezone.utc)
+    out = [
+        LimitStatus.of(store.standing(limit, subject, now))
+        for limit in limits()
+        if (subject := limit.subject(values)) is not None
+    ]
+    out.sort(key=lambda s: (s.remaining / s.allowed) if s.allowed else Decimal(0))
+    return out
+
+
+def check(
+    *,
+    model: str,
+    provider: str = "openai",
+    input_tokens: int = 0,
+    max_output_tokens: int | None = None,
+    **scope: Any,
+) -> list[LimitStatus]:
+    """Would a call fit? Raises `LimitExceeded` (saying which limit and when it resets) if a hard limit
+    would refuse its worst case; otherwise returns `remaining()` for the scope. Reserves nothing."""
+    values = _scope(scope, model, provider)
+    runtime = _rt.current()
+    enforcer = runtime.enforcer
+    cap = max_output_tokens or runtime.config.default_output_cap
+    statuses = []
+    now = datetime.now(timezone.utc)
+    for limit in enforcer.limits(fresh=True):
+        subject = limit.subject(values)
+        if subject is None:
+            continue
+        standing = runtime.ledger.limits.standing(limit, subject, now)
+        needed = enforcer._worst_case(limit, provider, model, values.get("feature"), input_tokens, None, cap)
+        if limit.mode == "hard" and standing.spent + standing.reserved + needed > standing.allowed:
+            raise exceeded_for(standing, needed)
+        statuses.append(LimitStatus.of(standing))
+    return statuses
+
+
+@contextmanager
+def guard(
+    *,
+    model: str,
+    provider: str = "openai",
+    input_tokens: int = 0,
+    max_output_tokens: int | None = None,
+    **scope: Any,
+) -> Iterator[str | None]:
+    """Enforce limits around a call you make yourself: reserve its worst case or raise `LimitExceeded`.
+
+    ```python
+    with llmledger.guard(model="gpt-4o-mini", max_output_tokens=500, tenant="acme"):
+        reply = my_client.complete(...)
+        llmledger.track(provider="openai", model="gpt-4o-mini", input_tokens=..., output_tokens=...)
+    ```
+    The `track()` inside settles the reservation; without one, it is released when the block ends.
+    Yields the reservation id (None when no limit applies).
+    """
+    values = _scope(scope, model, provider)
+    runtime = _rt.current()
+    rid = runtime.enforcer.reserve(
+        values,
+        provider=provider,
+        model=model,
+        feature=values.get("feature"),
+        input_tokens=input_tokens,
+        max_output_tokens=max_output_tokens,
+    )
+    used: list[Any] = [rid, False]
+    token = _guarding.set(used)
+    try:
+        yield rid
+    finally:
+        _guarding.reset(token)
+        if rid is not None and not used[1]:
+            runtime.enforcer.release(rid)
+
+
+def settles() -> str | None:
+    """The reservation the next `track()` settles (inside `guard()`), marking it used."""
+    used = _guarding.get()
+    if used is None or used[0] is None or used[1]:
+        return None
+    used[1] = True
+    return str(used[0])
+
+
+def reconcile() -> list[dict[str, Any]]:
+    """Compare every limit's counters with the ledger's events; an empty list proves they agree."""
+    runtime = _rt.current()
+    runtime.writer.flush()
+    return runtime.ledger.limits.reconcile()

@@ -1,0 +1,373 @@
+"""Spend limits in the ledger database: definitions, counters, reservations, credits, alerts.
+
+Every operation that decides or changes what has been used runs in one write transaction
+(`BEGIN IMMEDIATE` on SQLite), so threads and processes sharing a ledger see one order of events:
+a check and its reservation cannot be split by another caller's. Counters are updated in the same
+transaction that inserts the events (`apply`), which keeps them equal to the ledger's sums.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from llmledger.events.event import UsageEvent
+from llmledger.limits.model import Limit, scope_of_call
+from llmledger.limits.windows import span
+from llmledger.storage.engine import IMMEDIATE
+from llmledger.storage.tables import alerts, counters, credits, events, limits, meta, reservations
+
+__all__ = ["Decision", "Held", "LimitStore", "Standing", "event_amount"]
+
+_ZERO = Decimal(0)
+_VERSION = "limits_version"
+
+
+def _us(at: datetime) -> int:
+    return int(at.timestamp() * 1_000_000)
+
+
+def event_amount(limit: Limit, event: UsageEvent) -> Decimal:
+    """What an event uses of a limit's metric (an unpriced event uses $0: it is flagged instead)."""
+    if limit.metric == "usd":
+        return event.cost_usd if event.cost_usd is not None else _ZERO
+    if limit.metric == "tokens":
+        return Decimal(event.input_tokens + event.output_tokens)
+    return Decimal(1)
+
+
+def _event_scope(event: UsageEvent) -> dict[str, str | None]:
+    who = {"tenant": event.tenant, "user": event.user, "org": event.org, "feature": event.feature}
+    who["agent"] = event.agent
+    return scope_of_call(who, event.model, event.provider, event.tags)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One limit's share of a reservation request: the counter (`subject`) and the worst case."""
+
+    limit: Limit
+    subject: str
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of `reserve`: allowed (nothing violated) or refused."""
+
+    standings: list[Standing]
+    violated: list[tuple[Standing, Decimal]]
+    """(standing, amount this call needed) of each hard limit that refused, tightest first."""
+    fired: list[tuple[Standing, Decimal]]
+    """(standing, threshold) of each alert this call newly crossed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """Where a limit's counter stands now."""
+
+    limit: Limit
+    subject: str
+    spent: Decimal
+    reserved: Decimal
+    allowed: Decimal
+    """The limit's amount plus any credit topped up."""
+    resets_at: datetime | None
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(_ZERO, self.allowed - self.spent - self.reserved)
+
+
+class LimitStore:
+    """The limit tables of one ledger database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._cached: tuple[int, list[Limit]] = (-1, [])
+
+    # -- definitions ----------------------------------------------------------------------------
+
+    def version(self) -> int:
+        with self.engine.connect() as conn:
+            return self._version(conn)
+
+    @staticmethod
+    def _version(conn: Connection) -> int:
+        value = conn.execute(sa.select(meta.c.value).where(meta.c.key == _VERSION)).scalar()
+        return int(value or 0)
+
+    @staticmethod
+    def _bump(conn: Connection) -> None:
+        current = conn.execute(sa.select(meta.c.value).where(meta.c.key == _VERSION)).scalar()
+        if current is None:
+            conn.execute(sa.insert(meta).values(key=_VERSION, value=1))
+        else:
+            conn.execute(sa.update(meta).where(meta.c.key == _VERSION).values(value=int(current) + 1))
+
+    def load(self) -> tuple[int, list[Limit]]:
+        """(version, every limit), read together."""
+        with self.engine.connect() as conn:
+            version = self._version(conn)
+            rows = conn.execute(sa.select(limits.c.spec).order_by(limits.c.created_us)).scalars()
+            return version, [Limit.from_dict(spec) for spec in rows]
+
+    def put(self, limit: Limit, now: datetime) -> None:
+        """Create or replace a limit, and count what the ledger already holds in its current window."""
+        with self._write() as conn:
+            conn.execute(sa.delete(limits).where(limits.c.limit_id == limit.id))
+            conn.execute(sa.delete(counters).where(counters.c.limit_id == limit.id))
+            conn.execute(
+                sa.insert(limits).values(limit_id=limit.id, spec=limit.to_dict(), created_us=_us(now))
+            )
+            for (subject, bucket), used in self._recount(conn, limit, now).items():
+                conn.execute(
+                    sa.insert(counters).values(limit_id=limit.id, subject=subject, bucket=bucket, used=used)
+                )
+            self._bump(conn)
+
+    def delete(self, limit_id: str) -> bool:
+        """Remove a limit and everything kept for it; False if there was none."""
+        with self._write() as conn:
+            gone = conn.execute(sa.delete(limits).where(limits.c.limit_id == limit_id)).rowcount
+            for table in (counters, reservations, credits, alerts):
+                conn.execute(sa.delete(table).where(table.c.limit_id == limit_id))
+            self._bump(conn)
+        return bool(gone)
+
+    def top_up(self, limit: Limit, subject: str, amount: Decimal) -> Decimal:
+        """Add credit to a limit's subject; returns the total granted so far."""
+        with self._write() as conn:
+            where = (credits.c.limit_id == limit.id) & (credits.c.subject == subject)
+            granted = conn.execute(sa.select(credits.c.granted).where(where)).scalar()
+            if granted is None:
+                total = amount
+                conn.execute(sa.insert(credits).values(limit_id=limit.id, subject=subject, granted=total))
+            else:
+                total = granted + amount
+                conn.execute(sa.update(credits).where(where).values(granted=total))
+        return total
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    def reserve(
+        self, held: Sequence[Held], reservation_id: str, now: datetime, ttl_seconds: float
+    ) -> Decision:
+        """Check every hard limit and hold each worst case, atomically.
+
+        If a hard limit would be exceeded, nothing is held and `violated` lists the limits that
+        refuse, tightest first. Otherwise every share is held under `reservation_id` and `fired`
+        lists the thresholds this call newly crosses. Expired reservations are ignored (and removed).
+        """
+        now_us = _us(now)
+        with self._write() as conn:
+            conn.execute(sa.delete(reservations).where(reservations.c.expires_us < now_us))
+            standings = [self._standing(conn, h.limit, h.subject, now, now_us) for h in held]
+            violated = [
+                (s, h)
+                for s, h in zip(standings, held, strict=True)
+                if h.limit.mode == "hard" and s.spent + s.reserved + h.amount > s.allowed
+            ]
+            if violated:  # hold nothing (only the expired reservations above are dropped)
+                violated.sort(key=lambda pair: pair[0].remaining - pair[1].amount)
+                return Decision(standings, [(s, h.amount) for s, h in violated], [])
+            expires = now_us + int(ttl_seconds * 1_000_000)
+            fired: list[tuple[Standing, Decimal]] = []
+            for standing, h in zip(standings, held, strict=True):
+                bucket = span(h.limit.window, now).last
+                conn.execute(
+                    sa.insert(reservations).values(
+                        reservation_id=reservation_id,
+                        limit_id=h.limit.id,
+                        subject=h.subject,
+                        bucket=bucket,
+                        amount=h.amount,
+                        expires_us=expires,
+                    )
+                )
+                fired += self._cross(conn, standing, h.amount, bucket, now_us)
+        return Decision(standings, [], fired)
+
+    def _cross(
+        self, conn: Connection, s: Standing, amount: Decimal, bucket: int, now_us: int
+    ) -> list[tuple[Standing, Decimal]]:
+        if not s.allowed:
+            return []
+        before = (s.spent + s.reserved) / s.allowed
+        after = (s.spent + s.reserved + amount) / s.allowed
+        out = []
+        for level in s.limit.thresholds:
+            if before < level <= after:
+                values = {"limit_id": s.limit.id, "subject": s.subject, "bucket": bucket}
+                exists = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(alerts)
+                    .where(*(alerts.c[k] == v for k, v in values.items()), alerts.c.threshold == str(level))
+                ).scalar()
+                if not exists:
+                    conn.execute(sa.insert(alerts).values(**values, threshold=str(level), fired_us=now_us))
+                    out.append((s, level))
+        return out
+
+    def release(self, reservation_ids: Iterable[str]) -> None:
+        """Drop reservations (a call that ended without an event, or a guard left unused)."""
+        ids = list(reservation_ids)
+        if ids:
+            with self._write() as conn:
+                conn.execute(sa.delete(reservations).where(reservations.c.reservation_id.in_(ids)))
+
+    def standing(self, limit: Limit, subject: str, now: datetime) -> Standing:
+        with self.engine.connect() as conn:
+            return self._standing(conn, limit, subject, now, _us(now))
+
+    def _standing(self, conn: Connection, limit: Limit, subject: str, now: datetime, now_us: int) -> Standing:
+        window = span(limit.window, now)
+        used = conn.execute(
+            sa.select(counters.c.used).where(
+                counters.c.limit_id == limit.id,
+                counters.c.subject == subject,
+                counters.c.bucket.between(window.first, window.last),
+            )
+        ).scalars()
+        held = conn.execute(
+            sa.select(reservations.c.amount).where(
+                reservations.c.limit_id == limit.id,
+                reservations.c.subject == subject,
+                reservations.c.expires_us >= now_us,
+                reservations.c.bucket >= window.first,
+            )
+        ).scalars()
+        granted = conn.execute(
+            sa.select(credits.c.granted).where(credits.c.limit_id == limit.id, credits.c.subject == subject)
+        ).scalar()
+        return Standing(
+            limit,
+            subject,
+            sum(used, _ZERO),
+            sum(held, _ZERO),
+            limit.amount + (granted or _ZERO),
+            window.resets_at,
+        )
+
+    # -- called by the ledger, inside the transaction that inserts the events ---------------------
+
+    def apply(
+        self, conn: Connection, active: Sequence[Limit], batch: Sequence[UsageEvent], releases: Sequence[str]
+    ) -> None:
+        """Add the batch's events to the counters and drop the reservations they settle."""
+        if active and batch:
+            ids = [e.event_id for e in batch]
+            known = set(
+                conn.execute(sa.select(events.c.event_id).where(events.c.event_id.in_(ids))).scalars()
+            )
+            totals: dict[tuple[str, str, int], Decimal] = defaultdict(Decimal)
+            for event in batch:
+                if event.event_id in known:  # already counted when first written
+                    continue
+                scope = _event_scope(event)
+                for limit in active:
+                    subject = limit.subject(scope)
+                    if subject is not None:
+                        bucket = span(limit.window, event.timestamp).last
+                        totals[(limit.id, subject, bucket)] += event_amount(limit, event)
+            for (limit_id, subject, bucket), amount in totals.items():
+                self._add(conn, limit_id, subject, bucket, amount)
+        if releases:
+            conn.execute(sa.delete(reservations).where(reservations.c.reservation_id.in_(list(releases))))
+
+    @staticmethod
+    def _add(conn: Connection, limit_id: str, subject: str, bucket: int, amount: Decimal) -> None:
+        key = (
+            (counters.c.limit_id == limit_id)
+            & (counters.c.subject == subject)
+            & (counters.c.bucket == bucket)
+        )
+        used = conn.execute(sa.select(counters.c.used).where(key)).scalar()
+        if used is None:
+            conn.execute(
+                sa.insert(counters).values(limit_id=limit_id, subject=subject, bucket=bucket, used=amount)
+            )
+        else:
+            conn.execute(sa.update(counters).where(key).values(used=used + amount))
+
+    # -- reconcile ------------------------------------------------------------------------------
+
+    def _recount(self, conn: Connection, limit: Limit, now: datetime) -> dict[tuple[str, int], Decimal]:
+        """Counters of the current window, recomputed from the ledger's events."""
+        window = span(limit.window, now)
+        query = sa.select(events)
+        if limit.window.kind != "lifetime":
+            first = (
+                window.first
+                if limit.window.kind != "rolling"
+                else window.first * max(1, limit.window.seconds // 60)
+            )
+            query = query.where(events.c.ts_us >= first * 1_000_000)
+        for key, value in limit.scope:
+            if value != "*" and key in ("tenant", "user", "org", "feature", "agent", "model", "provider"):
+                query = query.where(events.c[key] == value)
+        from llmledger.storage.rows import row_to_event
+
+        totals: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
+        for row in conn.execute(query).mappings():
+            event = row_to_event(row)
+            subject = limit.subject(_event_scope(event))
+            if subject is not None:
+                totals[(subject, span(limit.window, event.timestamp).last)] += event_amount(limit, event)
+        return dict(totals)
+
+    def reconcile(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Compare every limit's counters for its current window with the ledger's events.
+
+        Returns one row per (limit, subject, bucket) that differs; an empty list proves they agree.
+        """
+        now = now or datetime.now(timezone.utc)
+        _, active = self.load()
+        out = []
+        with self.engine.connect() as conn:
+            for limit in active:
+                window = span(limit.window, now)
+                expected = self._recount(conn, limit, now)
+                stored = {
+                    (r.subject, r.bucket): r.used
+                    for r in conn.execute(
+                        sa.select(counters.c.subject, counters.c.bucket, counters.c.used).where(
+                            counters.c.limit_id == limit.id,
+                            counters.c.bucket.between(window.first, window.last),
+                        )
+                    )
+                }
+                for key in sorted(set(expected) | set(stored)):
+                    want, have = expected.get(key, _ZERO), stored.get(key, _ZERO)
+                    if want != have:
+                        out.append(
+                            {
+                                "limit_id": limit.id,
+                                "subject": key[0],
+                                "bucket": key[1],
+                                "ledger": want,
+                                "counter": have,
+                            }
+                        )
+        return out
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
+            yield conn
+
+    def active(self, conn: Connection) -> list[Limit]:
+        """The limits, reloaded only when another writer changed them (one small query otherwise)."""
+        version = self._version(conn)
+        if version != self._cached[0]:
+            rows = conn.execute(sa.select(limits.c.spec).order_by(limits.c.created_us)).scalars()
+            self._cached = (version, [Limit.from_dict(spec) for spec in rows])
+        return self._cached[1]
