@@ -22,7 +22,7 @@ from llmledger.attribution.context import Attribution
 from llmledger.events.event import UsageEvent
 from llmledger.instrumentation.estimate import estimate_from_chars, estimate_tokens, request_text
 from llmledger.instrumentation.usage import Usage
-from llmledger.limits.model import scope_of_call
+from llmledger.limit.model import scope_of_call
 from llmledger.sdk import runtime as _rt
 from llmledger.sdk.track import build_usage_event
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from llmledger.attribution.context import _current, make_attribution
 from llmledger.errors import LimitDefinitionError
-from llmledger.limits.enforce import exceeded_for
-from llmledger.limits.model import SCOPE_KEYS, Limit, make_limit, scope_of_call
+from llmledger.limit.enforce import exceeded_for
+from llmledger.limit.model import SCOPE_KEYS, Limit, make_limit, scope_of_call
 from llmledger.sdk import runtime as _rt
 from llmledger.storage.limits import Standing
 
@@ -140,14 +140,19 @@ def delete_limit(limit_id: str) -> bool:
 
 
 def _subject(limit: Limit, scope: Mapping[str, Any]) -> str:
-    values = _scope(scope, None, None)
-    subject = limit.subject(values)
-    if subject is None:
-        wanted = ", ".join(f"{k}=" for k, v in limit.scope if v == "*")
-        raise LimitDefinitionError(
-            f"limit {limit.id} ({limit.describe_scope()}) needs {wanted or 'its scope'}"
-        )
-    return subject
+    """The counter of a limit a top-up names: the values of its `*` dimensions."""
+    parts = []
+    tags = scope.get("tags") or {}
+    for key, want in limit.scope:
+        if want != "*":
+            continue
+        have = tags.get(key[4:]) if key.startswith("tag:") else scope.get(key)
+        if not isinstance(have, str) or not have:
+            raise LimitDefinitionError(
+                f"limit {limit.id} ({limit.describe_scope()}) applies to each {key}: name one"
+            )
+        parts.append(f"{key}={have}")
+    return "&".join(parts)
 
 
 def top_up(limit_id: str, amount: Any, **scope: Any) -> Decimal:

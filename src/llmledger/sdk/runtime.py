@@ -23,7 +23,7 @@ from llmledger.events.event import UsageEvent
 from llmledger.transport.writer import BackgroundWriter
 
 if TYPE_CHECKING:
-    from llmledger.limits.enforce import Enforcer
+    from llmledger.limit.enforce import Enforcer
     from llmledger.pricing.pricer import Pricer
     from llmledger.storage.ledger import Ledger
 
@@ -119,7 +119,7 @@ class Runtime:
         """Spend-limit enforcement for this runtime (created on first use)."""
         enforcer = self._enforcer
         if enforcer is None:
-            from llmledger.limits.enforce import Enforcer
+            from llmledger.limit.enforce import Enforcer
 
             with self._ledger_lock:
                 if self._enforcer is None:

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from llmledger.events.event import UsageEvent
-from llmledger.limits.model import Limit, scope_of_call
-from llmledger.limits.windows import span
+from llmledger.limit.model import Limit, scope_of_call
+from llmledger.limit.windows import span
 from llmledger.storage.engine import IMMEDIATE
 from llmledger.storage.tables import alerts, counters, credits, events, limits, meta, reservations
 

@@ -24,7 +24,7 @@ from llmledger.errors import LimitExceeded
 from llmledger.events.event import UsageEvent
 from llmledger.events.ids import uuid7
 from llmledger.instrumentation.estimate import estimate_tokens, request_text
-from llmledger.limits.model import Limit
+from llmledger.limit.model import Limit
 from llmledger.storage.limits import Held, Standing, event_amount
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from llmledger.limits.model import Window
+from llmledger.limit.model import Window
 
 __all__ = ["ROLLING_SLOTS", "Span", "span"]
 
