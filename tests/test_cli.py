@@ -101,3 +101,38 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert {e.provider for e in events} <= {"openai", "anthropic"}
     assert all(e.tenant for e in events)
     assert sum(1 for e in events if e.cost_usd is None) == 1
+
+
+def test_limits_commands_and_reconcile(tmp_path: Path) -> None:
+    path = str(tmp_path / "limits.db")
+    made = runner.invoke(
+        app, ["limits", "set", "--ledger", path, "--usd", "50", "--per", "month", "--tenant", "acme"]
+    )
+    assert made.exit_code == 0, made.output
+    limit_id = made.output.split()[0]
+    each = runner.invoke(
+        app,
+        [
+            "limits",
+            "set",
+            "--ledger",
+            path,
+            "--usd",
+            "1",
+            "--per",
+            "day",
+            "--user",
+            "*",
+            "--tag",
+            "plan=free",
+        ],
+    )
+    assert each.exit_code == 0, each.output
+    listed = runner.invoke(app, ["limits", "list", "--ledger", path])
+    assert listed.exit_code == 0 and limit_id in listed.output and "tag:plan=free" in listed.output
+    bad = runner.invoke(app, ["limits", "set", "--ledger", path, "--usd", "1", "--per", "fortnight"])
+    assert bad.exit_code == 2 and "per='fortnight'" in bad.output
+    ok = runner.invoke(app, ["reconcile", "--ledger", path])
+    assert ok.exit_code == 0 and "equal the ledger" in ok.output
+    assert runner.invoke(app, ["limits", "rm", "--ledger", path, limit_id]).exit_code == 0
+    assert runner.invoke(app, ["limits", "rm", "--ledger", path, limit_id]).exit_code == 2

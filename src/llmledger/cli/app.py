@@ -1,4 +1,4 @@
-"""The `llmledger` command line: reports, events, prices and the demo."""
+"""The `llmledger` command line: reports, events, prices, limits and the demo."""
 
 from __future__ import annotations
 
