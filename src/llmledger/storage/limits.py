@@ -25,10 +25,22 @@ from llmledger.limit.windows import span
 from llmledger.storage.engine import IMMEDIATE
 from llmledger.storage.tables import alerts, counters, credits, events, limits, meta, reservations
 
-__all__ = ["Decision", "Held", "LimitStore", "Standing", "event_amount"]
+__all__ = ["Decision", "Held", "LimitStore", "Standing", "event_amount", "event_scope"]
 
 _ZERO = Decimal(0)
 _VERSION = "limits_version"
+_INSERT_RESERVATION = (
+    "INSERT INTO llmledger_reservations (reservation_id, limit_id, subject, bucket, amount, expires_us)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _dec(value: Any) -> Decimal:
+    return _ZERO if value is None else value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _named(params: tuple[Any, ...]) -> dict[str, Any]:
+    return {f"p{i}": v for i, v in enumerate(params)}
 
 
 def _us(at: datetime) -> int:
@@ -44,7 +56,7 @@ def event_amount(limit: Limit, event: UsageEvent) -> Decimal:
     return Decimal(1)
 
 
-def _event_scope(event: UsageEvent) -> dict[str, str | None]:
+def event_scope(event: UsageEvent) -> dict[str, str | None]:
     who = {"tenant": event.tenant, "user": event.user, "org": event.org, "feature": event.feature}
     who["agent"] = event.agent
     return scope_of_call(who, event.model, event.provider, event.tags)
@@ -169,7 +181,10 @@ class LimitStore:
         """
         now_us = _us(now)
         with self._write() as conn:
-            conn.execute(sa.delete(reservations).where(reservations.c.expires_us < now_us))
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("DELETE FROM llmledger_reservations WHERE expires_us < ?", (now_us,))
+            else:
+                conn.execute(sa.delete(reservations).where(reservations.c.expires_us < now_us))
             standings = [self._standing(conn, h.limit, h.subject, now, now_us) for h in held]
             violated = [
                 (s, h)
@@ -183,16 +198,22 @@ class LimitStore:
             fired: list[tuple[Standing, Decimal]] = []
             for standing, h in zip(standings, held, strict=True):
                 bucket = span(h.limit.window, now).last
-                conn.execute(
-                    sa.insert(reservations).values(
-                        reservation_id=reservation_id,
-                        limit_id=h.limit.id,
-                        subject=h.subject,
-                        bucket=bucket,
-                        amount=h.amount,
-                        expires_us=expires,
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql(
+                        _INSERT_RESERVATION,
+                        (reservation_id, h.limit.id, h.subject, bucket, str(h.amount), expires),
                     )
-                )
+                else:
+                    conn.execute(
+                        sa.insert(reservations).values(
+                            reservation_id=reservation_id,
+                            limit_id=h.limit.id,
+                            subject=h.subject,
+                            bucket=bucket,
+                            amount=h.amount,
+                            expires_us=expires,
+                        )
+                    )
                 fired += self._cross(conn, standing, h.amount, bucket, now_us)
         return Decision(standings, [], fired)
 
@@ -229,32 +250,46 @@ class LimitStore:
             return self._standing(conn, limit, subject, now, _us(now))
 
     def _standing(self, conn: Connection, limit: Limit, subject: str, now: datetime, now_us: int) -> Standing:
+        # One round trip; sums are exact (`dsum` on SQLite), and the statement is plain SQL so the
+        # hot path pays no SQL compilation.
         window = span(limit.window, now)
-        used = conn.execute(
-            sa.select(counters.c.used).where(
-                counters.c.limit_id == limit.id,
-                counters.c.subject == subject,
-                counters.c.bucket.between(window.first, window.last),
-            )
-        ).scalars()
-        held = conn.execute(
-            sa.select(reservations.c.amount).where(
-                reservations.c.limit_id == limit.id,
-                reservations.c.subject == subject,
-                reservations.c.expires_us >= now_us,
-                reservations.c.bucket >= window.first,
-            )
-        ).scalars()
-        granted = conn.execute(
-            sa.select(credits.c.granted).where(credits.c.limit_id == limit.id, credits.c.subject == subject)
-        ).scalar()
+        sql = self._standing_sql(conn)
+        params = (
+            limit.id,
+            subject,
+            window.first,
+            window.last,
+            limit.id,
+            subject,
+            now_us,
+            window.first,
+            limit.id,
+            subject,
+        )
+        used, held, granted = conn.exec_driver_sql(sql, params if "?" in sql else _named(params)).one()
         return Standing(
             limit,
             subject,
-            sum(used, _ZERO),
-            sum(held, _ZERO),
-            limit.amount + (granted or _ZERO),
+            _dec(used),
+            _dec(held),
+            limit.amount + _dec(granted),
             window.resets_at,
+        )
+
+    @staticmethod
+    def _standing_sql(conn: Connection) -> str:
+        if conn.dialect.name == "sqlite":
+            total, mark = "dsum", ["?"] * 10
+        else:
+            total, mark = "sum", [f"%(p{i})s" for i in range(10)]
+        return (
+            f"SELECT (SELECT {total}(used) FROM llmledger_counters"
+            f" WHERE limit_id = {mark[0]} AND subject = {mark[1]}"
+            f" AND bucket BETWEEN {mark[2]} AND {mark[3]}),"
+            f" (SELECT {total}(amount) FROM llmledger_reservations"
+            f" WHERE limit_id = {mark[4]} AND subject = {mark[5]}"
+            f" AND expires_us >= {mark[6]} AND bucket >= {mark[7]}),"
+            f" (SELECT granted FROM llmledger_credits WHERE limit_id = {mark[8]} AND subject = {mark[9]})"
         )
 
     # -- called by the ledger, inside the transaction that inserts the events ---------------------
@@ -272,7 +307,7 @@ class LimitStore:
             for event in batch:
                 if event.event_id in known:  # already counted when first written
                     continue
-                scope = _event_scope(event)
+                scope = event_scope(event)
                 for limit in active:
                     subject = limit.subject(scope)
                     if subject is not None:
@@ -298,66 +333,19 @@ class LimitStore:
         else:
             conn.execute(sa.update(counters).where(key).values(used=used + amount))
 
-    # -- reconcile ------------------------------------------------------------------------------
-
     def _recount(self, conn: Connection, limit: Limit, now: datetime) -> dict[tuple[str, int], Decimal]:
-        """Counters of the current window, recomputed from the ledger's events."""
-        window = span(limit.window, now)
-        query = sa.select(events)
-        if limit.window.kind != "lifetime":
-            first = (
-                window.first
-                if limit.window.kind != "rolling"
-                else window.first * max(1, limit.window.seconds // 60)
-            )
-            query = query.where(events.c.ts_us >= first * 1_000_000)
-        for key, value in limit.scope:
-            if value != "*" and key in ("tenant", "user", "org", "feature", "agent", "model", "provider"):
-                query = query.where(events.c[key] == value)
-        from llmledger.storage.rows import row_to_event
+        from llmledger.storage.reconcile import recount
 
-        totals: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
-        for row in conn.execute(query).mappings():
-            event = row_to_event(row)
-            subject = limit.subject(_event_scope(event))
-            if subject is not None:
-                totals[(subject, span(limit.window, event.timestamp).last)] += event_amount(limit, event)
-        return dict(totals)
+        return recount(conn, limit, now)
 
     def reconcile(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """Compare every limit's counters for its current window with the ledger's events.
 
         Returns one row per (limit, subject, bucket) that differs; an empty list proves they agree.
         """
-        now = now or datetime.now(timezone.utc)
-        _, active = self.load()
-        out = []
-        with self.engine.connect() as conn:
-            for limit in active:
-                window = span(limit.window, now)
-                expected = self._recount(conn, limit, now)
-                stored = {
-                    (r.subject, r.bucket): r.used
-                    for r in conn.execute(
-                        sa.select(counters.c.subject, counters.c.bucket, counters.c.used).where(
-                            counters.c.limit_id == limit.id,
-                            counters.c.bucket.between(window.first, window.last),
-                        )
-                    )
-                }
-                for key in sorted(set(expected) | set(stored)):
-                    want, have = expected.get(key, _ZERO), stored.get(key, _ZERO)
-                    if want != have:
-                        out.append(
-                            {
-                                "limit_id": limit.id,
-                                "subject": key[0],
-                                "bucket": key[1],
-                                "ledger": want,
-                                "counter": have,
-                            }
-                        )
-        return out
+        from llmledger.storage.reconcile import reconcile
+
+        return reconcile(self, now or datetime.now(timezone.utc))
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
