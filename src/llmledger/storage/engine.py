@@ -35,6 +35,11 @@ class _DecimalSum:
         return str(self.total) if self.seen else None
 
 
+def _decimal_add(a: str | None, b: str | None) -> str:
+    """SQLite function `dadd(text, text)`: exact decimal addition (counters of spend limits)."""
+    return str(Decimal(a or 0) + Decimal(b or 0))
+
+
 def normalize_url(url: str) -> str:
     """Accept `sqlite:///path`, `postgresql://...` or a bare file path; return a SQLAlchemy URL."""
     if not isinstance(url, str) or not url.strip():
@@ -76,6 +81,7 @@ def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> No
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
     dbapi_connection.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
+    dbapi_connection.create_function("dadd", 2, _decimal_add, deterministic=True)
 
 
 def _on_sqlite_begin(conn: Connection) -> None:

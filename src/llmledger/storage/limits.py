@@ -29,6 +29,10 @@ __all__ = ["Decision", "Held", "LimitStore", "Standing", "event_amount", "event_
 
 _ZERO = Decimal(0)
 _VERSION = "limits_version"
+_UPSERT_COUNTER = (
+    "INSERT INTO llmledger_counters (limit_id, subject, bucket, used) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (limit_id, subject, bucket) DO UPDATE SET used = dadd(used, excluded.used)"
+)
 _INSERT_RESERVATION = (
     "INSERT INTO llmledger_reservations (reservation_id, limit_id, subject, bucket, amount, expires_us)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -114,7 +118,12 @@ class LimitStore:
 
     @staticmethod
     def _version(conn: Connection) -> int:
-        value = conn.execute(sa.select(meta.c.value).where(meta.c.key == _VERSION)).scalar()
+        if conn.dialect.name == "sqlite":
+            value = conn.exec_driver_sql(
+                "SELECT value FROM llmledger_meta WHERE key = ?", (_VERSION,)
+            ).scalar()
+        else:
+            value = conn.execute(sa.select(meta.c.value).where(meta.c.key == _VERSION)).scalar()
         return int(value or 0)
 
     @staticmethod
@@ -298,11 +307,9 @@ class LimitStore:
         self, conn: Connection, active: Sequence[Limit], batch: Sequence[UsageEvent], releases: Sequence[str]
     ) -> None:
         """Add the batch's events to the counters and drop the reservations they settle."""
+        sqlite = conn.dialect.name == "sqlite"
         if active and batch:
-            ids = [e.event_id for e in batch]
-            known = set(
-                conn.execute(sa.select(events.c.event_id).where(events.c.event_id.in_(ids))).scalars()
-            )
+            known = self._known(conn, [e.event_id for e in batch], sqlite)
             totals: dict[tuple[str, str, int], Decimal] = defaultdict(Decimal)
             for event in batch:
                 if event.event_id in known:  # already counted when first written
@@ -313,10 +320,36 @@ class LimitStore:
                     if subject is not None:
                         bucket = span(limit.window, event.timestamp).last
                         totals[(limit.id, subject, bucket)] += event_amount(limit, event)
-            for (limit_id, subject, bucket), amount in totals.items():
-                self._add(conn, limit_id, subject, bucket, amount)
+            if sqlite and totals:  # one exact upsert per counter (`dadd`: decimal addition in SQLite)
+                conn.exec_driver_sql(_UPSERT_COUNTER, [(*key, str(amount)) for key, amount in totals.items()])
+            else:
+                for (limit_id, subject, bucket), amount in totals.items():
+                    self._add(conn, limit_id, subject, bucket, amount)
         if releases:
-            conn.execute(sa.delete(reservations).where(reservations.c.reservation_id.in_(list(releases))))
+            ids = list(releases)
+            if sqlite:
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    marks = ", ".join("?" * len(chunk))
+                    conn.exec_driver_sql(
+                        f"DELETE FROM llmledger_reservations WHERE reservation_id IN ({marks})", tuple(chunk)
+                    )
+            else:
+                conn.execute(sa.delete(reservations).where(reservations.c.reservation_id.in_(ids)))
+
+    @staticmethod
+    def _known(conn: Connection, ids: list[str], sqlite: bool) -> set[str]:
+        if not sqlite:
+            return set(conn.execute(sa.select(events.c.event_id).where(events.c.event_id.in_(ids))).scalars())
+        known: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = conn.exec_driver_sql(
+                f"SELECT event_id FROM llmledger_events WHERE event_id IN ({marks})", tuple(chunk)
+            )
+            known.update(r[0] for r in rows)
+        return known
 
     @staticmethod
     def _add(conn: Connection, limit_id: str, subject: str, bucket: int, amount: Decimal) -> None:
