@@ -140,9 +140,10 @@ class _ChatStream:
             return not (self.hide and not item.choices)
         if self.first is None:
             self.first = item
-        for choice in item.choices:
-            delta = get(choice, "delta")
-            piece = get(delta, "content") if delta is not None else get(choice, "text")
+        for choice in item.choices:  # declared fields: read the instance dict directly (hot path)
+            fields = choice.__dict__
+            delta = fields.get("delta")
+            piece = delta.__dict__.get("content") if delta is not None else fields.get("text")
             if piece:
                 self.chars += len(piece)
         return True
