@@ -71,7 +71,7 @@ def test_rolling_and_lifetime() -> None:
     w = parse_window("rolling:1h")
     s = span(w, at("2026-05-05T10:30:30"))
     assert s.last - s.first == 59  # 60 one-minute slots
-    assert s.resets_at == datetime.fromtimestamp((s.first + 1) * 60, UTC)
+    assert s.resets_at == at("2026-05-05T10:31:00")  # the next slide of the window
     assert span(parse_window("lifetime"), at("2026-05-05T10:30:30")).resets_at is None
 
 

@@ -287,3 +287,47 @@ def test_events_of_other_scopes_do_not_count(ledger_on: Path) -> None:
     assert status.spent == Decimal("0.25")
     events: list[UsageEvent] = llmledger.events()
     assert len(events) == 2 and llmledger.reconcile() == []
+
+
+def test_throttle_raises_rate_limited_with_retry_after(ledger_on: Path, fake: Fake) -> None:
+    llmledger.set_limit(requests=2, per="rolling:1m", user="*", mode="throttle")
+    client = chat_client(fake)
+    call(client, ledger_user="u1")
+    call(client, ledger_user="u1")
+    with pytest.raises(llmledger.RateLimited) as info:
+        call(client, ledger_user="u1")
+    assert isinstance(info.value, llmledger.LimitExceeded)
+    assert info.value.retry_after is not None and 0 <= info.value.retry_after <= 60
+    call(client, ledger_user="u2")  # each user has their own rate
+    assert len(fake.seen) == 3
+
+
+def test_throttle_waits_for_room(ledger_on: Path, fake: Fake) -> None:
+    from datetime import timedelta
+
+    llmledger.set_limit(requests=1, per="rolling:1m", tenant="acme", mode="throttle", max_wait=3)
+    client = chat_client(fake)
+    with time_machine.travel("2026-05-05 10:00:00.2+00:00", tick=True) as traveller:
+        call(client, ledger_tenant="acme")  # counts in the 10:00:00 slot until 10:01:00
+        traveller.shift(timedelta(seconds=59.5))
+        started = time.monotonic()
+        call(client, ledger_tenant="acme")  # waits ~0.3 s for that slot to roll out
+        waited = time.monotonic() - started
+    assert 0.05 < waited < 3 and len(fake.seen) == 2
+    with pytest.raises(llmledger.LimitDefinitionError, match="max_wait only applies"):
+        llmledger.set_limit(requests=1, per="day", tenant="acme", max_wait=3)
+
+
+def test_soft_limit_downgrades_the_model(ledger_on: Path, fake: Fake) -> None:
+    llmledger.set_limit(
+        usd="0.015", per="day", tenant="acme", mode="soft", downgrade={"gpt-4o": "gpt-4o-mini"}
+    )
+    client = chat_client(fake)
+    call(client, ledger_tenant="acme")
+    call(client, ledger_tenant="acme")  # would pass $0.015: sent as gpt-4o-mini instead
+    assert [s.body["model"] for s in fake.seen] == ["gpt-4o", "gpt-4o-mini"]
+    llmledger.flush()
+    downgraded = llmledger.events(tenant="acme")[0]
+    assert (downgraded.requested_model, downgraded.model) == ("gpt-4o", "gpt-4o-mini-2024-07-18")
+    with pytest.raises(llmledger.LimitDefinitionError, match="downgrade only applies"):
+        llmledger.set_limit(usd=1, per="day", tenant="acme", downgrade={"gpt-4o": "gpt-4o-mini"})

@@ -20,6 +20,7 @@ PUBLIC = {
     "LimitStatus",
     "LlmLedgerError",
     "PriceOverrideError",
+    "RateLimited",
     "Stats",
     "UsageEvent",
     "UsageTracker",

@@ -31,6 +31,7 @@ from llmledger.errors import (
     LimitExceededException,
     LlmLedgerError,
     PriceOverrideError,
+    RateLimited,
 )
 from llmledger.events import UsageEvent
 from llmledger.sdk.queries import events, flush, spend, usage
@@ -75,6 +76,7 @@ __all__ = [
     "LimitStatus",
     "LlmLedgerError",
     "PriceOverrideError",
+    "RateLimited",
     "Stats",
     "UsageEvent",
     "UsageTracker",

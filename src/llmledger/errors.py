@@ -20,6 +20,7 @@ __all__ = [
     "LimitExceededException",
     "LlmLedgerError",
     "PriceOverrideError",
+    "RateLimited",
 ]
 
 
@@ -104,6 +105,10 @@ class LimitExceeded(LlmLedgerError):
             f"{unit}{requested}{tail} "
             f"({unit}{self.remaining}{tail} remaining); it {when}"
         )
+
+
+class RateLimited(LimitExceeded):
+    """A `throttle` limit has no room now (and the call could not wait for it): retry after `retry_after`."""
 
 
 LimitExceededException = LimitExceeded

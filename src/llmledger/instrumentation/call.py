@@ -227,24 +227,24 @@ class Call:
         )
 
 
-def gate(call: Call, tags: Mapping[str, str] | None = None) -> None:
-    """Reserve the call's worst case against the spend limits that apply (raises `LimitExceeded`)."""
+def gate(call: Call) -> str | None:
+    """Reserve the call's worst case against the spend limits that apply (raises `LimitExceeded`).
+
+    Returns the model to send instead when a soft limit's `downgrade` applies (None otherwise); the
+    event keeps the model the application asked for in `requested_model`.
+    """
     runtime = _rt.current()
     enforcer = runtime.enforcer
     if not enforcer.limits():
-        return
+        return None
     who = runtime.config.defaults.merged(call.who)
-    labels = {
-        "tenant": who.tenant,
-        "user": who.user,
-        "org": who.org,
-        "feature": who.feature,
-        "agent": who.agent,
-    }
+    labels = {"tenant": who.tenant, "user": who.user, "org": who.org, "feature": who.feature}
+    labels["agent"] = who.agent
     scope = scope_of_call(labels, call.requested_model, call.provider, who.tags)
-    call.reservation = enforcer.reserve(
+    call.reservation, swap = enforcer.admit(
         scope, provider=call.provider, model=call.requested_model, feature=who.feature, body=call.request
     )
+    return swap
 
 
 def _status_of(exc: BaseException) -> str:

@@ -54,7 +54,9 @@ def _begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     call = Call(
         provider, name, google.requested_model(path), who, body if isinstance(body, Mapping) else None
     )
-    gate(call)
+    swap = gate(call)
+    if swap is not None and call.requested_model:  # a soft limit's downgrade: ask the cheaper model
+        bound["path"] = path.replace(f"models/{call.requested_model}:", f"models/{swap}:", 1)
     return call, (client,), bound
 
 

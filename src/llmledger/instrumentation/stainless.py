@@ -116,7 +116,14 @@ def _hook(spec: StainlessSpec, original: Callable[..., Any]) -> Callable[..., An
         model = body.get("model") if body is not None else None
         call = Call(_provider(spec, args[0]), endpoint, model if isinstance(model, str) else None, who, body)
         call.reader = reader
-        gate(call)
+        swap = gate(call)
+        if swap is not None and body is not None:  # a soft limit's downgrade: send the cheaper model
+            options = copy.copy(options)
+            options.json_data = {**options.json_data, "model": swap}  # keeps an injected include_usage
+            if positional:
+                args = (*args[:2], options, *args[3:])
+            else:
+                kwargs = {**kwargs, "options": options}
         return call, args, kwargs
 
     def finish(call: Call, result: Any) -> Any:

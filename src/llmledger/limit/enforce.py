@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from llmledger.errors import LimitExceeded
+from llmledger.errors import LimitExceeded, RateLimited
 from llmledger.events.event import UsageEvent
 from llmledger.events.ids import uuid7
 from llmledger.instrumentation.estimate import estimate_tokens, request_text
@@ -101,25 +101,62 @@ class Enforcer:
     ) -> str | None:
         """Reserve a call's worst case against every limit that applies; None if none applies.
 
-        Raises `LimitExceeded` (before anything is sent) when a hard limit refuses.
+        Raises `LimitExceeded` (before anything is sent) when a hard limit refuses, and `RateLimited`
+        when a throttle has no room within its `max_wait`.
         """
+        return self.admit(
+            scope,
+            provider=provider,
+            model=model,
+            feature=feature,
+            input_tokens=input_tokens,
+            body=body,
+            max_output_tokens=max_output_tokens,
+        )[0]
+
+    def admit(
+        self,
+        scope: Mapping[str, str | None],
+        *,
+        provider: str,
+        model: str | None,
+        feature: str | None,
+        input_tokens: int | None = None,
+        body: Mapping[str, Any] | None = None,
+        max_output_tokens: int | None = None,
+    ) -> tuple[str | None, str | None]:
+        """`reserve`, and the model to use instead when a soft limit's downgrade applies (or None)."""
         matched = [
             (limit, subject) for limit in self.limits() if (subject := limit.subject(scope)) is not None
         ]
         if not matched:
-            return None
+            return None, None
         config = self.runtime.config
+        store = self.runtime.ledger.limits
         cap = max_output_tokens or output_cap(body) or config.default_output_cap
-        held = []
-        for limit, subject in matched:
-            amount = self._worst_case(limit, provider, model, feature, input_tokens, body, cap)
-            held.append(Held(limit, subject, amount))
+        swap = self._downgrade(matched, model, provider, feature, input_tokens, body, cap)
+        if swap is not None:
+            model = swap
+        held = [
+            Held(limit, subject, self._worst_case(limit, provider, model, feature, input_tokens, body, cap))
+            for limit, subject in matched
+        ]
         rid = uuid7()
-        now = datetime.now(timezone.utc)
-        decision = self.runtime.ledger.limits.reserve(held, rid, now, config.reservation_ttl)
-        if decision.violated:
+        deadline: float | None = None
+        while True:
+            decision = store.reserve(held, rid, datetime.now(timezone.utc), config.reservation_ttl)
+            if not decision.violated:
+                break
             standing, needed = decision.violated[0]
-            raise _exceeded(standing, needed)
+            limit = standing.limit
+            if limit.mode != "throttle":
+                raise _exceeded(standing, needed)
+            wait = _seconds_until(standing.resets_at)
+            if deadline is None:
+                deadline = time.monotonic() + limit.max_wait
+            if wait is None or time.monotonic() + wait > deadline:
+                raise _exceeded(standing, needed, RateLimited)
+            time.sleep(max(wait, 0.005))  # wait for the oldest slot to roll out, then try again
         hook = config.on_threshold
         for standing, level in decision.fired:
             if hook is not None:
@@ -127,7 +164,31 @@ class Enforcer:
                     hook(Alert(standing.limit, standing.subject, level, standing.spent, standing.allowed))
                 except Exception as exc:  # the user's hook: log, never break the call
                     log.warning("llmledger: on_threshold hook raised %s: %s", type(exc).__name__, exc)
-        return rid
+        return rid, swap
+
+    def _downgrade(
+        self,
+        matched: list[tuple[Limit, str]],
+        model: str | None,
+        provider: str,
+        feature: str | None,
+        input_tokens: int | None,
+        body: Mapping[str, Any] | None,
+        cap: int,
+    ) -> str | None:
+        """The cheaper model a reached soft limit maps `model` to, if any."""
+        if model is None:
+            return None
+        now = datetime.now(timezone.utc)
+        for limit, subject in matched:
+            target = dict(limit.downgrade).get(model)
+            if target is None:
+                continue
+            standing = self.runtime.ledger.limits.standing(limit, subject, now)
+            needed = self._worst_case(limit, provider, model, feature, input_tokens, body, cap)
+            if standing.spent + standing.reserved + needed > standing.allowed:
+                return target
+        return None
 
     def _worst_case(
         self,
@@ -198,9 +259,15 @@ class Enforcer:
         self.runtime.ledger.limits.release([reservation_id])
 
 
-def _exceeded(standing: Standing, needed: Decimal) -> LimitExceeded:
+def _seconds_until(at: datetime | None) -> float | None:
+    return None if at is None else max(0.0, (at - datetime.now(timezone.utc)).total_seconds())
+
+
+def _exceeded(
+    standing: Standing, needed: Decimal, kind: type[LimitExceeded] = LimitExceeded
+) -> LimitExceeded:
     limit = standing.limit
-    return LimitExceeded(
+    return kind(
         limit_id=limit.id,
         scope=limit.describe_scope(),
         subject=standing.subject,

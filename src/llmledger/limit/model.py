@@ -61,7 +61,16 @@ class Limit:
     enforcement: str = "strict"
     thresholds: tuple[Decimal, ...] = (Decimal("0.5"), Decimal("0.8"), Decimal("1"))
     name: str | None = None
+    max_wait: float = 0.0
+    """`throttle` mode: how long a call may wait for room before `RateLimited` is raised."""
+    downgrade: tuple[tuple[str, str], ...] = ()
+    """`soft` mode: requested model -> cheaper model, applied to calls once the limit is reached."""
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> bool:
+        """Whether a call that does not fit is refused (hard) or held back (throttle)."""
+        return self.mode != "soft"
 
     def subject(self, call: Mapping[str, str | None]) -> str | None:
         """The counter this call counts against (`user=u1` for `user="*"`), or None if out of scope."""
@@ -96,6 +105,8 @@ class Limit:
             "enforcement": self.enforcement,
             "thresholds": [str(t) for t in self.thresholds],
             "name": self.name,
+            "max_wait": self.max_wait,
+            "downgrade": dict(self.downgrade),
         }
 
     @classmethod
@@ -111,6 +122,8 @@ class Limit:
             enforcement=data["enforcement"],
             thresholds=tuple(Decimal(t) for t in data["thresholds"]),
             name=data.get("name"),
+            max_wait=float(data.get("max_wait", 0.0)),
+            downgrade=tuple(sorted((data.get("downgrade") or {}).items())),
         )
 
 
@@ -202,6 +215,8 @@ def make_limit(
     thresholds: Any = (0.5, 0.8, 1.0),
     name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    max_wait: float = 0.0,
+    downgrade: Mapping[str, str] | None = None,
     **scope: Any,
 ) -> Limit:
     """Build a validated `Limit`; raises `LimitDefinitionError` saying what to fix."""
@@ -211,8 +226,19 @@ def make_limit(
     metric, raw = given[0]
     amount = _amount(metric, raw)
     window = parse_window(per, tz, week_start, month_anchor)
-    if mode not in ("hard", "soft"):
-        raise LimitDefinitionError(f"mode={mode!r}: use 'hard' (block) or 'soft' (allow and alert)")
+    if mode not in ("hard", "soft", "throttle"):
+        raise LimitDefinitionError(
+            f"mode={mode!r}: use 'hard' (block), 'soft' (allow and alert) or 'throttle' (wait or RateLimited)"
+        )
+    if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or not 0 <= max_wait <= 3600:
+        raise LimitDefinitionError(f"max_wait must be seconds between 0 and 3600, got {max_wait!r}")
+    if max_wait and mode != "throttle":
+        raise LimitDefinitionError("max_wait only applies to mode='throttle'")
+    models: dict[str, str] = {}
+    for old, new in (downgrade or {}).items():
+        models[_label("downgrade model", old)] = _label("downgrade model", new)
+    if models and mode != "soft":
+        raise LimitDefinitionError("downgrade only applies to mode='soft' (a hard limit blocks instead)")
     enforcement = enforcement or "strict"
     if enforcement not in ("strict", "estimate"):
         raise LimitDefinitionError(f"enforcement={enforcement!r}: use 'strict' or 'estimate'")
@@ -233,7 +259,17 @@ def make_limit(
     if any(not 0 < t <= 10 for t in levels):
         raise LimitDefinitionError(f"thresholds must be fractions above 0, got {thresholds!r}")
     return Limit(
-        limit_id, tuple(sorted(items.items())), metric, amount, window, mode, enforcement, levels, name
+        limit_id,
+        tuple(sorted(items.items())),
+        metric,
+        amount,
+        window,
+        mode,
+        enforcement,
+        levels,
+        name,
+        float(max_wait),
+        tuple(sorted(models.items())),
     )
 
 

@@ -28,7 +28,8 @@ class Span:
     first: int
     last: int
     resets_at: datetime | None
-    """When the window starts again (rolling: when its oldest slot drops out); None for lifetime."""
+    """When the window starts again; rolling: its next slide (when its oldest slot drops out, which
+    frees room only if that slot held use); None for lifetime."""
 
 
 @lru_cache(maxsize=64)
@@ -55,7 +56,7 @@ def span(window: Window, at: datetime) -> Span:
         now = int(at.timestamp())
         current = now // slot
         first = current - (ROLLING_SLOTS - 1)
-        return Span(first, current, datetime.fromtimestamp((first + 1) * slot, timezone.utc))
+        return Span(first, current, datetime.fromtimestamp((current + 1) * slot, timezone.utc))
     zone = _zone(window.tz)
     local = at.astimezone(zone).date()
     if kind == "day":

@@ -75,6 +75,8 @@ def set_limit(
     thresholds: Any = (0.5, 0.8, 1.0),
     name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    max_wait: float = 0.0,
+    downgrade: Mapping[str, str] | None = None,
     **scope: Any,
 ) -> Limit:
     """Create (or replace) a spend limit and return it.
@@ -82,7 +84,10 @@ def set_limit(
     `set_limit(usd=50, per="month", tenant="acme")`; `set_limit(usd=1, per="day", user="*",
     tags={"plan": "free"})` (each user on the free plan); `set_limit(tokens=200_000, per="rolling:1h",
     feature="search")`; `set_limit(usd=20, per="lifetime", tenant="t1")` (prepaid credit, see
-    `top_up`). Scope keys: tenant, user, org, feature, agent, model, provider, tags; a value or `*`.
+    `top_up`); `set_limit(requests=60, per="rolling:1m", user="*", mode="throttle", max_wait=5)`
+    (wait up to 5 s for room, else `RateLimited`); `set_limit(usd=200, per="month", tenant="acme",
+    mode="soft", downgrade={"gpt-4o": "gpt-4o-mini"})` (cheaper model once reached). Scope keys:
+    tenant, user, org, feature, agent, model, provider, tags; a value or `*`.
     The same scope, metric and window replace the earlier limit (its id is derived from them).
     Bad definitions raise `LimitDefinitionError`.
     """
@@ -100,6 +105,8 @@ def set_limit(
         thresholds=thresholds,
         name=name,
         tags=tags,
+        max_wait=max_wait,
+        downgrade=downgrade,
         **scope,
     )
     limit = Limit(
@@ -112,6 +119,8 @@ def set_limit(
         draft.enforcement,
         draft.thresholds,
         draft.name,
+        draft.max_wait,
+        draft.downgrade,
     )
     runtime = _rt.current()
     runtime.ledger.limits.put(limit, datetime.now(timezone.utc))
@@ -233,7 +242,7 @@ def check(
             continue
         standing = runtime.ledger.limits.standing(limit, subject, now)
         needed = enforcer._worst_case(limit, provider, model, values.get("feature"), input_tokens, None, cap)
-        if limit.mode == "hard" and standing.spent + standing.reserved + needed > standing.allowed:
+        if limit.blocks and standing.spent + standing.reserved + needed > standing.allowed:
             raise exceeded_for(standing, needed)
         statuses.append(LimitStatus.of(standing))
     return statuses

@@ -198,7 +198,7 @@ class LimitStore:
             violated = [
                 (s, h)
                 for s, h in zip(standings, held, strict=True)
-                if h.limit.mode == "hard" and s.spent + s.reserved + h.amount > s.allowed
+                if h.limit.blocks and s.spent + s.reserved + h.amount > s.allowed
             ]
             if violated:  # hold nothing (only the expired reservations above are dropped)
                 violated.sort(key=lambda pair: pair[0].remaining - pair[1].amount)
