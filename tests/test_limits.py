@@ -331,3 +331,39 @@ def test_soft_limit_downgrades_the_model(ledger_on: Path, fake: Fake) -> None:
     assert (downgraded.requested_model, downgraded.model) == ("gpt-4o", "gpt-4o-mini-2024-07-18")
     with pytest.raises(llmledger.LimitDefinitionError, match="downgrade only applies"):
         llmledger.set_limit(usd=1, per="day", tenant="acme", downgrade={"gpt-4o": "gpt-4o-mini"})
+
+
+def test_limits_from_a_toml_file(ledger_on: Path, tmp_path: Path) -> None:
+    good = tmp_path / "limits.toml"
+    good.write_text(
+        """
+[[limits]]
+usd = 50
+per = "month"
+tenant = "acme"
+
+[[limits]]
+usd = "1.50"
+per = "day"
+user = "*"
+tags = { plan = "free" }
+mode = "soft"
+downgrade = { "gpt-4o" = "gpt-4o-mini" }
+""",
+        encoding="utf-8",
+    )
+    loaded = llmledger.load_limits(good)
+    assert [(x.amount, x.mode) for x in loaded] == [(Decimal(50), "hard"), (Decimal("1.50"), "soft")]
+    assert len(llmledger.limits()) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[limits]]\nusd = 5\nper = "fortnight"\n\n[[limits]]\nusd = 1\ncustomer = "x"\n', encoding="utf-8"
+    )
+    with pytest.raises(
+        llmledger.LimitDefinitionError, match=r"nothing applied; entry 1: .*fortnight.*entry 2: .*customer"
+    ):
+        llmledger.load_limits(bad)
+    assert len(llmledger.limits()) == 2  # all or nothing
+    (tmp_path / "broken.toml").write_text("[[limits]\n", encoding="utf-8")
+    with pytest.raises(llmledger.LimitDefinitionError, match="not valid TOML"):
+        llmledger.load_limits(tmp_path / "broken.toml")

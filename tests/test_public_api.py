@@ -34,6 +34,7 @@ PUBLIC = {
     "guard",
     "init",
     "limits",
+    "load_limits",
     "reconcile",
     "remaining",
     "reset_attribution",

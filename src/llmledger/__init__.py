@@ -39,7 +39,17 @@ from llmledger.sdk.runtime import Stats, init, shutdown
 from llmledger.sdk.runtime import current as _current_runtime
 from llmledger.sdk.track import UsageTracker, track, track_usage
 
-_LIMITS_API = ("check", "delete_limit", "guard", "limits", "reconcile", "remaining", "set_limit", "top_up")
+_LIMITS_API = (
+    "check",
+    "delete_limit",
+    "guard",
+    "limits",
+    "load_limits",
+    "reconcile",
+    "remaining",
+    "set_limit",
+    "top_up",
+)
 
 
 def __getattr__(name: str) -> object:
@@ -90,6 +100,7 @@ __all__ = [
     "guard",
     "init",
     "limits",
+    "load_limits",
     "reconcile",
     "remaining",
     "reset_attribution",

@@ -105,6 +105,22 @@ def list_cmd(ledger: LedgerOpt = None) -> None:
     console.print(table)
 
 
+@limits_app.command("load")
+def load_cmd(
+    path: Annotated[str, typer.Argument(help="A TOML file of [[limits]] tables")], ledger: LedgerOpt = None
+) -> None:
+    """Create or replace the limits of a TOML file (all or nothing)."""
+    from llmledger.sdk import limits as L
+
+    try:
+        _open(ledger)
+        loaded = L.load_limits(path)
+    except LlmLedgerError as exc:
+        raise _fail(str(exc)) from exc
+    for limit in loaded:
+        console.print(f"{limit.id}  {limit.metric} {limit.amount} per {limit.window.describe()}")
+
+
 @limits_app.command("rm")
 def rm_cmd(
     limit_id: Annotated[str, typer.Argument(help="The limit's id (see `limits list`)")],

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from llmledger.attribution.context import _current, make_attribution
@@ -23,6 +26,11 @@ from llmledger.limit.enforce import exceeded_for
 from llmledger.limit.model import SCOPE_KEYS, Limit, make_limit, scope_of_call
 from llmledger.sdk import runtime as _rt
 from llmledger.storage.limits import Standing
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = [
     "LimitStatus",
@@ -126,6 +134,50 @@ def set_limit(
     runtime.ledger.limits.put(limit, datetime.now(timezone.utc))
     runtime.enforcer.limits(fresh=True)
     return limit
+
+
+def load_limits(path: str | os.PathLike[str]) -> list[Limit]:
+    """Create or replace every limit of a TOML file (`[[limits]]` tables, the keys of `set_limit`).
+
+    ```toml
+    [[limits]]
+    usd = 50
+    per = "month"
+    tenant = "acme"
+
+    [[limits]]
+    usd = 1
+    per = "day"
+    user = "*"
+    tags = { plan = "free" }
+    ```
+    All or nothing: if any entry is invalid, none is applied and `LimitDefinitionError` lists every
+    problem with its entry number. Limits not in the file are left as they are.
+    """
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise LimitDefinitionError(f"cannot read the limits file {file}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise LimitDefinitionError(f"the limits file {file} is not valid TOML: {exc}") from exc
+    entries = data.get("limits")
+    unknown = [k for k in data if k != "limits"]
+    if not isinstance(entries, list) or unknown:
+        raise LimitDefinitionError(
+            f"{file}: expected only [[limits]] tables, got {sorted(data) or 'nothing'}"
+        )
+    problems = []
+    for i, entry in enumerate(entries, 1):
+        try:
+            if not isinstance(entry, dict):
+                raise LimitDefinitionError("not a table")
+            make_limit("", **entry)
+        except (LimitDefinitionError, TypeError) as exc:
+            problems.append(f"entry {i}: {exc}")
+    if problems:
+        raise LimitDefinitionError(f"{file}: nothing applied; " + "; ".join(problems))
+    return [set_limit(**entry) for entry in entries]
 
 
 def limits() -> list[Limit]:
