@@ -367,3 +367,18 @@ downgrade = { "gpt-4o" = "gpt-4o-mini" }
     (tmp_path / "broken.toml").write_text("[[limits]\n", encoding="utf-8")
     with pytest.raises(llmledger.LimitDefinitionError, match="not valid TOML"):
         llmledger.load_limits(tmp_path / "broken.toml")
+
+
+def test_ledger_failure_during_a_check_fails_open_and_is_counted(
+    ledger_on: Path, fake: Fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    monkeypatch.setenv("LLMLEDGER_SWALLOW_INTERNAL_ERRORS", "1")  # production behaviour
+    llmledger.set_limit(usd=1, per="day", tenant="acme")
+    with sqlite3.connect(ledger_on) as db:  # the limit tables break under the running app
+        db.execute("ALTER TABLE llmledger_reservations RENAME TO broken")
+    before = llmledger.stats().internal_errors
+    reply = call(chat_client(fake), ledger_tenant="acme")
+    assert reply.id == "chatcmpl-AbC123"  # the app's call went through
+    assert llmledger.stats().internal_errors == before + 1
