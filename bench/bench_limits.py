@@ -73,7 +73,7 @@ def _latency_worker(ledger: str, n: int, start: Any, out: Any) -> None:
     start.wait()
     for _ in range(n):
         t0 = time.perf_counter()
-        rid = enforcer.reserve(
+        rid, _ = enforcer.admit(
             scope, provider="openai", model="gpt-4o", feature=None, input_tokens=12, max_output_tokens=100
         )
         t1 = time.perf_counter()

@@ -88,32 +88,6 @@ class Enforcer:
             self._checked = now
         return self._limits
 
-    def reserve(
-        self,
-        scope: Mapping[str, str | None],
-        *,
-        provider: str,
-        model: str | None,
-        feature: str | None,
-        input_tokens: int | None = None,
-        body: Mapping[str, Any] | None = None,
-        max_output_tokens: int | None = None,
-    ) -> str | None:
-        """Reserve a call's worst case against every limit that applies; None if none applies.
-
-        Raises `LimitExceeded` (before anything is sent) when a hard limit refuses, and `RateLimited`
-        when a throttle has no room within its `max_wait`.
-        """
-        return self.admit(
-            scope,
-            provider=provider,
-            model=model,
-            feature=feature,
-            input_tokens=input_tokens,
-            body=body,
-            max_output_tokens=max_output_tokens,
-        )[0]
-
     def admit(
         self,
         scope: Mapping[str, str | None],
@@ -125,7 +99,12 @@ class Enforcer:
         body: Mapping[str, Any] | None = None,
         max_output_tokens: int | None = None,
     ) -> tuple[str | None, str | None]:
-        """`reserve`, and the model to use instead when a soft limit's downgrade applies (or None)."""
+        """Reserve a call's worst case against every limit that applies.
+
+        Returns (reservation id, or None when no limit applies; the model to send instead when a soft
+        limit's downgrade applies, or None). Raises `LimitExceeded` (before anything is sent) when a
+        hard limit refuses, and `RateLimited` when a throttle has no room within its `max_wait`.
+        """
         matched = [
             (limit, subject) for limit in self.limits() if (subject := limit.subject(scope)) is not None
         ]

@@ -321,14 +321,14 @@ def guard(
     """
     values = _scope(scope, model, provider)
     runtime = _rt.current()
-    rid = runtime.enforcer.reserve(
+    rid = runtime.enforcer.admit(
         values,
         provider=provider,
         model=model,
         feature=values.get("feature"),
         input_tokens=input_tokens,
         max_output_tokens=max_output_tokens,
-    )
+    )[0]
     used: list[Any] = [rid, False]
     token = _guarding.set(used)
     try:
