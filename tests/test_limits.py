@@ -49,6 +49,7 @@ def test_hard_limit_blocks_before_the_request_leaves(ledger_on: Path, fake: Fake
     with pytest.raises(llmledger.LimitExceeded) as info:
         call(client, ledger_tenant="acme")
     assert len(fake.seen) == 2  # the third request never left
+    assert llmledger.stats().calls_refused == 1
     err = info.value
     assert isinstance(err, llmledger.LimitExceededException)
     assert (err.limit_id, err.scope, err.metric, err.limit) == (

@@ -75,6 +75,8 @@ class Enforcer:
         self._checked = 0.0
         self._averages: dict[tuple[str, str, str | None], Decimal] = {}
         self._warned: set[str] = set()
+        self.refused = 0
+        """Calls refused so far (`stats().calls_refused`)."""
 
     def limits(self, *, fresh: bool = False) -> list[Limit]:
         """The limits in force (re-read from the ledger at most once a second, or when `fresh`)."""
@@ -129,11 +131,13 @@ class Enforcer:
             standing, needed = decision.violated[0]
             limit = standing.limit
             if limit.mode != "throttle":
+                self._refuse()
                 raise _exceeded(standing, needed)
             wait = _seconds_until(standing.resets_at)
             if deadline is None:
                 deadline = time.monotonic() + limit.max_wait
             if wait is None or time.monotonic() + wait > deadline:
+                self._refuse()
                 raise _exceeded(standing, needed, RateLimited)
             time.sleep(max(wait, 0.005))  # wait for the oldest slot to roll out, then try again
         hook = config.on_threshold
@@ -144,6 +148,10 @@ class Enforcer:
                 except Exception as exc:  # the user's hook: log, never break the call
                     log.warning("llmledger: on_threshold hook raised %s: %s", type(exc).__name__, exc)
         return rid, swap
+
+    def _refuse(self) -> None:
+        with self._lock:
+            self.refused += 1
 
     def _downgrade(
         self,

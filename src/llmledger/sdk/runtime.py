@@ -75,6 +75,8 @@ class Stats:
     internal_errors: int
     last_write_error: str | None = None
     unpriced_models: Mapping[str, int] = field(default_factory=dict)
+    calls_refused: int = 0
+    """Calls a hard limit (or a throttle) refused before they were sent."""
 
 
 class Runtime:
@@ -208,6 +210,7 @@ class Runtime:
             internal_errors=internal_error_count(),
             last_write_error=c.last_error,
             unpriced_models=unpriced,
+            calls_refused=self._enforcer.refused if self._enforcer is not None else 0,
         )
 
     def close(self, timeout: float = 10.0) -> bool:
