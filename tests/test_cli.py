@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -95,9 +96,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Spend by tenant and feature" in result.output
     assert "unpriced: 1" in result.output
+    admitted, refused = (int(x) for x in re.findall(r"(\d+) calls admitted, (\d+) refused", result.output)[0])
+    assert admitted + refused == 10 and admitted > 0 and refused > 0  # the spend-limit step
     llmledger.init(ledger=str(path))
     events = llmledger.events(limit=None)
-    assert len(events) == 13
+    assert len(events) == 13 + admitted  # refused calls never reached the provider: no event
+    assert llmledger.reconcile() == []
     assert {e.provider for e in events} <= {"openai", "anthropic"}
     assert all(e.tenant for e in events)
     assert sum(1 for e in events if e.cost_usd is None) == 1

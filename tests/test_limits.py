@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import threading
@@ -18,12 +19,15 @@ from tests.fakes.server import Fake
 import llmledger
 from llmledger.events import UsageEvent
 
-PROMPT = [{"role": "user", "content": "hello world, please"}]  # 19 UTF-8 bytes: the strict input bound
+PROMPT = [{"role": "user", "content": "hello world, please"}]
 # The fake answers 5 prompt tokens and max_tokens of output, so a call costs exactly
-# 5 x $2.50/M + 1000 x $10/M = $0.0100125 on gpt-4o; strict reserves 19 x $2.50/M + $0.01 = $0.0100475.
+# 5 x $2.50/M + 1000 x $10/M = $0.0100125 on gpt-4o; strict reserves the request body's bytes as input.
 USAGE = {"prompt_tokens": 5, "completion_tokens": 1000, "total_tokens": 1005}
 COST = Decimal("0.0100125")
-WORST = Decimal("0.0100475")
+BODY_BYTES = len(
+    json.dumps({"messages": PROMPT, "model": "gpt-4o", "max_tokens": 1000}, separators=(",", ":"))
+)
+WORST = Decimal("2.5") * BODY_BYTES / 10**6 + Decimal("0.01")  # strict: the body's bytes bound the input
 
 
 def chat_client(fake: Fake) -> openai.OpenAI:
@@ -103,7 +107,7 @@ def test_window_resets_on_the_next_day(ledger_on: Path, fake: Fake) -> None:
 
 def test_tokens_and_requests_limits(ledger_on: Path, fake: Fake) -> None:
     llmledger.set_limit(requests=2, per="rolling:1h", feature="search")
-    llmledger.set_limit(tokens=2_100, per="day", feature="chat")
+    llmledger.set_limit(tokens=2_200, per="day", feature="chat")
     client = chat_client(fake)
     call(client, ledger_feature="search")
     call(client, ledger_feature="search")

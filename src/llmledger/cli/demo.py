@@ -26,10 +26,10 @@ TENANTS = [("acme", "pro"), ("globex", "free"), ("initech", "free"), ("umbrella"
 FEATURES = ["chat", "summarize", "support-agent"]
 
 
-def _openai_call(client: Any, model: str, prompt: str, feature: str) -> None:
+def _openai_call(client: Any, model: str, prompt: str, feature: str, **options: Any) -> None:
     # no metering code here: init() instrumented the SDK; ledger_feature= is a per-call label
     client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": prompt}], ledger_feature=feature
+        model=model, messages=[{"role": "user", "content": prompt}], ledger_feature=feature, **options
     )
 
 
@@ -40,6 +40,22 @@ def _anthropic_call(client: Any, model: str, prompt: str, feature: str) -> None:
         messages=[{"role": "user", "content": prompt}],
         ledger_feature=feature,
     )
+
+
+def _limits_tour(client: Any) -> tuple[int, int]:
+    """A free-plan user hits a per-user daily limit: the calls past it never leave the process."""
+    from llmledger.sdk.limits import set_limit
+
+    set_limit(usd="0.001", per="day", user="*", tags={"plan": "free"})
+    admitted = refused = 0
+    with llmledger.attribute(tenant="globex", user="globex-trial", tags={"plan": "free"}):
+        for i in range(10):
+            try:
+                _openai_call(client, "gpt-4o-mini", f"trial question {i}", "chat", max_tokens=300)
+                admitted += 1
+            except llmledger.LimitExceeded:
+                refused += 1
+    return admitted, refused
 
 
 def run_demo(console: Console, ledger: str | None, calls: int) -> None:
@@ -81,6 +97,7 @@ def run_demo(console: Console, ledger: str | None, calls: int) -> None:
         with llmledger.attribute(tenant="acme", tags={"plan": "pro"}):
             _openai_call(oai, "ft:gpt-4o-mini:acme::demo", "classify this ticket", "chat")
         progress.advance(task)
+    admitted, refused = _limits_tour(oai)
     llmledger.flush()
 
     render_usage(
@@ -98,6 +115,10 @@ def run_demo(console: Console, ledger: str | None, calls: int) -> None:
     console.print(
         f"recorded {stats.events_recorded} events; unpriced: {stats.events_unpriced} "
         f"({', '.join(stats.unpriced_models) or 'none'}); dropped: {stats.events_dropped}"
+    )
+    console.print(
+        f"spend limit ($0.001/day for each free-plan user): {admitted} calls admitted, {refused} refused "
+        "before reaching the provider; `llmledger reconcile` proves the counters equal the ledger"
     )
     console.print(
         f"\nTry: [bold]llmledger report --ledger {path} --by day,tenant[/bold]  "

@@ -52,9 +52,13 @@ class FakeProvider:
 
     def _openai_chat(self, body: dict[str, Any]) -> dict[str, Any]:
         model = str(body.get("model", "gpt-4o-mini"))
-        prompt = self._prompt_tokens(body) + _seed(model, self.calls) % 1500
+        base = self._prompt_tokens(body)
+        prompt = base + _seed(model, self.calls) % (base + 1)  # never more tokens than the body's bytes
         cached = (prompt // 1024) * 1024 if self.calls % 3 == 0 else 0
         completion = 40 + _seed("out", self.calls) % 400
+        cap = body.get("max_tokens")
+        if isinstance(cap, int) and cap > 0:  # like the real API: the output honours the cap
+            completion = min(completion, cap)
         snapshot = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-08-06"}.get(model, model)
         return {
             "id": f"chatcmpl-demo{self.calls:06d}",

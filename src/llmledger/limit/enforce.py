@@ -1,7 +1,8 @@
 """Enforcement: match a call to the limits that apply, reserve its worst case, raise if refused.
 
-`strict` (the default) reserves an upper bound: input tokens bounded by the prompt's UTF-8 bytes
-(byte-level tokenizers never produce more tokens than bytes), output by the request's own cap
+`strict` (the default) reserves an upper bound: input tokens bounded by the UTF-8 bytes of the whole
+request body (byte-level tokenizers never produce more tokens than bytes; the body also covers
+message framing and tool definitions), output by the request's own cap
 (`max_tokens` / `max_completion_tokens` / `max_output_tokens`, else `default_output_cap`), priced at
 the dearer of plain input and 1-hour cache writes. So committed spend cannot pass a hard limit when
 the provider honours the cap. `estimate` reserves the average actual use of recent calls of the same
@@ -11,6 +12,7 @@ that fit, and the overshoot is bounded by (calls in flight) x (their excess over
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -46,6 +48,21 @@ class Alert:
     threshold: Decimal
     spent: Decimal
     allowed: Decimal
+
+
+def strict_input_bound(body: Mapping[str, Any] | None) -> int:
+    """An upper bound of a request's input tokens: the UTF-8 bytes of its whole JSON body.
+
+    A byte-level tokenizer never makes more tokens than bytes, and serializing the body covers what
+    the provider counts beside the message text: per-message framing, tool definitions, system
+    prompts. (Images and audio referenced by URL are not bounded by this.)
+    """
+    if not body:
+        return 0
+    try:
+        return len(json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8"))
+    except (TypeError, ValueError):
+        return len(request_text(body).encode("utf-8")) * 2 + 1024
 
 
 def output_cap(body: Mapping[str, Any] | None) -> int | None:
@@ -194,9 +211,10 @@ class Enforcer:
             if learned is not None:
                 return learned
         if input_tokens is None:
-            text = request_text(body)
             input_tokens = (
-                len(text.encode("utf-8")) if limit.enforcement == "strict" else estimate_tokens(text)
+                strict_input_bound(body)
+                if limit.enforcement == "strict"
+                else estimate_tokens(request_text(body))
             )
         if limit.metric == "tokens":
             return Decimal(input_tokens + cap)
