@@ -116,9 +116,12 @@ def run_demo(console: Console, ledger: str | None, calls: int) -> None:
         f"recorded {stats.events_recorded} events; unpriced: {stats.events_unpriced} "
         f"({', '.join(stats.unpriced_models) or 'none'}); dropped: {stats.events_dropped}"
     )
+    from llmledger.sdk.limits import reconcile
+
+    agree = "equal" if not reconcile() else "DO NOT equal"
     console.print(
         f"spend limit ($0.001/day for each free-plan user): {admitted} calls admitted, {refused} refused "
-        "before reaching the provider; `llmledger reconcile` proves the counters equal the ledger"
+        f"before reaching the provider; reconcile: the limit counters {agree} the ledger's events"
     )
     console.print(
         f"\nTry: [bold]llmledger report --ledger {path} --by day,tenant[/bold]  "
