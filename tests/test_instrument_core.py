@@ -222,3 +222,18 @@ def test_stream_in_flight_across_reinit_and_shutdown(ledger_path: Path, tmp_path
     del late
     gc.collect()
     assert rt._runtime is None  # a stream ending after shutdown records nothing and revives nothing
+
+
+def test_a_finished_call_drops_the_prompt_before_it_waits_in_the_queue(ledger_path: Path) -> None:
+    from llmledger.attribution.context import EMPTY
+    from llmledger.instrumentation.call import Call
+    from llmledger.instrumentation.usage import Usage
+
+    llmledger.init(ledger=str(ledger_path))
+    call = Call(
+        "openai", "chat.completions", "gpt-4o-mini", EMPTY, {"messages": [{"content": "secret" * 1000}]}
+    )
+    call.ok(Usage({"input_tokens": 10, "output_tokens": 2}))
+    assert call.request is None  # a down ledger must not hold every queued prompt in memory
+    llmledger.flush()
+    assert llmledger.events()[0].input_tokens == 10

@@ -191,6 +191,7 @@ class Call:
         # Only capture here; pricing and building the event happen on the writer thread (`event()`),
         # so the caller pays for reading the usage and one queue append.
         self.duration = time.perf_counter() - self.t0
+        self.request = self.reader = None  # the prompt is not kept while the call waits in the queue
         self.usage = usage
         self.outcome = (complete, stream, status, error_type, provider_cost, unpriced_reason)
         runtime = _rt._runtime  # the current one (init() may have replaced it since the call began)
@@ -238,9 +239,7 @@ def gate(call: Call) -> str | None:
     if not enforcer.limits():
         return None
     who = runtime.config.defaults.merged(call.who)
-    labels = {"tenant": who.tenant, "user": who.user, "org": who.org, "feature": who.feature}
-    labels["agent"] = who.agent
-    scope = scope_of_call(labels, call.requested_model, call.provider, who.tags)
+    scope = scope_of_call(who, call.requested_model, call.provider)
     call.reservation, swap = enforcer.admit(
         scope, provider=call.provider, model=call.requested_model, feature=who.feature, body=call.request
     )

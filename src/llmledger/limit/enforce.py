@@ -136,7 +136,7 @@ class Enforcer:
         if swap is not None:
             model = swap
         held = [
-            Held(limit, subject, self._worst_case(limit, provider, model, feature, input_tokens, body, cap))
+            Held(limit, subject, self.worst_case(limit, provider, model, feature, input_tokens, body, cap))
             for limit, subject in matched
         ]
         rid = uuid7()
@@ -189,12 +189,12 @@ class Enforcer:
             if target is None:
                 continue
             standing = self.runtime.ledger.limits.standing(limit, subject, now)
-            needed = self._worst_case(limit, provider, model, feature, input_tokens, body, cap)
+            needed = self.worst_case(limit, provider, model, feature, input_tokens, body, cap)
             if standing.spent + standing.reserved + needed > standing.allowed:
                 return target
         return None
 
-    def _worst_case(
+    def worst_case(
         self,
         limit: Limit,
         provider: str,
@@ -204,6 +204,7 @@ class Enforcer:
         body: Mapping[str, Any] | None,
         cap: int,
     ) -> Decimal:
+        """What one call may use at most of `limit`'s metric (its learned average in estimate mode)."""
         if limit.metric == "requests":
             return Decimal(1)
         if limit.enforcement == "estimate":

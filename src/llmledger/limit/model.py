@@ -128,9 +128,17 @@ class Limit:
 
 
 def scope_of_call(
-    attribution: Mapping[str, str | None], model: str | None, provider: str | None, tags: Mapping[str, str]
+    attribution: Any, model: str | None, provider: str | None, tags: Mapping[str, str] | None = None
 ) -> dict[str, str | None]:
-    """The dimensions a call is limited by."""
+    """The dimensions a call is limited by.
+
+    `attribution` is an `Attribution` or a `UsageEvent` (anything with tenant/user/org/feature/agent
+    attributes), or a mapping of those labels; `tags` default to its own.
+    """
+    if not isinstance(attribution, Mapping):
+        tags = attribution.tags if tags is None else tags
+        attribution = {k: getattr(attribution, k) for k in ("tenant", "user", "org", "feature", "agent")}
+    tags = tags or {}
     scope: dict[str, str | None] = {
         k: attribution.get(k) for k in ("tenant", "user", "org", "feature", "agent")
     }

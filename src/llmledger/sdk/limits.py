@@ -248,14 +248,7 @@ def _scope(scope: Mapping[str, Any], model: str | None, provider: str | None) ->
         tags=scope.get("tags"),
     )
     who = runtime.config.defaults.merged(_current.get()).merged(given)
-    labels = {
-        "tenant": who.tenant,
-        "user": who.user,
-        "org": who.org,
-        "feature": who.feature,
-        "agent": who.agent,
-    }
-    return scope_of_call(labels, model or scope.get("model"), provider or scope.get("provider"), who.tags)
+    return scope_of_call(who, model or scope.get("model"), provider or scope.get("provider"))
 
 
 def remaining(*, model: str | None = None, provider: str | None = None, **scope: Any) -> list[LimitStatus]:
@@ -293,7 +286,7 @@ def check(
         if subject is None:
             continue
         standing = runtime.ledger.limits.standing(limit, subject, now)
-        needed = enforcer._worst_case(limit, provider, model, values.get("feature"), input_tokens, None, cap)
+        needed = enforcer.worst_case(limit, provider, model, values.get("feature"), input_tokens, None, cap)
         if limit.blocks and standing.spent + standing.reserved + needed > standing.allowed:
             raise exceeded_for(standing, needed)
         statuses.append(LimitStatus.of(standing))

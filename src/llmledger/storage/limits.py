@@ -61,9 +61,8 @@ def event_amount(limit: Limit, event: UsageEvent) -> Decimal:
 
 
 def event_scope(event: UsageEvent) -> dict[str, str | None]:
-    who = {"tenant": event.tenant, "user": event.user, "org": event.org, "feature": event.feature}
-    who["agent"] = event.agent
-    return scope_of_call(who, event.model, event.provider, event.tags)
+    """The dimensions an event counts against (its attribution, model and provider)."""
+    return scope_of_call(event, event.model, event.provider)
 
 
 @dataclass(frozen=True, slots=True)
