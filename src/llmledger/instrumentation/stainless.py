@@ -109,21 +109,17 @@ def _hook(spec: StainlessSpec, original: Callable[..., Any]) -> Callable[..., An
                 options.json_data = rewritten
             reader = spec.stream_reader(endpoint, rewritten is not None)
             kwargs = {**kwargs, "stream_cls": _stream_class(kwargs["stream_cls"])}
+        model = body.get("model") if body is not None else None
+        call = Call(_provider(spec, args[0]), endpoint, model if isinstance(model, str) else None, who, body)
+        call.reader = reader
+        swap = gate(call)  # spend limits: raises LimitExceeded before anything is sent
+        if swap is not None and body is not None:  # a soft limit's downgrade: send the cheaper model
+            options = copy.copy(options)
+            options.json_data = {**options.json_data, "model": swap}  # keeps an injected include_usage
         if positional:
             args = (*args[:2], options, *args[3:])
         else:
             kwargs = {**kwargs, "options": options}
-        model = body.get("model") if body is not None else None
-        call = Call(_provider(spec, args[0]), endpoint, model if isinstance(model, str) else None, who, body)
-        call.reader = reader
-        swap = gate(call)
-        if swap is not None and body is not None:  # a soft limit's downgrade: send the cheaper model
-            options = copy.copy(options)
-            options.json_data = {**options.json_data, "model": swap}  # keeps an injected include_usage
-            if positional:
-                args = (*args[:2], options, *args[3:])
-            else:
-                kwargs = {**kwargs, "options": options}
         return call, args, kwargs
 
     def finish(call: Call, result: Any) -> Any:
