@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -32,7 +32,7 @@ from llmledger.storage.limits import Held, Standing, event_amount
 if TYPE_CHECKING:
     from llmledger.sdk.runtime import Runtime
 
-__all__ = ["Alert", "Enforcer", "output_cap"]
+__all__ = ["Alert", "Enforcer", "exceeded", "output_cap", "strict_input_bound"]
 
 log = logging.getLogger("llmledger")
 _CAP_KEYS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
@@ -149,13 +149,13 @@ class Enforcer:
             limit = standing.limit
             if limit.mode != "throttle":
                 self._refuse()
-                raise _exceeded(standing, needed)
+                raise exceeded(standing, needed)
             wait = _seconds_until(standing.resets_at)
             if deadline is None:
                 deadline = time.monotonic() + limit.max_wait
             if wait is None or time.monotonic() + wait > deadline:
                 self._refuse()
-                raise _exceeded(standing, needed, RateLimited)
+                raise exceeded(standing, needed, RateLimited)
             time.sleep(max(wait, 0.005))  # wait for the oldest slot to roll out, then try again
         hook = config.on_threshold
         for standing, level in decision.fired:
@@ -269,9 +269,8 @@ def _seconds_until(at: datetime | None) -> float | None:
     return None if at is None else max(0.0, (at - datetime.now(timezone.utc)).total_seconds())
 
 
-def _exceeded(
-    standing: Standing, needed: Decimal, kind: type[LimitExceeded] = LimitExceeded
-) -> LimitExceeded:
+def exceeded(standing: Standing, needed: Decimal, kind: type[LimitExceeded] = LimitExceeded) -> LimitExceeded:
+    """The `LimitExceeded` (or `kind`) a refused standing raises, saying all of why."""
     limit = standing.limit
     return kind(
         limit_id=limit.id,
@@ -285,11 +284,3 @@ def _exceeded(
         resets_at=standing.resets_at,
         window=limit.window.describe(),
     )
-
-
-def exceeded_for(standing: Standing, needed: Decimal) -> LimitExceeded:
-    """The `LimitExceeded` a refused standing raises (also used by `check()`)."""
-    return _exceeded(standing, needed)
-
-
-OnThreshold = Callable[[Alert], object]

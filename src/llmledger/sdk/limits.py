@@ -22,7 +22,7 @@ from typing import Any
 
 from llmledger.attribution.context import _current, make_attribution
 from llmledger.errors import LimitDefinitionError
-from llmledger.limit.enforce import exceeded_for
+from llmledger.limit.enforce import exceeded
 from llmledger.limit.model import SCOPE_KEYS, Limit, make_limit, scope_of_call
 from llmledger.sdk import runtime as _rt
 from llmledger.storage.limits import Standing
@@ -288,7 +288,7 @@ def check(
         standing = runtime.ledger.limits.standing(limit, subject, now)
         needed = enforcer.worst_case(limit, provider, model, values.get("feature"), input_tokens, None, cap)
         if limit.blocks and standing.spent + standing.reserved + needed > standing.allowed:
-            raise exceeded_for(standing, needed)
+            raise exceeded(standing, needed)
         statuses.append(LimitStatus.of(standing))
     return statuses
 
