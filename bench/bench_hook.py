@@ -1,6 +1,8 @@
 """llmledger's own cost per call and per stream chunk, isolated from the SDK (pyperf).
 
-End-to-end figures (`bench_instrument.py`) carry the SDK's ~800 µs per call and this machine's
+The hook is timed twice: by the wall clock, and by the calling thread's own CPU time (which leaves
+out the writer thread's pricing and SQLite work competing for the GIL). End-to-end figures
+(`bench_instrument.py`) carry the SDK's ~800 µs per call and this machine's
 ±5 % noise, which hides a few microseconds. Here the instrumented `request` method wraps a stub that
 returns a prebuilt `ChatCompletion` (so the measured time is the hook: begin, read usage, queue), and
 the stream loop meters a prebuilt list of `ChatCompletionChunk`s. The writer thread runs as in
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +53,7 @@ def _init() -> None:
     llmledger.init(ledger=str(Path(tempfile.mkdtemp(prefix="llmledger-bench-")) / "bench.db"))
 
 
-def hook(loops: int, instrumented: bool) -> float:
+def hook(loops: int, instrumented: bool, clock: str = "wall") -> float:
     completion, _ = _load()
     _init()
 
@@ -62,10 +65,11 @@ def hook(loops: int, instrumented: bool) -> float:
     options = FinalRequestOptions.construct(
         method="post", url="/chat/completions", json_data={"model": "gpt-4o-mini", "messages": []}
     )
-    t0 = pyperf.perf_counter()
+    timer = time.thread_time if clock == "cpu" else pyperf.perf_counter
+    t0 = timer()
     for _ in range(loops):
         request(client, ChatCompletion, options, stream=False, stream_cls=None)
-    elapsed = pyperf.perf_counter() - t0
+    elapsed = timer() - t0
     llmledger.flush()
     return elapsed
 
@@ -92,6 +96,8 @@ def main() -> None:
     results = {
         "hook[bare]": runner.bench_time_func("hook[bare]", hook, False),
         "hook[llmledger]": runner.bench_time_func("hook[llmledger]", hook, True),
+        "cpu[bare]": runner.bench_time_func("hook-thread-cpu[bare]", hook, False, "cpu"),
+        "cpu[llmledger]": runner.bench_time_func("hook-thread-cpu[llmledger]", hook, True, "cpu"),
         "chunks[bare]": runner.bench_time_func(f"chunks{CHUNKS}[bare]", chunks, False),
         "chunks[llmledger]": runner.bench_time_func(f"chunks{CHUNKS}[llmledger]", chunks, True),
     }
@@ -99,7 +105,11 @@ def main() -> None:
         return
     med = {k: v.median() for k, v in results.items()}
     per_call = (med["hook[llmledger]"] - med["hook[bare]"]) * 1e6
-    print(f"\nper call added by the hook:  {per_call:.2f} µs (median)")
+    print(f"\nper call added by the hook:  {per_call:.2f} µs (median, wall clock)")
+    cpu = (med["cpu[llmledger]"] - med["cpu[bare]"]) * 1e6
+    print(
+        f"  of which the caller's own thread: {cpu:.2f} µs of CPU (the rest: the writer thread's GIL share)"
+    )
     per_chunk = (med["chunks[llmledger]"] - med["chunks[bare]"]) * 1e6 / CHUNKS
     print(f"per stream chunk added:      {per_chunk:.3f} µs (median, incl. the stream's start and end)")
 

@@ -448,3 +448,24 @@ def test_stream_reader_does_not_keep_chunks_alive() -> None:
     assert reader.chars == 12
     held = [r for r in gc.get_referrers(chunks[1]) if r is not chunks]
     assert held == []  # only the first chunk is kept (for the model name), not the others
+
+
+def test_fields_reads_declared_extra_dict_and_slotted_objects() -> None:
+    from openai.types import CompletionUsage
+
+    from llmledger.instrumentation.usage import fields
+
+    u = CompletionUsage.model_validate(
+        {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4, "cost": 0.5}
+    )
+    f = fields(u)
+    assert (f.get("prompt_tokens"), f.get("cost"), f.get("missing")) == (3, 0.5, None)  # declared and extra
+    assert fields({"a": 1}).get("a") == 1 and fields(None).get("a") is None
+
+    class Slotted:
+        __slots__ = ("a",)
+
+        def __init__(self) -> None:
+            self.a = 7
+
+    assert fields(Slotted()).get("a") == 7 and fields(Slotted()).get("b") is None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["Usage", "get", "n"]
+__all__ = ["Usage", "fields", "get", "n"]
 
 
 @dataclass(slots=True)
@@ -61,3 +62,43 @@ def get(obj: Any, name: str) -> Any:
         if extra:
             value = extra.get(name)
     return value
+
+
+_EMPTY: dict[str, Any] = {}
+
+
+def fields(obj: Any) -> Mapping[str, Any]:
+    """An object's fields as one mapping, read once (a reader then looks fields up at dict speed).
+
+    Pydantic models: the instance dict plus `__pydantic_extra__` (undeclared fields such as
+    OpenRouter's `cost`); dicts as they are; anything else falls back to its attributes via `get`.
+    """
+    if obj is None:
+        return _EMPTY
+    if isinstance(obj, dict):
+        return obj
+    try:
+        declared = obj.__dict__
+    except AttributeError:
+        return _Attributes(obj)
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return {**declared, **extra} if extra else declared
+
+
+class _Attributes(Mapping[str, Any]):
+    """`fields()` of an object without an instance dict (slots)."""
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def __getitem__(self, name: str) -> Any:
+        value = getattr(self._obj, name, None)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0

@@ -12,7 +12,7 @@ from typing import Any
 
 from llmledger.instrumentation.patching import Target
 from llmledger.instrumentation.stainless import StainlessSpec
-from llmledger.instrumentation.usage import Usage, get, n
+from llmledger.instrumentation.usage import Usage, fields, get, n
 
 __all__ = ["SPEC", "endpoint", "read", "read_usage"]
 
@@ -27,12 +27,11 @@ def endpoint(url: str) -> str | None:
 def read_usage(u: Any, delta: Any = None) -> Usage:
     """Token counts from a `usage` object; `delta` (a stream's last `message_delta` usage) wins per field."""
 
+    base, last = fields(u), fields(delta)
+
     def pick(name: str) -> Any:
-        if delta is not None:
-            value = get(delta, name)
-            if value is not None:
-                return value
-        return get(u, name)
+        value = last.get(name)
+        return base.get(name) if value is None else value
 
     uncached, out = n(pick("input_tokens")), n(pick("output_tokens"))
     read, write = n(pick("cache_read_input_tokens")), n(pick("cache_creation_input_tokens"))

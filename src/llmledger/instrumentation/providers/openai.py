@@ -16,7 +16,7 @@ from typing import Any
 
 from llmledger.instrumentation.patching import Target
 from llmledger.instrumentation.stainless import StainlessSpec
-from llmledger.instrumentation.usage import Usage, get, n
+from llmledger.instrumentation.usage import Usage, fields, n
 
 __all__ = ["SPEC", "endpoint", "read", "read_usage"]
 
@@ -61,38 +61,42 @@ _OUTPUT_DETAILS = (
 
 def _details(details: Any, table: tuple[tuple[str, str], ...], tokens: dict[str, int]) -> None:
     if details is not None:
+        f = fields(details)
         for attr, name in table:
-            count = n(get(details, attr))
+            count = n(f.get(attr))
             if count:
                 tokens[name] = count
 
 
 def read_usage(u: Any, endpoint: str = "") -> Usage:
     """Token counts of one `usage` object (chat, Responses, Images or transcription shape)."""
-    prompt = get(u, "prompt_tokens")
+    f = fields(u)
+    prompt = f.get("prompt_tokens")
     if prompt is not None:
-        inp, out = n(prompt), n(get(u, "completion_tokens"))
-        in_d, out_d = get(u, "prompt_tokens_details"), get(u, "completion_tokens_details")
+        inp, out = n(prompt), n(f.get("completion_tokens"))
+        in_d, out_d = f.get("prompt_tokens_details"), f.get("completion_tokens_details")
     else:
-        inp, out = n(get(u, "input_tokens")), n(get(u, "output_tokens"))
-        in_d = get(u, "input_tokens_details") or get(u, "input_token_details")
-        out_d = get(u, "output_tokens_details")
+        inp, out = n(f.get("input_tokens")), n(f.get("output_tokens"))
+        in_d = f.get("input_tokens_details") or f.get("input_token_details")
+        out_d = f.get("output_tokens_details")
     tokens = {"input_tokens": inp, "output_tokens": out}
     units: dict[str, int | Decimal] | None = None
     _details(in_d, _INPUT_DETAILS, tokens)
     if "cache_read_tokens" not in tokens:
-        hit = n(get(u, "prompt_cache_hit_tokens"))  # DeepSeek; the same number, never both
+        hit = n(f.get("prompt_cache_hit_tokens"))  # DeepSeek; the same number, never both
         if hit:
             tokens["cache_read_tokens"] = hit
     _details(out_d, _OUTPUT_DETAILS, tokens)
     if endpoint.startswith("images") and out and "output_image_tokens" not in tokens:
         tokens["output_image_tokens"] = out  # gpt-image: the output is the image
-    if get(u, "type") == "duration":
-        seconds = _decimal(get(u, "seconds"))
+    if f.get("type") == "duration":
+        seconds = _decimal(f.get("seconds"))
         if seconds is not None:
             units = {"audio_seconds": seconds}
     usage = Usage(tokens, units=units)
-    usage.provider_cost = _decimal(get(u, "cost"))  # OpenRouter: the billed USD
+    cost = f.get("cost")
+    if cost is not None:
+        usage.provider_cost = _decimal(cost)  # OpenRouter: the billed USD
     return usage
 
 
@@ -108,15 +112,14 @@ def _decimal(value: Any) -> Decimal | None:
 
 def read(endpoint: str, response: Any) -> Usage | None:
     """Usage of a parsed response, or None when it carries none (speech, dall-e, text transcripts)."""
-    u = get(response, "usage")
+    f = fields(response)
+    u = f.get("usage")
     if u is None:
         return None
     usage = read_usage(u, endpoint)
-    model = get(response, "model")
+    model, rid, tier = f.get("model"), f.get("id"), f.get("service_tier")
     usage.model = model if isinstance(model, str) and model else None
-    rid = get(response, "id")
     usage.request_id = rid if isinstance(rid, str) else None
-    tier = get(response, "service_tier")
     usage.service_tier = tier if isinstance(tier, str) else None
     return usage
 
