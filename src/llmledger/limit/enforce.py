@@ -88,7 +88,6 @@ class Enforcer:
         self.runtime = runtime
         self._lock = threading.Lock()
         self._limits: list[Limit] = []
-        self._version = -1
         self._checked = 0.0
         self._averages: dict[tuple[str, str, str | None], Decimal] = {}
         self._warned: set[str] = set()
@@ -99,11 +98,9 @@ class Enforcer:
         """The limits in force (re-read from the ledger at most once a second, or when `fresh`)."""
         now = time.monotonic()
         if fresh or now - self._checked > _REFRESH_SECONDS:
-            store = self.runtime.ledger.limits
-            if fresh or store.version() != self._version:
-                version, loaded = store.load()
-                with self._lock:
-                    self._version, self._limits = version, loaded
+            _, loaded = self.runtime.ledger.limits.load()  # one query unless they changed
+            with self._lock:
+                self._limits = loaded
             self._checked = now
         return self._limits
 
@@ -190,7 +187,7 @@ class Enforcer:
                 continue
             standing = self.runtime.ledger.limits.standing(limit, subject, now)
             needed = self.worst_case(limit, provider, model, feature, input_tokens, body, cap)
-            if standing.spent + standing.reserved + needed > standing.allowed:
+            if standing.refuses(needed):
                 return target
         return None
 

@@ -287,7 +287,7 @@ def check(
             continue
         standing = runtime.ledger.limits.standing(limit, subject, now)
         needed = enforcer.worst_case(limit, provider, model, values.get("feature"), input_tokens, None, cap)
-        if limit.blocks and standing.spent + standing.reserved + needed > standing.allowed:
+        if limit.blocks and standing.refuses(needed):
             raise exceeded(standing, needed)
         statuses.append(LimitStatus.of(standing))
     return statuses

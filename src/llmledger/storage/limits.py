@@ -97,6 +97,10 @@ class Standing:
     """The limit's amount plus any credit topped up."""
     resets_at: datetime | None
 
+    def refuses(self, amount: Decimal) -> bool:
+        """Whether `amount` more would not fit (what a blocking limit refuses)."""
+        return self.spent + self.reserved + amount > self.allowed
+
     @property
     def remaining(self) -> Decimal:
         return max(_ZERO, self.allowed - self.spent - self.reserved)
@@ -110,10 +114,6 @@ class LimitStore:
         self._cached: tuple[int, list[Limit]] = (-1, [])
 
     # -- definitions ----------------------------------------------------------------------------
-
-    def version(self) -> int:
-        with self.engine.connect() as conn:
-            return self._version(conn)
 
     @staticmethod
     def _version(conn: Connection) -> int:
@@ -134,11 +134,10 @@ class LimitStore:
             conn.execute(sa.update(meta).where(meta.c.key == _VERSION).values(value=int(current) + 1))
 
     def load(self) -> tuple[int, list[Limit]]:
-        """(version, every limit), read together."""
+        """(version, every limit), read together (re-decoded only when the version changed)."""
         with self.engine.connect() as conn:
-            version = self._version(conn)
-            rows = conn.execute(sa.select(limits.c.spec).order_by(limits.c.created_us)).scalars()
-            return version, [Limit.from_dict(spec) for spec in rows]
+            active = self.active(conn)
+            return self._cached[0], list(active)
 
     def put(self, limit: Limit, now: datetime) -> None:
         """Create or replace a limit, and count what the ledger already holds in its current window."""
@@ -195,9 +194,7 @@ class LimitStore:
                 conn.execute(sa.delete(reservations).where(reservations.c.expires_us < now_us))
             standings = [self._standing(conn, h.limit, h.subject, now, now_us) for h in held]
             violated = [
-                (s, h)
-                for s, h in zip(standings, held, strict=True)
-                if h.limit.blocks and s.spent + s.reserved + h.amount > s.allowed
+                (s, h) for s, h in zip(standings, held, strict=True) if h.limit.blocks and s.refuses(h.amount)
             ]
             if violated:  # hold nothing (only the expired reservations above are dropped)
                 violated.sort(key=lambda pair: pair[0].remaining - pair[1].amount)
