@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_DEMO := $(VENV)/.installed-demo
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit unit-min bench bench-instrument bench-instructions clean
+.PHONY: demo test lint typecheck unit unit-min postgres-binaries bench bench-instrument bench-instructions clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ lint: $(STAMP_DEV)
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy --strict src
 
-unit: $(STAMP_DEV)
+# The suite starts its own PostgreSQL server (tests/pg.py) from Debian's binaries: install them if absent.
+postgres-binaries:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+unit: $(STAMP_DEV) postgres-binaries
 	$(BIN)/pytest -q
 
 # The instrumentation tests again, against the oldest SDK releases we support.

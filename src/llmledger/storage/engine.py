@@ -15,8 +15,13 @@ from llmledger.errors import ConfigError
 __all__ = ["IMMEDIATE", "create_ledger_engine", "normalize_url"]
 
 IMMEDIATE = "llmledger_immediate"
-"""Execution option: on SQLite, begin the transaction with `BEGIN IMMEDIATE` (take the write lock
-at once, so two writers queue on `busy_timeout` instead of failing with a deadlock)."""
+"""Execution option: take the ledger's write lock when the transaction begins, so that writers (and
+every limit check with its reservation) run one at a time across threads, processes and servers.
+SQLite: `BEGIN IMMEDIATE` (two writers queue on `busy_timeout` instead of failing with a deadlock).
+PostgreSQL: a transaction-level advisory lock (`pg_advisory_xact_lock`), released at commit."""
+
+WRITE_LOCK_KEY = 0x6C6C6D6C65646772
+"""The PostgreSQL advisory lock key of the ledger's write lock ("llmledgr" in ASCII)."""
 
 
 class _DecimalSum:
@@ -61,7 +66,10 @@ def create_ledger_engine(url: str) -> Engine:
     except sa.exc.ArgumentError as exc:
         raise ConfigError(f"not a valid ledger URL: {url!r} ({exc})") from exc
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        if parsed.get_backend_name() == "postgresql":
+            sa.event.listen(engine, "begin", _on_postgres_begin)
+        return engine
     if parsed.database in (None, "", ":memory:"):
         raise ConfigError("an in-memory SQLite ledger cannot be shared by the writer; use a file path")
     Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +90,13 @@ def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> No
     cursor.close()
     dbapi_connection.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
     dbapi_connection.create_function("dadd", 2, _decimal_add, deterministic=True)
+
+
+def _on_postgres_begin(conn: Connection) -> None:
+    # READ COMMITTED alone lets two limit checks see the same standing and both reserve: serialize
+    # the writers that asked for the write lock, as SQLite's BEGIN IMMEDIATE does.
+    if conn.get_execution_options().get(IMMEDIATE, False):
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
 
 
 def _on_sqlite_begin(conn: Connection) -> None:
