@@ -34,6 +34,7 @@ from llmledger.errors import (
     RateLimited,
 )
 from llmledger.events import UsageEvent
+from llmledger.identity import alias_models, model_identity
 from llmledger.sdk.queries import events, flush, spend, usage
 from llmledger.sdk.runtime import Stats, init, shutdown
 from llmledger.sdk.runtime import current as _current_runtime
@@ -45,6 +46,7 @@ _LIMITS_API = (
     "guard",
     "limits",
     "load_limits",
+    "model_identity",
     "reconcile",
     "remaining",
     "set_limit",
@@ -91,6 +93,7 @@ __all__ = [
     "UsageEvent",
     "UsageTracker",
     "__version__",
+    "alias_models",
     "attribute",
     "check",
     "current_attribution",
@@ -101,6 +104,7 @@ __all__ = [
     "init",
     "limits",
     "load_limits",
+    "model_identity",
     "reconcile",
     "remaining",
     "reset_attribution",

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from llmledger._internal import internal_error
 from llmledger.attribution.context import Attribution
 from llmledger.events.event import UsageEvent
+from llmledger.identity import learn
 from llmledger.instrumentation.estimate import estimate_from_chars, estimate_tokens, request_text
 from llmledger.instrumentation.usage import Usage
 from llmledger.limit.model import scope_of_call
@@ -203,6 +204,8 @@ class Call:
         """Price this finished call and build its event (called once, by the writer thread)."""
         usage = self.usage
         assert usage is not None and self.outcome is not None and self.runtime is not None
+        if usage.model is not None:  # an Azure deployment (or a relay's alias) learns its model
+            learn(self.provider, self.requested_model, usage.model)
         complete, stream, status, error_type, provider_cost, unpriced_reason = self.outcome
         return build_usage_event(
             self.runtime,

@@ -9,6 +9,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from llmledger.errors import LimitDefinitionError
+from llmledger.identity import model_identity
 
 __all__ = [
     "METRICS",
@@ -81,8 +82,8 @@ class Limit:
                 return None
             if want == "*":
                 parts.append(f"{key}={have}")
-            elif have != want:
-                return None
+            elif have != want and (key != "model" or have != model_identity(want, call.get("provider"))):
+                return None  # a call's model is its identity (`scope_of_call`); so is the limit's
         return "&".join(parts)
 
     def describe_scope(self) -> str:
@@ -133,7 +134,9 @@ def scope_of_call(
     """The dimensions a call is limited by.
 
     `attribution` is an `Attribution` or a `UsageEvent` (anything with tenant/user/org/feature/agent
-    attributes), or a mapping of those labels; `tags` default to its own.
+    attributes), or a mapping of those labels; `tags` default to its own. `model` may be the
+    requested name or the answered snapshot: the scope holds its identity (`llmledger.identity`), so
+    `gpt-4o-mini` and `gpt-4o-mini-2024-07-18` count against the same limits.
     """
     if not isinstance(attribution, Mapping):
         tags = attribution.tags if tags is None else tags
@@ -142,7 +145,7 @@ def scope_of_call(
     scope: dict[str, str | None] = {
         k: attribution.get(k) for k in ("tenant", "user", "org", "feature", "agent")
     }
-    scope["model"], scope["provider"] = model, provider
+    scope["model"], scope["provider"] = model_identity(model, provider), provider
     for name, value in tags.items():
         scope[f"tag:{name}"] = value
     return scope

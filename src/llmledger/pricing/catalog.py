@@ -13,6 +13,7 @@ import genai_prices
 from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider
 
+from llmledger.identity import generation, model_identity
 from llmledger.pricing.compiled import CompiledPrice
 
 __all__ = ["PROVIDER_ALIASES", "Catalog", "CatalogEntry", "UnknownPrice"]
@@ -36,6 +37,10 @@ _MAX_CACHE = 4096
 
 class UnknownPrice(LookupError):
     """The catalogue has no price for this provider/model; the message says why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.generation = generation()
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,8 @@ class Catalog:
         path must not pay for an exception, nor grow one cached exception's traceback."""
         key = (provider, model)
         found = self._entries.get(key)
+        if isinstance(found, UnknownPrice) and found.generation != generation():
+            found = None  # an alias was set or a name learned since: look again
         if found is None:
             found = self._find(provider, model)
             with self._lock:
@@ -86,6 +93,11 @@ class Catalog:
         try:
             prov, info = self._snapshot.find_provider_model(model, None, provider_id, None)
         except LookupError as exc:
+            identity = model_identity(model, provider)  # an alias or a learned Azure deployment
+            if identity is not None and identity != model:
+                found = self._find(provider, identity)
+                if not isinstance(found, UnknownPrice):
+                    return found
             where = f"provider {provider!r}" if provider else "any provider"
             return UnknownPrice(
                 f"model {model!r} of {where} is not in the price catalogue "

@@ -15,7 +15,14 @@ from llmledger.events.event import UsageEvent
 from llmledger.storage import migrate
 from llmledger.storage.engine import IMMEDIATE, create_ledger_engine, normalize_url
 from llmledger.storage.limits import LimitStore
-from llmledger.storage.queries import SUM_COLUMNS, UsageRow, cost_sum, group_expression, where_clause
+from llmledger.storage.queries import (
+    SUM_COLUMNS,
+    UsageRow,
+    cost_sum,
+    group_expression,
+    same_models,
+    where_clause,
+)
 from llmledger.storage.rows import SQLITE_COLUMNS, event_to_row, row_to_event, sqlite_tuples
 from llmledger.storage.tables import events
 
@@ -74,12 +81,11 @@ class Ledger:
     ) -> list[UsageEvent]:
         """Events matching the filters, newest first by default."""
         order = events.c.ts_us.desc() if newest_first else events.c.ts_us.asc()
-        query = (
-            sa.select(events).where(*where_clause(filters, since, until)).order_by(order, events.c.event_id)
-        )
-        if limit is not None:
-            query = query.limit(limit)
         with self.engine.connect() as conn:
+            clauses = where_clause(same_models(conn, filters), since, until)
+            query = sa.select(events).where(*clauses).order_by(order, events.c.event_id)
+            if limit is not None:
+                query = query.limit(limit)
             return [row_to_event(row) for row in conn.execute(query).mappings()]
 
     def usage(
@@ -98,10 +104,12 @@ class Ledger:
             sa.func.sum(sa.case((events.c.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
             sa.func.sum(sa.case((events.c.status != "ok", 1), else_=0)).label("errors"),
         ]
-        query = sa.select(*keys, *aggregates).where(*where_clause(filters, since, until))
-        if keys:
-            query = query.group_by(*keys)
         with self.engine.connect() as conn:
+            query = sa.select(*keys, *aggregates).where(
+                *where_clause(same_models(conn, filters), since, until)
+            )
+            if keys:
+                query = query.group_by(*keys)
             result = list(conn.execute(query).mappings())
         rows = [
             UsageRow(
@@ -122,8 +130,10 @@ class Ledger:
         self, filters: Mapping[str, Any], since: datetime | None = None, until: datetime | None = None
     ) -> Decimal:
         """The exact total cost of matching events (unpriced events count as unknown, not $0)."""
-        query = sa.select(cost_sum(self.dialect)).where(*where_clause(filters, since, until))
         with self.engine.connect() as conn:
+            query = sa.select(cost_sum(self.dialect)).where(
+                *where_clause(same_models(conn, filters), since, until)
+            )
             value = conn.execute(query).scalar()
         return Decimal(str(value)) if value is not None else Decimal(0)
 

@@ -9,9 +9,11 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from llmledger.errors import InvalidQueryError
+from llmledger.identity import model_identity
 from llmledger.storage.rows import to_us
 from llmledger.storage.tables import events
 
@@ -20,6 +22,7 @@ __all__ = [
     "GROUP_KEYS",
     "UsageRow",
     "group_expression",
+    "same_models",
     "where_clause",
 ]
 
@@ -72,6 +75,22 @@ class UsageRow:
         if key in self.group:
             return self.group[key]
         return getattr(self, key)
+
+
+def same_models(conn: Connection, filters: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`filters` with a `model` filter widened to every stored name of the same model identity
+    (`model="gpt-4o-mini"` also finds `gpt-4o-mini-2024-07-18`; see `llmledger.identity`)."""
+    value = filters.get("model")
+    wanted = [value] if isinstance(value, str) else value
+    if not isinstance(wanted, Sequence) or not all(isinstance(v, str) for v in wanted):
+        return filters  # None, or a bad value that `where_clause` reports
+    names = set(wanted)
+    for provider, model in conn.execute(sa.select(events.c.provider, events.c.model).distinct()):
+        if model not in names:
+            identity = model_identity(model, provider)
+            if any(identity == model_identity(v, provider) for v in wanted):
+                names.add(model)
+    return {**filters, "model": sorted(names)}
 
 
 def where_clause(

@@ -36,7 +36,7 @@ def recount(conn: Connection, limit: Limit, now: datetime) -> dict[tuple[str, in
     elif limit.window.kind != "lifetime":
         query = query.where(events.c.ts_us >= window.first * 10**6)
     for key, value in limit.scope:
-        if value != "*" and key in _COLUMNS:
+        if value != "*" and key in _COLUMNS and key != "model":  # a model matches by identity, below
             query = query.where(events.c[key] == value)
     totals: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
     for row in conn.execute(query).mappings():

@@ -1,0 +1,118 @@
+"""One model identity for matching limits, counting, reconciling and reporting.
+
+Providers answer with a dated snapshot (`gpt-4o-mini` answers `gpt-4o-mini-2024-07-18`), accept
+moving aliases (`claude-3-5-sonnet-latest`, `grok-4-latest`), and Azure names a deployment rather
+than a model. Everything that compares model names goes through `model_identity()`:
+
+1. an alias set with `alias_models()` (exact name -> model), e.g. an Azure deployment name;
+2. the genai-prices catalogue: the id of the catalogue model whose match rules take the name
+   (`gpt-4o-mini`, `gpt-4o-mini-2024-07-18` -> `gpt-4o-mini`), looked up under the call's provider
+   first, then under any provider;
+3. a name learned from responses: a requested name the catalogue does not know (an Azure
+   deployment, a relay's alias) that was answered by a model it does know (`learn()`);
+4. otherwise the name itself.
+
+A soft limit's downgrade sends another model, and the call then counts under the model that served
+it. Results are cached; the catalogue is read once per process (about 0.3 s, on first use).
+This module sits beside `events` (no storage or SDK imports) so that limits, counters, reports and
+reconciliation can all use it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from llmledger.errors import InvalidUsageError
+
+__all__ = ["alias_models", "generation", "learn", "model_identity"]
+
+_MAX_CACHE = 4096
+_lock = threading.Lock()
+_aliases: dict[str, str] = {}
+_learned: dict[tuple[str | None, str], str] = {}
+_cache: dict[tuple[str, str | None], tuple[str, bool]] = {}
+_generation = 0
+
+
+def generation() -> int:
+    """A number that changes whenever an alias is set or a name is learned (caches of unknown names
+    compare it to know when to look again)."""
+    return _generation
+
+
+def alias_models(mapping: Mapping[str, str] | None) -> None:
+    """Name models by other names: `{"prod-mini": "gpt-4o-mini"}` (an Azure deployment, a relay's
+    alias). Replaces earlier aliases; None or {} clears them. Raises `InvalidUsageError` for a key or
+    value that is not a non-empty string."""
+    out: dict[str, str] = {}
+    for name, model in (mapping or {}).items():
+        for what, value in (("alias", name), ("model", model)):
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidUsageError(f"model aliases: {what} must be a non-empty string, got {value!r}")
+        out[name.strip()] = model.strip()
+    global _aliases, _generation
+    with _lock:
+        _aliases = out
+        _cache.clear()
+        _generation += 1
+
+
+def model_identity(model: str | None, provider: str | None = None) -> str | None:
+    """The one name a model goes by (see the module doc); None for None."""
+    if model is None:
+        return None
+    key = (model, provider)
+    hit = _cache.get(key)
+    if hit is None:
+        hit = _resolve(model, provider)
+        with _lock:
+            if len(_cache) >= _MAX_CACHE:
+                _cache.clear()
+            _cache[key] = hit
+    return hit[0]
+
+
+def learn(provider: str | None, requested: str | None, answered: str | None) -> None:
+    """Remember that `requested` (a name the catalogue does not know) was served by `answered`."""
+    if not requested or not answered or requested == answered:
+        return
+    if _resolve(requested, provider)[1]:
+        return  # a known model name: it has its own identity (a downgrade does not rename it)
+    identity, known = _resolve(answered, provider)
+    if not known or _learned.get((provider, requested)) == identity:
+        return
+    global _generation
+    with _lock:
+        if len(_learned) < _MAX_CACHE:
+            _learned[(provider, requested)] = identity
+        _cache.pop((requested, provider), None)
+        _generation += 1
+
+
+def _resolve(model: str, provider: str | None) -> tuple[str, bool]:
+    """(identity, whether the catalogue or an alias knows the model)."""
+    name = _aliases.get(model.strip(), model.strip())
+    found = _catalogue_id(name, provider)
+    if found is not None:
+        return found, True
+    learned = _learned.get((provider, name))
+    if learned is not None:
+        return learned, True
+    return name, name != model.strip()
+
+
+def _catalogue_id(model: str, provider: str | None) -> str | None:
+    from genai_prices import data_snapshot  # not at import: `import llmledger` stays light
+
+    from llmledger.pricing.catalog import PROVIDER_ALIASES
+
+    snapshot = data_snapshot.get_snapshot()  # loaded once by genai-prices, then cached
+    provider_id = PROVIDER_ALIASES.get(provider, provider) if provider else None
+    for pid in (provider_id, None) if provider_id else (None,):
+        try:
+            _, info = snapshot.find_provider_model(model, None, pid, None)
+        except LookupError:
+            continue
+        return str(info.id)
+    return None

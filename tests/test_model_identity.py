@@ -1,0 +1,133 @@
+"""Issue 9 kind 1: one model identity for limits, counters, reconciliation and reports.
+
+OpenAI answers `gpt-4o-mini` as `gpt-4o-mini-2024-07-18`; a limit named either way must see (and
+stop) those calls, and `report --model` must find them. Prices: gpt-4o-mini $0.15 / $0.60 per 1M
+(OpenAI's published price), so 2,012 input + 400 output tokens = $0.0005418 a call.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from genai_prices import Usage, calc_price
+from tests.fakes.server import Fake
+from typer.testing import CliRunner
+
+import llmledger
+from llmledger.cli.app import app
+from llmledger.identity import alias_models, model_identity
+
+USAGE = {"prompt_tokens": 2012, "completion_tokens": 400, "total_tokens": 2412}
+CALL_COST = Decimal("0.0005418")
+# ~2,000 tokens of prompt at ~4 characters a token, so the pre-call worst case is close to the truth
+PROMPT = [{"role": "user", "content": "Summarise the ledger entry. " * 287}]
+
+
+def test_the_issue_price_is_genai_prices_own() -> None:
+    price = calc_price(
+        Usage(input_tokens=2012, output_tokens=400), "gpt-4o-mini-2024-07-18", provider_id="openai"
+    )
+    assert price.total_price == CALL_COST
+
+
+def client(fake: Fake, **kw: Any) -> openai.OpenAI:
+    fake.usage = USAGE
+    return openai.OpenAI(api_key="sk-test", http_client=fake.client(), max_retries=0, **kw)
+
+
+def run(c: openai.OpenAI, n: int = 14, model: str = "gpt-4o-mini") -> tuple[int, int]:
+    admitted = refused = 0
+    for _ in range(n):
+        try:
+            c.chat.completions.create(model=model, messages=PROMPT, max_tokens=400, ledger_tenant="t1")  # type: ignore[arg-type,call-overload]
+            admitted += 1
+        except llmledger.LimitExceeded:
+            refused += 1
+    return admitted, refused
+
+
+@pytest.mark.parametrize("named", ["gpt-4o-mini", "gpt-4o-mini-2024-07-18"])
+def test_a_model_limit_stops_calls_answered_by_a_snapshot(ledger_path: Path, fake: Fake, named: str) -> None:
+    llmledger.init(ledger=str(ledger_path), flush_interval=0.01)
+    llmledger.set_limit(usd="0.005", per="day", tenant="*", model=named)
+    admitted, refused = run(client(fake))
+    llmledger.flush()
+    spent = llmledger.spend(tenant="t1")
+    assert refused >= 1 and admitted + refused == 14
+    assert spent <= Decimal("0.005") and spent == admitted * CALL_COST
+    assert len(fake.seen) == admitted
+    assert llmledger.reconcile() == []
+    [row] = llmledger.usage(group_by="tenant", model="gpt-4o-mini")
+    assert row.requests == admitted
+    assert llmledger.spend(model="gpt-4o-mini-2024-07-18") == spent
+
+
+def test_report_by_requested_name_finds_the_snapshot_calls(ledger_path: Path, fake: Fake) -> None:
+    llmledger.init(ledger=str(ledger_path), flush_interval=0.01)
+    run(client(fake), n=3)
+    llmledger.shutdown()
+    out = CliRunner().invoke(app, ["report", "--ledger", str(ledger_path), "--model", "gpt-4o-mini"])
+    assert out.exit_code == 0, out.output
+    assert "over 3 requests" in out.output and "$0.001625" in out.output
+
+
+def test_identity_rules() -> None:
+    assert model_identity("gpt-4o-mini-2024-07-18", "openai") == "gpt-4o-mini"
+    assert model_identity("gpt-4o-mini", "azure") == "gpt-4o-mini"
+    assert model_identity("claude-3-5-sonnet-latest", "anthropic") == model_identity(
+        "claude-3-5-sonnet-20241022", "anthropic"
+    )
+    assert model_identity("grok-4-latest", "xai") == model_identity("grok-4-0709", "xai")
+    assert model_identity("gpt-4o", "openai") != model_identity("gpt-4o-mini", "openai")
+    assert model_identity("my-private-model", "openai") == "my-private-model"
+    assert model_identity(None) is None
+
+
+def test_an_alias_names_a_deployment(ledger_path: Path, fake: Fake) -> None:
+    alias_models({"prod-mini": "gpt-4o-mini"})
+    try:
+        assert model_identity("prod-mini", "azure") == "gpt-4o-mini"
+        with pytest.raises(llmledger.InvalidUsageError):
+            alias_models({"": "gpt-4o"})
+    finally:
+        alias_models(None)
+    assert model_identity("prod-mini", "azure") == "prod-mini"
+
+
+def test_an_azure_deployment_learns_its_model_and_counts_under_it(ledger_path: Path, fake: Fake) -> None:
+    llmledger.init(ledger=str(ledger_path), flush_interval=0.01)
+    llmledger.set_limit(usd="0.0022", per="day", tenant="*", model="gpt-4o-mini")
+    fake.usage = USAGE
+    azure = openai.AzureOpenAI(
+        api_key="k",
+        api_version="2024-10-21",
+        azure_endpoint="https://acme.openai.azure.com",
+        http_client=fake.client(),
+        max_retries=0,
+    )
+
+    def ask() -> None:
+        # the deployment name is sent in the URL; the fake answers the model it serves
+        azure.chat.completions.create(
+            model="prod-mini-deploy", messages=PROMPT, max_tokens=400, ledger_tenant="t9"
+        )  # type: ignore[arg-type,call-overload]
+
+    import tests.fakes.server as server
+
+    server.SNAPSHOTS["prod-mini-deploy"] = "gpt-4o-mini-2024-07-18"
+    try:
+        ask()  # the first call of a deployment is counted after the fact (its model is not known yet)
+        llmledger.flush()
+        assert model_identity("prod-mini-deploy", "azure") == "gpt-4o-mini"
+        ask()
+        with pytest.raises(llmledger.LimitExceeded):
+            ask()
+    finally:
+        del server.SNAPSHOTS["prod-mini-deploy"]
+    llmledger.flush()
+    assert llmledger.spend(model="gpt-4o-mini") == 2 * CALL_COST
+    assert llmledger.reconcile() == []
