@@ -93,7 +93,11 @@ class UsageEvent:
     """One metered LLM call (or one manually tracked unit of usage). Immutable.
 
     Money is `Decimal`. `cost_usd is None` means the call could not be priced; `unpriced_reason` says
-    why. No prompt or completion text is ever part of an event.
+    why. `partially_priced` means part of the usage (an audio rate, a tool fee, a service tier...) had
+    no price and `cost_usd` covers the rest; `cost_note` says what, and notes usage the host reported
+    impossibly (normalised) or a provider-reported cost that differs from llmledger's own price,
+    which is `computed_cost_usd` when the provider reported one. No prompt or completion text is ever
+    part of an event.
     """
 
     event_id: str
@@ -118,6 +122,9 @@ class UsageEvent:
     cost_usd: Decimal | None = None
     cost_source: CostSource | None = None
     unpriced_reason: str | None = None
+    partially_priced: bool = False
+    cost_note: str | None = None
+    computed_cost_usd: Decimal | None = None
     duration_ms: float | None = None
     time_to_first_token_ms: float | None = None
     stream: bool = False
@@ -147,6 +154,8 @@ class UsageEvent:
             out[f] = getattr(self, f)
         out["timestamp"] = _format_ts(self.timestamp)
         out["cost_usd"] = None if self.cost_usd is None else str(self.cost_usd)
+        computed = self.computed_cost_usd
+        out["computed_cost_usd"] = None if computed is None else str(computed)
         out["units"] = {k: str(v) for k, v in self.units.items()}
         out["tags"] = dict(self.tags)
         return out
@@ -250,6 +259,10 @@ def _event_from_wire(data: Mapping[str, Any]) -> UsageEvent:
     cost = None if cost_raw is None else Decimal(str(cost_raw))
     if cost is not None and (not cost.is_finite() or cost < 0):
         raise InvalidEventError("field 'cost_usd' must be a non-negative decimal string or null")
+    computed_raw = data.get("computed_cost_usd")
+    computed = None if computed_raw is None else Decimal(str(computed_raw))
+    if computed is not None and (not computed.is_finite() or computed < 0):
+        raise InvalidEventError("field 'computed_cost_usd' must be a non-negative decimal string or null")
     cost_source = _opt_str(data, "cost_source")
     if cost_source is not None and cost_source not in COST_SOURCES:
         raise InvalidEventError(f"field 'cost_source' must be one of {sorted(COST_SOURCES)}")
@@ -269,6 +282,9 @@ def _event_from_wire(data: Mapping[str, Any]) -> UsageEvent:
         cost_usd=cost,
         cost_source=cost_source,  # type: ignore[arg-type]
         unpriced_reason=_opt_str(data, "unpriced_reason"),
+        partially_priced=_bool(data, "partially_priced", False),
+        cost_note=_opt_str(data, "cost_note"),
+        computed_cost_usd=computed,
         duration_ms=_opt_float(data, "duration_ms"),
         time_to_first_token_ms=_opt_float(data, "time_to_first_token_ms"),
         stream=_bool(data, "stream", False),

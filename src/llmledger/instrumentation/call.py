@@ -22,7 +22,8 @@ from llmledger.attribution.context import Attribution
 from llmledger.events.event import UsageEvent
 from llmledger.identity import learn
 from llmledger.instrumentation.estimate import estimate_from_chars, estimate_tokens, request_text
-from llmledger.instrumentation.usage import Usage
+from llmledger.instrumentation.hosts import convention
+from llmledger.instrumentation.usage import Usage, normalise
 from llmledger.limit.model import scope_of_call
 from llmledger.sdk import runtime as _rt
 from llmledger.sdk.track import build_usage_event
@@ -149,7 +150,7 @@ class Call:
             partial = reader.usage() if reader is not None else None
             if reader is not None and reader.final and partial is not None:
                 usage = partial
-            else:  # the provider never reported final usage: estimate, and say the stream was cut
+            else:  # no final usage: estimate what was generated and streamed; the stream was cut
                 usage = self._estimate(partial, reader.chars if reader is not None else 0)
                 complete = False
             if exc is None:
@@ -168,6 +169,9 @@ class Call:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _estimate(self, partial: Usage | None, output_chars: int) -> Usage:
+        """The usage of a call whose provider reported none (or only part): input from the request
+        text, output from every character generated and streamed (text, reasoning, tool-call
+        arguments, refusals), at ~4 characters a token; marked `estimated`."""
         usage = partial if partial is not None else Usage()
         tokens = usage.tokens
         if not tokens.get("input_tokens"):
@@ -206,6 +210,8 @@ class Call:
         assert usage is not None and self.outcome is not None and self.runtime is not None
         if usage.model is not None:  # an Azure deployment (or a relay's alias) learns its model
             learn(self.provider, self.requested_model, usage.model)
+        if usage.tokens:  # the host's counting convention, and no impossible event stored silently
+            normalise(usage, convention(self.provider).reasoning_beside)
         complete, stream, status, error_type, provider_cost, unpriced_reason = self.outcome
         return build_usage_event(
             self.runtime,
@@ -228,6 +234,7 @@ class Call:
             request_id=usage.request_id,
             estimated=usage.estimated,
             unpriced_reason=unpriced_reason,
+            notes=usage.notes,
         )
 
 

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KNOWN_HOSTS", "configure_hosts", "provider_for_url"]
+__all__ = [
+    "CONVENTIONS",
+    "KNOWN_HOSTS",
+    "UNKNOWN",
+    "Convention",
+    "configure_hosts",
+    "convention",
+    "provider_for_url",
+]
 
 KNOWN_HOSTS: dict[str, str] = {
     "api.openai.com": "openai",
@@ -60,3 +69,49 @@ def provider_for_url(url: Any, default: str) -> str:
         if name.endswith(suffix):
             return provider
     return default
+
+
+@dataclass(frozen=True, slots=True)
+class Convention:
+    """How one OpenAI-compatible host counts usage (what its `usage` fields include), as data."""
+
+    docs: str
+    """The host's API reference this convention was checked against."""
+    reasoning_beside: bool = False
+    """`completion_tokens` EXCLUDES `reasoning_tokens` (total = prompt + completion + reasoning)."""
+    asks_usage: bool = False
+    """The host accepts `stream_options.include_usage` (llmledger adds it only then)."""
+    cost: str | None = None
+    """Where the host reports its own charge: `ticks` (xAI `usage.cost_in_usd_ticks`, 1e-10 USD) or
+    `usd` (OpenRouter `usage.cost`, plus `cost_details.upstream_inference_cost` when `is_byok`)."""
+
+
+CONVENTIONS: dict[str, Convention] = {
+    "openai": Convention("https://platform.openai.com/docs/api-reference/chat/object", asks_usage=True),
+    "azure": Convention("https://learn.microsoft.com/azure/ai-foundry/openai/reference", asks_usage=True),
+    "deepseek": Convention("https://api-docs.deepseek.com/api/create-chat-completion", asks_usage=True),
+    "openrouter": Convention(
+        "https://openrouter.ai/docs/use-cases/usage-accounting", asks_usage=True, cost="usd"
+    ),
+    "xai": Convention(
+        "https://docs.x.ai/developers/cost-tracking", reasoning_beside=True, asks_usage=True, cost="ticks"
+    ),
+    "groq": Convention("https://console.groq.com/docs/api-reference#chat-create", asks_usage=True),
+    "mistral": Convention("https://docs.mistral.ai/api/#tag/chat"),
+    "together": Convention("https://docs.together.ai/reference/chat-completions-1"),
+    "fireworks": Convention("https://docs.fireworks.ai/api-reference/post-chatcompletions"),
+    "perplexity": Convention("https://docs.perplexity.ai/api-reference/chat-completions-post"),
+    "cerebras": Convention("https://inference-docs.cerebras.ai/api-reference/chat-completions"),
+    "moonshot": Convention("https://platform.moonshot.ai/docs/api/chat"),
+    "anthropic": Convention("https://docs.anthropic.com/en/api/openai-sdk"),
+    "gemini": Convention("https://ai.google.dev/gemini-api/docs/openai"),
+}
+"""Every host llmledger names. A host not listed (a relay at an unknown URL) gets `UNKNOWN`: no
+request change, reasoning inside completion unless its `total_tokens` says otherwise."""
+
+UNKNOWN = Convention("")
+
+
+def convention(provider: str) -> Convention:
+    """The usage convention of a provider id (`UNKNOWN` for one llmledger does not name)."""
+    return CONVENTIONS.get(provider, UNKNOWN)

@@ -22,7 +22,7 @@ from llmledger._internal import internal_error
 from llmledger.attribution.context import _current
 from llmledger.instrumentation.call import Call, StreamReader, gate, meter_async, meter_sync
 from llmledger.instrumentation.hooks import ATTRIBUTION_HEADER, decode_attribution, kwargs_hook, request_hook
-from llmledger.instrumentation.hosts import provider_for_url
+from llmledger.instrumentation.hosts import convention, provider_for_url
 from llmledger.instrumentation.patching import PatchSet, Target, resolve
 from llmledger.instrumentation.usage import Usage
 
@@ -47,8 +47,9 @@ class StainlessSpec:
     """(endpoint, parsed response) -> usage, or None when the response carries none."""
     stream_reader: Callable[[str, bool], StreamReader]
     """(endpoint, hide the injected usage chunk) -> a fresh reader for one stream."""
-    prepare: Callable[[str, Mapping[str, Any]], Mapping[str, Any] | None] = lambda endpoint, body: None
-    """(endpoint, streaming body) -> a rewritten body that asks for usage, or None to keep it."""
+    prepare: Callable[[str, Mapping[str, Any], bool], Mapping[str, Any] | None] = lambda e, b, a: None
+    """(endpoint, streaming body, the host accepts the usage option) -> a rewritten body that asks
+    for usage, or None to keep the caller's body as it is."""
     client_providers: Mapping[str, str] = field(default_factory=dict)
     """Client class name -> provider id, for clients the base URL does not identify (Azure, Bedrock)."""
     clients: tuple[str, str] = ("SyncAPIClient", "AsyncAPIClient")
@@ -102,15 +103,16 @@ def _hook(spec: StainlessSpec, original: Callable[..., Any]) -> Callable[..., An
             options.headers = {k: v for k, v in headers.items() if k != ATTRIBUTION_HEADER}
             who = who.merged(decode_attribution(headers[ATTRIBUTION_HEADER]))
         reader = None
+        provider, asks_usage = _provider(spec, args[0])
         if kwargs.get("stream") and kwargs.get("stream_cls") is not None:
-            rewritten = spec.prepare(endpoint, body) if body is not None else None
+            rewritten = spec.prepare(endpoint, body, asks_usage) if body is not None else None
             if rewritten is not None:
                 options = copy.copy(options)
                 options.json_data = rewritten
             reader = spec.stream_reader(endpoint, rewritten is not None)
             kwargs = {**kwargs, "stream_cls": _stream_class(kwargs["stream_cls"])}
         model = body.get("model") if body is not None else None
-        call = Call(_provider(spec, args[0]), endpoint, model if isinstance(model, str) else None, who, body)
+        call = Call(provider, endpoint, model if isinstance(model, str) else None, who, body)
         call.reader = reader
         swap = gate(call)  # spend limits: raises LimitExceeded before anything is sent
         if swap is not None and body is not None:  # a soft limit's downgrade: send the cheaper model
@@ -129,20 +131,24 @@ def _hook(spec: StainlessSpec, original: Callable[..., Any]) -> Callable[..., An
     return request_hook(original, begin, finish)
 
 
-def _provider(spec: StainlessSpec, client: Any) -> str:
+def _provider(spec: StainlessSpec, client: Any) -> tuple[str, bool]:
+    """(provider id, whether llmledger may ask this host for stream usage): only a host llmledger
+    knows (by client class or base URL) and whose convention accepts the option."""
     base = client._base_url
     cached = client.__dict__.get(_PROVIDER)
     if cached is not None and cached[0] is base:
-        return str(cached[1])
+        return cached[1], cached[2]
     provider = None
     for cls in type(client).__mro__:
         provider = spec.client_providers.get(cls.__name__)
         if provider is not None:
             break
     if provider is None:
-        provider = provider_for_url(base, spec.family)
-    client.__dict__[_PROVIDER] = (base, provider)
-    return provider
+        provider = provider_for_url(base, "")
+    asks = bool(provider) and convention(provider).asks_usage
+    provider = provider or spec.family
+    client.__dict__[_PROVIDER] = (base, provider, asks)
+    return provider, asks
 
 
 def _deliver(spec: StainlessSpec, call: Call, result: Any, *, deferred: bool) -> None:

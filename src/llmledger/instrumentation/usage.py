@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["Usage", "fields", "get", "n"]
+__all__ = ["Usage", "fields", "get", "n", "normalise"]
 
 
 @dataclass(slots=True)
@@ -26,6 +26,10 @@ class Usage:
     provider_cost: Decimal | None = None
     units: dict[str, int | Decimal] | None = None
     estimated: bool = False
+    total: int = 0
+    """The host's reported total (`total_tokens`), 0 when absent: it tells how the parts add up."""
+    notes: list[str] | None = None
+    """What `normalise()` changed or flagged, for the event's `cost_note`."""
 
 
 def n(value: Any) -> int:
@@ -102,3 +106,67 @@ class _Attributes(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return 0
+
+
+def normalise(usage: Usage, reasoning_beside: bool) -> None:
+    """Make `usage` a possible event by the host's rule, noting every change in `usage.notes`.
+
+    Reasoning: a host that counts it beside `completion_tokens` (xAI; or any host whose reported
+    total equals prompt + completion + reasoning) has it added to the output. Any other breakdown
+    larger than its total (reasoning > output, cache > input, audio/image > its side) is clamped
+    and noted; so is a reported total that matches neither reading of the parts.
+    """
+    tokens = usage.tokens
+    get = tokens.get
+    inp, out, reasoning, total = (
+        get("input_tokens", 0),
+        get("output_tokens", 0),
+        get("reasoning_tokens", 0),
+        usage.total,
+    )
+    beside = total == inp + out + reasoning if total else reasoning_beside
+    if reasoning and beside:  # the host's own rule (xAI) is no news; a total that shows it is
+        tokens["output_tokens"] = out = out + reasoning
+        if not reasoning_beside:
+            _note(usage, f"usage normalised: reasoning ({reasoning}) counted beside completion, added")
+    elif reasoning > out:
+        tokens["reasoning_tokens"] = out
+        _note(usage, f"usage impossible: reasoning ({reasoning}) > output ({out}); reasoning clamped")
+    cache = get("cache_read_tokens", 0) + get("cache_write_tokens", 0)
+    if cache > inp:
+        if total and total == inp + cache + out:
+            tokens["input_tokens"] = inp = inp + cache
+            _note(usage, f"usage normalised: cached ({cache}) counted beside input, added to input")
+        else:
+            for name in ("cache_read_tokens", "cache_write_tokens"):
+                if get(name, 0) > inp:
+                    tokens[name] = inp
+            if get("cache_read_tokens", 0) + get("cache_write_tokens", 0) > inp:
+                tokens["cache_write_tokens"] = inp - get("cache_read_tokens", 0)
+            _note(usage, f"usage impossible: cached ({cache}) > input ({inp}); cache clamped")
+    for parts, whole in _SIDES:
+        have = tokens.get(whole, 0)
+        if sum(get(p, 0) for p in parts) > have:
+            for p in parts:
+                if p in tokens:
+                    tokens[p] = min(tokens[p], have)
+                    have -= tokens[p]
+            _note(usage, f"usage impossible: {' + '.join(parts)} > {whole}; clamped")
+    if get("cache_write_1h_tokens", 0) > get("cache_write_tokens", 0):
+        tokens["cache_write_1h_tokens"] = get("cache_write_tokens", 0)
+    if get("cache_audio_read_tokens", 0) > min(get("cache_read_tokens", 0), get("input_audio_tokens", 0)):
+        tokens["cache_audio_read_tokens"] = min(get("cache_read_tokens", 0), get("input_audio_tokens", 0))
+    if total and total not in (inp + out, inp + out - reasoning, inp + out + get("cache_read_tokens", 0)):
+        _note(usage, f"usage inconsistent: total_tokens ({total}) != input ({inp}) + output ({out})")
+
+
+_SIDES = (
+    (("input_audio_tokens", "input_image_tokens"), "input_tokens"),
+    (("output_audio_tokens", "output_image_tokens"), "output_tokens"),
+)
+
+
+def _note(usage: Usage, text: str) -> None:
+    if usage.notes is None:
+        usage.notes = []
+    usage.notes.append(text)

@@ -28,7 +28,7 @@ _ZERO = Decimal(0)
 class CompiledPrice:
     """Prices usage with one `ModelPrice`. Immutable and safe to share across threads."""
 
-    __slots__ = ("_terms", "_tiered", "model_price")
+    __slots__ = ("_terms", "_tiered", "keys", "model_price")
 
     def __init__(self, model_price: ModelPrice) -> None:
         registry = _get_registry()
@@ -49,6 +49,8 @@ class CompiledPrice:
             )
             terms.append((unit.usage_key, price, unit.per, below))
         self._terms = tuple(terms)
+        self.keys = frozenset(unit.usage_key for unit in units)
+        """The usage keys this price has a rate for."""
         self._tiered = any(isinstance(price, TieredPrices) for _, price, _, _ in terms)
 
     def cost(self, usage: UsageCounts) -> Decimal:

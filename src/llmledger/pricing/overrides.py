@@ -9,6 +9,13 @@ input_mtok = "2.00"             # any genai-prices price key, USD per million (o
 output_mtok = "8.00"
 cache_read_mtok = "1.00"
 
+[[prices]]                      # rates the catalogue lacks, laid over its price for the model
+provider = "openai"
+model = "gpt-4o-audio-preview*"
+extends_catalog = true
+input_audio_mtok = "40"
+output_audio_mtok = "80"
+
 [[adjustments]]                 # multiply catalogue prices: 0.85 = 15 % discount, 1.2 = 20 % markup
 provider = "anthropic"          # optional ("*" = any)
 model = "claude-*"              # optional ("*" = any)
@@ -55,6 +62,8 @@ class PriceRule:
     prices: ModelPrice
     compiled: CompiledPrice
     origin: str
+    extends: bool = False
+    """`extends_catalog = true`: these rates are added to the catalogue's price for the model."""
 
     def matches(self, provider: str, model: str) -> bool:
         """True when this rule prices `provider`/`model`."""
@@ -205,7 +214,7 @@ def _price_value(value: Any, where: str) -> Decimal | TieredPrices:
 
 def _rule(entry: Mapping[str, Any], where: str) -> PriceRule:
     price_keys = {unit.price_key for unit in _get_registry().units.values()}
-    meta = {"provider", "model", "since"}
+    meta = {"provider", "model", "since", "extends_catalog"}
     unknown = set(entry) - meta - price_keys
     if unknown:
         raise PriceOverrideError(
@@ -215,15 +224,23 @@ def _rule(entry: Mapping[str, Any], where: str) -> PriceRule:
     prices = {k: _price_value(v, f"{where}.{k}") for k, v in entry.items() if k in price_keys}
     if not prices:
         raise PriceOverrideError(f'{where}: give at least one price, e.g. input_mtok = "2.50"')
+    extends = entry.get("extends_catalog", False)
+    if not isinstance(extends, bool):
+        raise PriceOverrideError(f"{where}.extends_catalog must be true or false, got {extends!r}")
     model_price = ModelPrice(**prices)
-    try:
-        compiled = CompiledPrice(model_price)
+    try:  # rates that extend a catalogue price are checked laid over a text price
+        compiled = CompiledPrice(
+            ModelPrice(**{"input_mtok": Decimal(0), "output_mtok": Decimal(0), **prices})
+            if extends
+            else model_price
+        )
     except ValueError as exc:
         raise PriceOverrideError(f"{where}: {exc}") from exc
     since = _when(entry.get("since"), f"{where}.since", _EPOCH)
     assert since is not None
     provider = _name(entry, "provider", where, None)
-    return PriceRule(provider, _name(entry, "model", where, None), since, model_price, compiled, where)
+    model = _name(entry, "model", where, None)
+    return PriceRule(provider, model, since, model_price, compiled, where, extends)
 
 
 def _adjustment(entry: Mapping[str, Any], where: str) -> Adjustment:

@@ -8,6 +8,7 @@ is recorded with `cost_usd=None` and the reason — never as $0.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,14 +16,89 @@ from decimal import Decimal
 
 from genai_prices.types import ModelPrice
 
-from llmledger.events.event import CostSource
-from llmledger.pricing.catalog import Catalog, UnknownPrice
-from llmledger.pricing.compiled import UsageCounts
-from llmledger.pricing.overrides import Overrides
+from llmledger.events.event import NON_TOKEN_UNITS, CostSource
+from llmledger.pricing.catalog import Catalog, CatalogEntry, UnknownPrice
+from llmledger.pricing.compiled import CompiledPrice, UsageCounts
+from llmledger.pricing.overrides import Overrides, PriceRule
 
 __all__ = ["PriceResult", "Pricer", "Quote"]
 
 _ONE = Decimal(1)
+log = logging.getLogger("llmledger")
+
+# Breakdowns whose rate differs from their parent's: without a rate of their own they would be
+# charged at the parent's (text, 5-minute cache write) rate, so they are reported missing instead.
+# Reasoning is not among them: every provider bills it as output.
+_OWN_RATE = (
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "cache_audio_read_tokens",
+    "input_image_tokens",
+    "output_image_tokens",
+)
+_SIDE = {
+    "input_audio_tokens": "input_tokens",
+    "output_audio_tokens": "output_tokens",
+    "cache_audio_read_tokens": "cache_read_tokens",
+    "input_image_tokens": "input_tokens",
+    "output_image_tokens": "output_tokens",
+}
+_STANDARD_TIERS = frozenset(("standard", "default", "auto", "on_demand", "ondemand"))
+
+
+def _result(
+    compiled: CompiledPrice, usage: UsageCounts, source: CostSource, tier: str | None, multiplier: Decimal
+) -> PriceResult:
+    keys = compiled.keys
+    # a breakdown that is its whole side (an image model's output) is priced by the side's rate
+    missing = [k for k in _OWN_RATE if usage.get(k) and k not in keys and usage.get(k) != usage.get(_SIDE[k])]
+    if (
+        usage.get("cache_write_1h_tokens")
+        and "cache_write_1h_tokens" not in keys
+        and "cache_write_tokens" in keys
+    ):
+        missing.append("cache_write_1h_tokens")
+    missing += sorted(k for k, v in usage.items() if v and k in NON_TOKEN_UNITS and k not in keys)
+    if tier is not None:
+        missing.append(tier)
+    if missing:  # what has no rate is left out, never charged at its parent's (text) rate
+        usage = _without(usage, missing)
+    cost = compiled.cost(usage)
+    return PriceResult(cost * multiplier if multiplier != _ONE else cost, source, None, tuple(missing))
+
+
+_PARENTS = {
+    "input_audio_tokens": ("input_tokens",),
+    "input_image_tokens": ("input_tokens",),
+    "output_audio_tokens": ("output_tokens",),
+    "output_image_tokens": ("output_tokens",),
+    "cache_audio_read_tokens": ("cache_read_tokens", "input_audio_tokens", "input_tokens"),
+    "cache_write_1h_tokens": ("cache_write_tokens", "input_tokens"),
+}
+
+
+def _without(usage: UsageCounts, missing: list[str]) -> dict[str, int | Decimal]:
+    """`usage` less the breakdowns in `missing` (and their counts in the totals above them)."""
+    out = dict(usage)
+    for key in missing:
+        count = out.pop(key, 0) if key in _PARENTS else 0
+        if key == "input_audio_tokens" and "cache_audio_read_tokens" not in missing:
+            cached = out.pop("cache_audio_read_tokens", 0)
+            out["cache_read_tokens"] = max(0, out.get("cache_read_tokens", 0) - cached)
+        for parent in _PARENTS.get(key, ()):
+            if parent in out:
+                out[parent] = max(0, out[parent] - count)
+    return out
+
+
+def _missing_tier(entry: CatalogEntry, tier: str | None) -> str | None:
+    """`service_tier:<tier>` when the provider reported a tier the catalogue has no price for."""
+    if not tier or tier.lower() in _STANDARD_TIERS:
+        return None
+    for variant in entry.model.price_variants or ():
+        if variant.when.get("service_tier") == tier:
+            return None
+    return f"service_tier:{tier}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +108,14 @@ class PriceResult:
     cost: Decimal | None
     source: CostSource | None
     reason: str | None = None
+    missing: tuple[str, ...] = ()
+    """Usage keys (or `service_tier:<tier>`) the price had no rate for: `cost` covers the rest."""
+
+    def note(self) -> str | None:
+        """What `missing` means, for the event's `cost_note`; None when nothing is missing."""
+        if not self.missing:
+            return None
+        return "partially priced: no rate for " + ", ".join(self.missing) + " in the price record"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +154,25 @@ class Pricer:
         self.overrides = overrides or Overrides()
         self._catalog: Catalog | None = None
         self._lock = threading.Lock()
+        self._extensions: dict[tuple[int, str], tuple[CompiledPrice, ModelPrice]] = {}
+        self._noted: dict[str, int] = {}
+        self._warned: set[tuple[str, str]] = set()
+
+    def noted(self, kind: str, key: str, message: str) -> None:
+        """Count one event with a pricing note of `kind` (`partially_priced`, `cost_disagreement`,
+        `usage_normalised`) and log a warning the first time for `key` (e.g. provider/model)."""
+        with self._lock:
+            self._noted[kind] = self._noted.get(kind, 0) + 1
+            first = len(self._warned) < 4096 and (kind, key) not in self._warned
+            if first:
+                self._warned.add((kind, key))
+        if first:
+            log.warning("llmledger: %s for %s: %s", kind.replace("_", " "), key, message)
+
+    def notes(self) -> dict[str, int]:
+        """How many events had each kind of pricing note in this process."""
+        with self._lock:
+            return dict(self._noted)
 
     @property
     def catalog(self) -> Catalog:
@@ -85,29 +188,54 @@ class Pricer:
     def price(
         self, provider: str, model: str, usage: UsageCounts, at: datetime, service_tier: str | None = None
     ) -> PriceResult:
-        """Price `usage` of `provider`/`model` at time `at`. Never raises for an unknown model."""
+        """Price `usage` of `provider`/`model` at time `at`. Never raises for an unknown model.
+
+        A usage breakdown the chosen price has no rate for (an audio or image count, a 1-hour cache
+        write, a tool fee, a reported service tier) is never charged at another modality's rate
+        silently: the result lists it in `missing` (the event is then partially priced)."""
         overrides = self.overrides
-        if overrides.rules:
-            rule = overrides.rule_for(provider, model, at)
-            if rule is not None:
-                try:
-                    return PriceResult(rule.compiled.cost(usage), "override")
-                except ValueError as exc:
-                    return PriceResult(None, None, f"override {rule.origin} cannot price this usage: {exc}")
+        rule = overrides.rule_for(provider, model, at) if overrides.rules else None
+        if rule is not None and not rule.extends:
+            try:
+                return _result(rule.compiled, usage, "override", None, _ONE)
+            except ValueError as exc:
+                return PriceResult(None, None, f"override {rule.origin} cannot price this usage: {exc}")
         catalog = self.catalog
         entry = catalog.lookup(provider, model)
         if isinstance(entry, UnknownPrice):
+            if rule is not None:
+                return PriceResult(
+                    None, None, f"override {rule.origin} extends a catalogue price, but {entry}"
+                )
             return PriceResult(None, None, str(entry))
+        model_price = catalog.model_price(entry, at, service_tier)
+        compiled = catalog.compiled(model_price) if rule is None else self._extended(model_price, rule)
+        tier = _missing_tier(entry, service_tier)
+        multiplier = _ONE
+        if overrides.adjustments and rule is None:
+            multiplier, _ = overrides.multiplier(provider, model, at)
         try:
-            cost = catalog.compiled(catalog.model_price(entry, at, service_tier)).cost(usage)
+            return _result(compiled, usage, "catalog" if rule is None else "override", tier, multiplier)
         except ValueError as exc:
             return PriceResult(
                 None, None, f"catalogue price of {entry.model.id} cannot price this usage: {exc}"
             )
-        if overrides.adjustments:
-            multiplier, _ = overrides.multiplier(provider, model, at)
-            cost *= multiplier
-        return PriceResult(cost, "catalog")
+
+    def _extended(self, model_price: ModelPrice, rule: PriceRule) -> CompiledPrice:
+        key = (id(model_price), rule.origin)
+        hit = self._extensions.get(key)
+        if hit is not None and hit[1] is model_price:
+            return hit[0]
+        merged = {k: v for k, v in model_price.__dict__.items() if v is not None and not k.startswith("_")}
+        merged.update(
+            {k: v for k, v in rule.prices.__dict__.items() if v is not None and not k.startswith("_")}
+        )
+        compiled = CompiledPrice(ModelPrice(**merged))
+        with self._lock:
+            if len(self._extensions) >= 1024:
+                self._extensions.clear()
+            self._extensions[key] = (compiled, model_price)
+        return compiled
 
     def quote(self, provider: str | None, model: str, at: datetime, service_tier: str | None = None) -> Quote:
         """The price that `price()` would use. Raises `UnknownPrice` if there is none."""

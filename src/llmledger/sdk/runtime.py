@@ -77,6 +77,10 @@ class Stats:
     unpriced_models: Mapping[str, int] = field(default_factory=dict)
     calls_refused: int = 0
     """Calls a hard limit (or a throttle) refused before they were sent."""
+    pricing_notes: Mapping[str, int] = field(default_factory=dict)
+    """Events with a pricing note, by kind: `partially_priced` (a rate the price record lacks),
+    `cost_disagreement` (a provider-reported cost differs from llmledger's price),
+    `usage_normalised` (usage a host reported impossibly, normalised or clamped)."""
 
 
 class Runtime:
@@ -211,6 +215,7 @@ class Runtime:
             last_write_error=c.last_error,
             unpriced_models=unpriced,
             calls_refused=self._enforcer.refused if self._enforcer is not None else 0,
+            pricing_notes=self.pricer.notes(),
         )
 
     def close(self, timeout: float = 10.0) -> bool:

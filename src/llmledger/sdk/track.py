@@ -256,33 +256,32 @@ def build_usage_event(
     request_id: str | None = None,
     estimated: bool = False,
     unpriced_reason: str | None = None,
+    notes: list[str] | None = None,
 ) -> UsageEvent:
     """Price already-valid usage and build its event (shared by `track()` and the instrumentation).
 
     Not public: it trusts its input. `tokens` maps event token fields to counts (missing means 0);
     `who` is the call's attribution, laid over the `init()` defaults here. `unpriced_reason` forces an
-    unpriced event (for calls whose usage could not be known).
+    unpriced event (for calls whose usage could not be known). `notes` (normalised usage, from the
+    instrumentation) go into the event's `cost_note`.
     """
     who = runtime.config.defaults.merged(who)
     source: Any
     cost: Decimal | None
     reason: str | None = None
+    partial = False
+    computed: Decimal | None = None
+    notes = list(notes) if notes else []
     if unpriced_reason is not None:
         cost, source, reason = None, None, unpriced_reason
-    elif provider_cost is not None:
-        cost, source = provider_cost, "provider"
-    elif manual_cost is not None:
+    elif manual_cost is not None and provider_cost is None:
         cost, source = manual_cost, "manual"
     else:
-        usage: dict[str, int | Decimal] = {_PRICE_KEYS[k]: v for k, v in tokens.items() if v}
-        if units:
-            usage.update(units)
-        try:
-            priced = runtime.pricer.price(provider, model, usage, timestamp, service_tier)
-            cost, source, reason = priced.cost, priced.source, priced.reason
-        except Exception as exc:
-            internal_error(exc, "pricing")
-            cost, source, reason = None, None, f"internal pricing error: {type(exc).__name__}: {exc}"
+        cost, source, reason, partial, computed = _price(
+            runtime, provider, model, tokens, units, timestamp, service_tier, provider_cost, notes
+        )
+    if notes and any(n.startswith("usage ") for n in notes):
+        runtime.pricer.noted("usage_normalised", f"{provider}/{model}", notes[0])
     get = tokens.get
     return build_event(
         (
@@ -308,6 +307,9 @@ def build_usage_event(
             cost,
             source,
             reason,
+            partial,
+            "; ".join(notes) if notes else None,
+            computed,
             duration_ms,
             time_to_first_token_ms,
             stream,
@@ -326,6 +328,52 @@ def build_usage_event(
             SCHEMA_VERSION,
         )
     )
+
+
+def _price(
+    runtime: _rt.Runtime,
+    provider: str,
+    model: str,
+    tokens: Mapping[str, int],
+    units: Mapping[str, int | Decimal] | None,
+    timestamp: datetime,
+    service_tier: str | None,
+    provider_cost: Decimal | None,
+    notes: list[str],
+) -> tuple[Decimal | None, Any, str | None, bool, Decimal | None]:
+    """(cost, source, unpriced reason, partially priced, llmledger's own price beside a provider's).
+
+    A provider-reported cost is the call's cost (it is the bill); llmledger's own price is computed
+    beside it and a difference of more than 1 % is noted and counted. Otherwise the price comes from
+    overrides or the catalogue; a breakdown without a rate makes the event partially priced."""
+    usage: dict[str, int | Decimal] = {_PRICE_KEYS[k]: v for k, v in tokens.items() if v}
+    if units:
+        usage.update(units)
+    try:
+        priced = runtime.pricer.price(provider, model, usage, timestamp, service_tier)
+    except Exception as exc:
+        internal_error(exc, "pricing")
+        if provider_cost is not None:
+            return provider_cost, "provider", None, False, None
+        return None, None, f"internal pricing error: {type(exc).__name__}: {exc}", False, None
+    key = f"{provider}/{model}"
+    if provider_cost is not None:
+        ours = priced.cost
+        if (
+            ours is not None
+            and not priced.missing
+            and abs(ours - provider_cost) > max(ours, provider_cost) / 100
+        ):
+            differs = f"provider-reported cost ${provider_cost} differs from llmledger's price ${ours}"
+            notes.append(differs)
+            runtime.pricer.noted("cost_disagreement", key, differs)
+        return provider_cost, "provider", None, False, ours
+    note = priced.note()
+    if note is not None and priced.cost is not None:
+        notes.insert(0, note)
+        runtime.pricer.noted("partially_priced", key, note)
+        return priced.cost, priced.source, None, True, None
+    return priced.cost, priced.source, priced.reason, False, None
 
 
 class UsageTracker:

@@ -13,7 +13,7 @@ from llmledger.storage.engine import IMMEDIATE
 
 __all__ = ["HEAD", "current_revision", "upgrade"]
 
-HEAD = "0002_limits"
+HEAD = "0003_pricing_notes"
 """The newest migration; a test checks it equals Alembic's head."""
 
 

@@ -80,8 +80,9 @@ class _MessageStream:
 
     def chunk(self, item: Any) -> bool:
         kind = item.type
-        if kind == "content_block_delta":
-            piece = get(item.delta, "text") or get(item.delta, "thinking")
+        if kind == "content_block_delta":  # text, thinking and tool-input JSON are all generated
+            delta = fields(item.delta)
+            piece = delta.get("text") or delta.get("thinking") or delta.get("partial_json")
             if isinstance(piece, str):
                 self.chars += len(piece)
         elif kind == "message_delta":  # cumulative: the last one holds the final counts

@@ -61,7 +61,34 @@ def read_metadata(um: Mapping[str, Any]) -> Usage:
             audio = min(n(detail.get("tokenCount")), tokens.get("cache_read_tokens", 0))
             if audio:
                 tokens["cache_audio_read_tokens"] = min(audio, tokens.get("input_audio_tokens", 0))
-    return Usage(tokens)
+    usage = Usage(tokens)
+    usage.service_tier = _tier(um)
+    return usage
+
+
+def _tier(um: Mapping[str, Any]) -> str | None:
+    """The tier that served the call: Gemini API `serviceTier` (flex, priority; standard is None);
+    Vertex `trafficType` (`PROVISIONED_THROUGHPUT` is prepaid capacity, `ON_DEMAND` the standard)."""
+    tier = um.get("serviceTier")
+    if isinstance(tier, str) and tier:
+        name = tier.lower().removeprefix("service_tier_")
+        return None if name in ("standard", "unspecified", "default") else name
+    traffic = um.get("trafficType")
+    if isinstance(traffic, str) and traffic.upper() not in ("ON_DEMAND", "TRAFFIC_TYPE_UNSPECIFIED", ""):
+        return traffic.lower()
+    return None
+
+
+def grounding_searches(data: Mapping[str, Any]) -> int:
+    """Grounding with Google Search: the web search queries the model ran (billed per query on
+    Gemini 3; a grounded prompt with no listed query counts one)."""
+    searches = 0
+    for candidate in data.get("candidates") or ():
+        meta = candidate.get("groundingMetadata") if isinstance(candidate, Mapping) else None
+        if isinstance(meta, Mapping):
+            queries = meta.get("webSearchQueries")
+            searches += len(queries) if isinstance(queries, list) and queries else 1
+    return searches
 
 
 def read_body(body: Any) -> Usage | None:
@@ -75,6 +102,9 @@ def read_body(body: Any) -> Usage | None:
     if not isinstance(um, Mapping):
         return None
     usage = read_metadata(um)
+    searches = grounding_searches(data)
+    if searches:
+        usage.units = {"web_searches": searches}
     model, rid = data.get("modelVersion"), data.get("responseId")
     usage.model = model if isinstance(model, str) and model else None
     usage.request_id = rid if isinstance(rid, str) else None

@@ -32,6 +32,7 @@ _ENDPOINTS: dict[str, str] = {
     "/images/edits": "images.edits",
 }
 _FINAL_EVENTS = frozenset(("response.completed", "response.incomplete", "response.failed"))
+_TOOL_KINDS = frozenset(("web_search_call", "file_search_call", "code_interpreter_call"))
 
 
 def endpoint(url: str) -> str | None:
@@ -93,11 +94,56 @@ def read_usage(u: Any, endpoint: str = "") -> Usage:
         seconds = _decimal(f.get("seconds"))
         if seconds is not None:
             units = {"audio_seconds": seconds}
-    usage = Usage(tokens, units=units)
-    cost = f.get("cost")
-    if cost is not None:
-        usage.provider_cost = _decimal(cost)  # OpenRouter: the billed USD
+    usage = Usage(tokens, units=units, total=n(f.get("total_tokens")))
+    ticks = f.get("cost_in_usd_ticks")  # xAI: the billed cost in 1e-10 USD
+    if ticks is not None:
+        billed = _decimal(ticks)
+        usage.provider_cost = None if billed is None else billed.scaleb(-10)
+    elif f.get("cost") is not None:
+        usage.provider_cost = _provider_cost(f)
     return usage
+
+
+def _provider_cost(f: Mapping[str, Any]) -> Decimal | None:
+    """OpenRouter's `usage.cost` is its own charge; with `is_byok` the inference billed to the
+    user's key is `cost_details.upstream_inference_cost`, so the call's cost is their sum.
+    Perplexity's `usage.cost` is an object whose `total_cost` is the whole."""
+    cost = f.get("cost")
+    if isinstance(cost, Mapping):
+        return _decimal(cost.get("total_cost"))
+    billed = _decimal(cost)
+    if billed is not None and f.get("is_byok") is True:
+        upstream = _decimal(fields(f.get("cost_details")).get("upstream_inference_cost"))
+        if upstream is None:
+            return None  # BYOK without the upstream figure: the charge is not the whole cost
+        billed += upstream
+    return billed
+
+
+_TOOL_ITEMS = {
+    "web_search_call": "web_searches",
+    "file_search_call": "storage_searches",
+}
+
+
+def tool_units(output: Any) -> dict[str, int | Decimal] | None:
+    """Per-call tool fees in a Responses `output` list: web searches, file searches, and
+    code-interpreter containers (billed once per container, as `code_executions`)."""
+    if not output:
+        return None
+    counts: dict[str, int | Decimal] = {}
+    containers = set()
+    for item in output:
+        f = fields(item)
+        kind = f.get("type")
+        unit = _TOOL_ITEMS.get(kind) if isinstance(kind, str) else None
+        if unit is not None:
+            counts[unit] = int(counts.get(unit, 0)) + 1
+        elif kind == "code_interpreter_call":
+            containers.add(f.get("container_id"))
+    if containers:
+        counts["code_executions"] = len(containers)
+    return counts or None
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -121,6 +167,9 @@ def read(endpoint: str, response: Any) -> Usage | None:
     usage.model = model if isinstance(model, str) and model else None
     usage.request_id = rid if isinstance(rid, str) else None
     usage.service_tier = tier if isinstance(tier, str) else None
+    tools = tool_units(f.get("output")) if endpoint == "responses" else None
+    if tools:
+        usage.units = {**(usage.units or {}), **tools}
     return usage
 
 
@@ -144,11 +193,19 @@ class _ChatStream:
         if self.first is None:
             self.first = item
         for choice in item.choices:  # declared fields: read the instance dict directly (hot path)
-            fields = choice.__dict__
-            delta = fields.get("delta")
-            piece = delta.__dict__.get("content") if delta is not None else fields.get("text")
+            declared = choice.__dict__
+            delta = declared.get("delta")
+            if delta is None:
+                piece = declared.get("text")
+                if piece:
+                    self.chars += len(piece)
+                continue
+            d = delta.__dict__
+            piece = d.get("content")
             if piece:
                 self.chars += len(piece)
+            if d.get("refusal") or d.get("tool_calls") or d.get("function_call") or delta.__pydantic_extra__:
+                self.chars += _generated(d, delta.__pydantic_extra__)
         return True
 
     def usage(self) -> Usage | None:
@@ -162,20 +219,51 @@ class _ChatStream:
         return None
 
 
+def _generated(d: Mapping[str, Any], extra: Mapping[str, Any] | None) -> int:
+    """Characters a chat delta generated besides `content`: reasoning (`reasoning_content`,
+    `reasoning`), refusals and tool-call / function-call arguments."""
+    chars = 0
+    refusal = d.get("refusal")
+    if isinstance(refusal, str):
+        chars += len(refusal)
+    for call in d.get("tool_calls") or ():
+        function = fields(call).get("function")
+        arguments = fields(function).get("arguments") if function is not None else None
+        if isinstance(arguments, str):
+            chars += len(arguments)
+    legacy = d.get("function_call")
+    if legacy is not None:
+        arguments = fields(legacy).get("arguments")
+        if isinstance(arguments, str):
+            chars += len(arguments)
+    if extra:
+        for name in ("reasoning_content", "reasoning"):
+            text = extra.get(name)
+            if isinstance(text, str):
+                chars += len(text)
+    return chars
+
+
 class _ResponsesStream:
     """Responses events: usage arrives on `response.completed` / `incomplete` / `failed`."""
 
-    __slots__ = ("chars", "final", "response")
+    __slots__ = ("chars", "final", "response", "tools")
 
     def __init__(self) -> None:
         self.final = False
         self.response: Any = None
         self.chars = 0
+        self.tools: list[Any] = []  # tool-call items seen done, for a stream cut before the end
 
     def chunk(self, item: Any) -> bool:
         kind = item.type
-        if kind == "response.output_text.delta":
-            self.chars += len(item.delta)
+        if kind.endswith(".delta"):  # text, reasoning, summaries, refusals, tool-call arguments
+            delta = item.__dict__.get("delta")
+            if isinstance(delta, str) and kind != "response.audio.delta":
+                self.chars += len(delta)
+        elif kind == "response.output_item.done":
+            if fields(item.item).get("type") in _TOOL_KINDS:
+                self.tools.append(item.item)
         elif kind in _FINAL_EVENTS:
             self.response = item.response
             self.final = True
@@ -186,9 +274,12 @@ class _ResponsesStream:
     def usage(self) -> Usage | None:
         if self.response is None:
             return None
-        return read("responses", self.response) or Usage(
+        usage = read("responses", self.response) or Usage(
             model=self.response.model, request_id=self.response.id
         )
+        if not self.final and self.tools:
+            usage.units = {**(usage.units or {}), **(tool_units(self.tools) or {})}
+        return usage
 
 
 def stream_reader(endpoint: str, hide: bool) -> Any:
@@ -196,9 +287,11 @@ def stream_reader(endpoint: str, hide: bool) -> Any:
     return _ResponsesStream() if endpoint == "responses" else _ChatStream(hide)
 
 
-def prepare(endpoint: str, body: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """Ask a chat/completions stream for usage (`stream_options.include_usage`) if it did not."""
-    if endpoint not in ("chat.completions", "completions"):
+def prepare(endpoint: str, body: Mapping[str, Any], asks_usage: bool = True) -> Mapping[str, Any] | None:
+    """Ask a chat/completions stream for usage (`stream_options.include_usage`) if it did not —
+    only at a host known to accept the option (`asks_usage`): a relay that does not know it may
+    refuse the whole request, and metering must never change whether a call succeeds."""
+    if endpoint not in ("chat.completions", "completions") or not asks_usage:
         return None
     options = body.get("stream_options")
     if isinstance(options, Mapping) and options.get("include_usage") is True:

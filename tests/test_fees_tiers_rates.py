@@ -1,0 +1,288 @@
+"""Issue 9 kinds 3, 7 and 8: per-call tool fees, rates the catalogue lacks, and the service tier the
+provider reports. Expected values from the providers' published prices and genai-prices' `calc_price`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import openai
+from genai_prices import Usage, calc_price
+from google import genai
+from google.genai import types
+from tests.fakes import bodies
+from tests.fakes.replay import Replay, chat
+
+import llmledger
+from llmledger.events import UsageEvent
+
+MSGS = [{"role": "user", "content": "What changed in the tax rules this week?"}]
+
+
+def web_search_response(model: str, searches: int, usage: dict[str, Any]) -> dict[str, Any]:
+    body = bodies.response_object(model, usage=usage)
+    calls = [
+        {
+            "type": "web_search_call",
+            "id": f"ws_{i}",
+            "status": "completed",
+            "action": {"type": "search", "query": f"q{i}"},
+        }
+        for i in range(searches)
+    ]
+    body["output"] = calls + body["output"]
+    body["tools"] = [{"type": "web_search", "search_context_size": "medium", "user_location": None}]
+    return body
+
+
+GPT5_USAGE = {
+    "input_tokens": 18432,
+    "input_tokens_details": {"cached_tokens": 0},
+    "output_tokens": 1544,
+    "output_tokens_details": {"reasoning_tokens": 1024},
+    "total_tokens": 19976,
+}
+
+
+def test_gpt5_web_search_fees(recorded: list[UsageEvent]) -> None:
+    tokens = calc_price(
+        Usage(input_tokens=18432, output_tokens=1544), "gpt-5", provider_id="openai"
+    ).total_price
+    assert tokens == Decimal("0.03848")
+    replay = Replay(web_search_response("gpt-5-2025-08-07", 2, GPT5_USAGE))
+    client = openai.OpenAI(api_key="k", http_client=replay.client(), max_retries=0)
+    client.responses.create(model="gpt-5", input="What changed?", tools=[{"type": "web_search"}])  # type: ignore[list-item]
+    [e] = recorded
+    assert e.units == {"web_searches": Decimal(2)}
+    assert (e.cost_usd, e.cost_source, e.partially_priced) == (Decimal("0.05848"), "catalog", False)
+
+
+def test_gpt5_web_search_fees_in_a_stream(recorded: list[UsageEvent]) -> None:
+    final = web_search_response("gpt-5-2025-08-07", 3, GPT5_USAGE)
+    sse = bodies.sse(
+        [
+            (
+                "response.created",
+                {
+                    "type": "response.created",
+                    "sequence_number": 0,
+                    "response": bodies.response_object("gpt-5-2025-08-07", "in_progress"),
+                },
+            ),
+            ("response.completed", {"type": "response.completed", "sequence_number": 1, "response": final}),
+        ]
+    )
+    client = openai.OpenAI(api_key="k", http_client=Replay(sse).client(), max_retries=0)
+    for _ in client.responses.create(
+        model="gpt-5", input="What changed?", tools=[{"type": "web_search"}], stream=True
+    ):  # type: ignore[list-item]
+        pass
+    [e] = recorded
+    assert e.units == {"web_searches": Decimal(3)} and e.cost_usd == Decimal("0.03848") + Decimal("0.03")
+
+
+def test_file_search_is_priced_and_code_interpreter_is_flagged(recorded: list[UsageEvent]) -> None:
+    body = web_search_response("gpt-5-2025-08-07", 0, GPT5_USAGE)
+    body["output"] = [
+        {"type": "file_search_call", "id": "fs_1", "status": "completed", "queries": ["q"], "results": None},
+        {
+            "type": "code_interpreter_call",
+            "id": "ci_1",
+            "status": "completed",
+            "code": "1+1",
+            "container_id": "cntr_1",
+            "outputs": None,
+        },
+        {
+            "type": "code_interpreter_call",
+            "id": "ci_2",
+            "status": "completed",
+            "code": "2+2",
+            "container_id": "cntr_1",
+            "outputs": None,
+        },
+    ] + body["output"]
+    client = openai.OpenAI(api_key="k", http_client=Replay(body).client(), max_retries=0)
+    client.responses.create(model="gpt-5", input="Look it up")
+    [e] = recorded
+    assert e.units == {"storage_searches": Decimal(1), "code_executions": Decimal(1)}
+    assert e.cost_usd == Decimal("0.03848") + Decimal("0.0025")
+    assert e.partially_priced and e.cost_note and "code_executions" in e.cost_note
+
+
+def test_anthropic_server_tool_web_searches(recorded: list[UsageEvent]) -> None:
+    message = bodies.message(
+        "claude-sonnet-4-5-20250929",
+        {"input_tokens": 2000, "output_tokens": 300, "server_tool_use": {"web_search_requests": 4}},
+    )
+    client = anthropic.Anthropic(api_key="k", http_client=Replay(message).client(), max_retries=0)
+    client.messages.create(model="claude-sonnet-4-5", max_tokens=500, messages=MSGS)  # type: ignore[arg-type]
+    [e] = recorded
+    expected = calc_price(
+        Usage(input_tokens=2000, output_tokens=300), "claude-sonnet-4-5", provider_id="anthropic"
+    ).total_price
+    assert e.units == {"web_searches": Decimal(4)} and e.cost_usd == expected + Decimal("0.04")
+
+
+AUDIO_USAGE = {
+    "prompt_tokens": 1125,
+    "completion_tokens": 2486,
+    "total_tokens": 3611,
+    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 1032, "text_tokens": 93, "image_tokens": 0},
+    "completion_tokens_details": {
+        "reasoning_tokens": 0,
+        "audio_tokens": 1950,
+        "text_tokens": 536,
+        "accepted_prediction_tokens": 0,
+        "rejected_prediction_tokens": 0,
+    },
+}
+
+
+def audio_call() -> None:
+    replay = Replay(chat("gpt-4o-audio-preview-2024-12-17", AUDIO_USAGE))
+    client = openai.OpenAI(api_key="k", http_client=replay.client(), max_retries=0)
+    client.chat.completions.create(model="gpt-4o-audio-preview-2024-12-17", messages=MSGS)  # type: ignore[arg-type]
+
+
+def test_a_missing_audio_rate_is_flagged_not_charged_as_text(recorded: list[UsageEvent]) -> None:
+    audio_call()
+    audio_call()
+    e = recorded[0]
+    assert e.partially_priced and e.cost_source == "catalog"
+    assert e.cost_note and "input_audio_tokens" in e.cost_note and "output_audio_tokens" in e.cost_note
+    # only the text parts are priced (93 x $2.50 + 536 x $10 per 1M); audio is never charged as text
+    assert e.cost_usd == Decimal("0.0055925")
+    assert llmledger.stats().pricing_notes["partially_priced"] == 2
+
+
+def test_an_override_supplies_the_missing_rate(tmp_path: Path, ledger_path: Path) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        '[[prices]]\nprovider = "openai"\nmodel = "gpt-4o-audio-preview*"\nextends_catalog = true\n'
+        'input_audio_mtok = "40"\noutput_audio_mtok = "80"\n'
+    )
+    seen: list[UsageEvent] = []
+    llmledger.init(ledger=str(ledger_path), prices=str(prices), on_event=seen.append, flush_interval=0.01)
+    audio_call()
+    llmledger.flush()
+    [e] = seen
+    assert (e.cost_usd, e.cost_source, e.partially_priced) == (Decimal("0.2028725"), "override", False)
+
+
+def gemini_client(replay: Replay, vertex: bool = False) -> genai.Client:
+    if vertex:
+        return genai.Client(
+            vertexai=True,
+            project="p",
+            location="us-central1",
+            credentials=_Creds(),
+            http_options=types.HttpOptions(httpx_client=replay.client()),
+        )  # type: ignore[arg-type]
+    return genai.Client(api_key="k", http_options=types.HttpOptions(httpx_client=replay.client()))
+
+
+class _Creds:
+    token = "t"
+    expired = False
+    valid = True
+    quota_project_id = None
+
+    def refresh(self, request: Any) -> None:
+        return None
+
+    def before_request(self, *args: Any) -> None:
+        return None
+
+
+def tts_body(tier: str | None, traffic: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"promptTokenCount": 2400, "candidatesTokenCount": 48000, "totalTokenCount": 50400}
+    if tier:
+        meta["serviceTier"] = tier
+    if traffic:
+        meta["trafficType"] = traffic
+    return {
+        "candidates": [
+            {"content": {"parts": [{"text": "ok"}], "role": "model"}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": meta,
+        "modelVersion": "gemini-3.8-flash-tts",
+        "responseId": "resp-tts-1",
+    }
+
+
+def test_gemini_flex_tier_is_read_and_priced(recorded: list[UsageEvent]) -> None:
+    at = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    usage = Usage(input_tokens=2400, output_tokens=48000)
+    flex = calc_price(
+        usage,
+        "gemini-3.8-flash-tts",
+        provider_id="google",
+        genai_request_timestamp=at,
+        price_context={"service_tier": "flex"},
+    )  # type: ignore[call-arg]
+    assert flex.total_price == Decimal("0.2166")
+    gemini_client(Replay(tts_body("flex"))).models.generate_content(
+        model="gemini-3.8-flash-tts", contents="Read this aloud.", config={"service_tier": "flex"}
+    )  # type: ignore[arg-type]
+    [e] = recorded
+    now = calc_price(
+        usage,
+        "gemini-3.8-flash-tts",
+        provider_id="google",
+        genai_request_timestamp=e.timestamp,
+        price_context={"service_tier": "flex"},
+    )  # type: ignore[call-arg]
+    assert (e.service_tier, e.cost_usd, e.partially_priced) == ("flex", now.total_price, False)
+
+
+def test_openai_and_anthropic_tiers_are_recorded(recorded: list[UsageEvent]) -> None:
+    body = chat(
+        "gpt-4o-mini-2024-07-18",
+        {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+        service_tier="priority",
+    )
+    openai.OpenAI(api_key="k", http_client=Replay(body).client(), max_retries=0).chat.completions.create(
+        model="gpt-4o-mini", messages=MSGS
+    )  # type: ignore[arg-type]
+    message = bodies.message(
+        "claude-sonnet-4-5-20250929", {"input_tokens": 100, "output_tokens": 10, "service_tier": "priority"}
+    )
+    anthropic.Anthropic(api_key="k", http_client=Replay(message).client(), max_retries=0).messages.create(
+        model="claude-sonnet-4-5", max_tokens=50, messages=MSGS
+    )  # type: ignore[arg-type]
+    tiers = {e.provider: e for e in recorded}
+    o, a = tiers["openai"], tiers["anthropic"]
+    assert o.service_tier == a.service_tier == "priority"
+    priority = calc_price(
+        Usage(input_tokens=100, output_tokens=10),
+        "gpt-4o-mini",
+        provider_id="openai",
+        genai_request_timestamp=o.timestamp,
+        price_context={"service_tier": "priority"},
+    )  # type: ignore[call-arg]
+    assert (o.cost_usd, o.partially_priced) == (priority.total_price, False)
+    # the catalogue carries no priority price for Sonnet 4.5: flagged, never silently standard
+    assert a.partially_priced and a.cost_note and "service_tier:priority" in a.cost_note
+
+
+def test_vertex_provisioned_throughput_is_recorded_and_flagged(recorded: list[UsageEvent]) -> None:
+    body = tts_body(None, "PROVISIONED_THROUGHPUT")
+    body["modelVersion"] = "gemini-2.5-flash"
+    gemini_client(Replay(body), vertex=True).models.generate_content(model="gemini-2.5-flash", contents="hi")
+    [e] = recorded
+    assert e.service_tier == "provisioned_throughput" and e.partially_priced
+
+
+def test_gemini_grounding_searches_are_units(recorded: list[UsageEvent]) -> None:
+    body = tts_body(None)
+    body["modelVersion"] = "gemini-2.5-flash"
+    body["candidates"][0]["groundingMetadata"] = {"webSearchQueries": ["tax rules 2026", "tax changes week"]}
+    gemini_client(Replay(body)).models.generate_content(model="gemini-2.5-flash", contents="What changed?")
+    [e] = recorded
+    assert e.units == {"web_searches": Decimal(2)}
+    assert json.loads(e.to_json())["units"] == {"web_searches": "2"}
