@@ -16,7 +16,7 @@ $(STAMP_DEMO): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,openai,anthropic,google]'
+	$(BIN)/pip install --quiet -e '.[dev,openai,anthropic,google,server]'
 	touch $@ $(STAMP_DEMO)
 
 demo: $(STAMP_DEMO)

@@ -78,11 +78,20 @@ class Ledger:
         until: datetime | None = None,
         limit: int | None = None,
         newest_first: bool = True,
+        after: tuple[int, str] | None = None,
     ) -> list[UsageEvent]:
-        """Events matching the filters, newest first by default."""
+        """Events matching the filters, newest first by default.
+
+        `after`: a keyset cursor, the (timestamp in microseconds, event_id) of the last event of the
+        previous page: the page goes on from there without counting the rows before it (no OFFSET).
+        """
         order = events.c.ts_us.desc() if newest_first else events.c.ts_us.asc()
         with self.engine.connect() as conn:
             clauses = where_clause(same_models(conn, filters), since, until)
+            if after is not None:
+                ts_us, event_id = after
+                beyond = events.c.ts_us < ts_us if newest_first else events.c.ts_us > ts_us
+                clauses.append(sa.or_(beyond, sa.and_(events.c.ts_us == ts_us, events.c.event_id > event_id)))
             query = sa.select(events).where(*clauses).order_by(order, events.c.event_id)
             if limit is not None:
                 query = query.limit(limit)
@@ -136,6 +145,11 @@ class Ledger:
             )
             value = conn.execute(query).scalar()
         return Decimal(str(value)) if value is not None else Decimal(0)
+
+    def existing(self, event_ids: Sequence[str]) -> set[str]:
+        """Which of `event_ids` the ledger already holds."""
+        with self.engine.connect() as conn:
+            return LimitStore._known(conn, list(event_ids), self.dialect == "sqlite")
 
     def count(self) -> int:
         """How many events the ledger holds."""

@@ -18,6 +18,7 @@ from llmledger.events.event import TOKEN_FIELDS
 __all__ = [
     "ExactDecimal",
     "alerts",
+    "api_keys",
     "counters",
     "credits",
     "events",
@@ -156,3 +157,16 @@ meta = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 """Small counters, e.g. `limits_version` (bumped on every limit change, so processes reload)."""
+
+api_keys = sa.Table(
+    "llmledger_api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("tenant", sa.String(256)),
+    sa.Column("name", sa.String(256)),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("revoked_us", sa.BigInteger),
+)
+"""API keys of the server: only a SHA-256 of each secret is kept (a key is shown once, at creation)."""

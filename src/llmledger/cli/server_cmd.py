@@ -1,0 +1,119 @@
+"""`llmledger serve` and `llmledger keys create | list | revoke` (the server's extra: `[server]`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from llmledger.cli.app import LedgerOpt, _fail, app, console, errors
+from llmledger.errors import LlmLedgerError
+
+if TYPE_CHECKING:
+    from llmledger.engine import Engine
+
+__all__ = ["keys_app"]
+
+keys_app = typer.Typer(help="API keys of the server: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+_NEEDS_EXTRA = "the server needs its extra: pip install 'llmledger[server]'"
+
+
+@app.command()
+def serve(
+    ledger: LedgerOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8787]")] = None,
+    config: Annotated[Path | None, typer.Option(help="A TOML settings file ([server] table)")] = None,
+    prices: Annotated[Path | None, typer.Option(help="A price overrides TOML file")] = None,
+) -> None:
+    """Serve the ledger over HTTP: ingest, reports, keys, metrics (see docs/server.md)."""
+    try:
+        import uvicorn
+
+        from llmledger.server import ServerSettings, create_app
+    except ImportError as exc:
+        raise _fail(f"{_NEEDS_EXTRA} ({exc})") from exc
+    try:
+        settings = ServerSettings.load(
+            {"ledger": ledger, "host": host, "port": port, "prices": str(prices) if prices else None},
+            file=config,
+        )
+        application = create_app(settings)
+    except LlmLedgerError as exc:
+        raise _fail(str(exc)) from exc
+    errors.print(f"llmledger {settings.ledger} serving on http://{settings.host}:{settings.port}")
+    uvicorn.run(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )
+
+
+def _engine(ledger: str | None) -> Engine:
+    from llmledger.engine import Engine
+    from llmledger.sdk.runtime import DEFAULT_DB
+
+    return Engine(ledger or f"sqlite:///{DEFAULT_DB}")
+
+
+@keys_app.command("create")
+def create_cmd(
+    scope: Annotated[str, typer.Option(help="admin, ingest or read")],
+    tenant: Annotated[str | None, typer.Option(help="Bind the key to one tenant")] = None,
+    name: Annotated[str | None, typer.Option(help="A name to recognise the key by")] = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    """Create a key and print it (alone, on the last line): it is shown this once."""
+    try:
+        engine = _engine(ledger)
+        new = engine.keys.create(scope, tenant=tenant, name=name)
+        engine.close()
+    except LlmLedgerError as exc:
+        raise _fail(str(exc)) from exc
+    bound = f", tenant {new.key.tenant}" if new.key.tenant else ""
+    errors.print(f"created key {new.key.key_id} (scope {new.key.scope}{bound}); it is not shown again:")
+    print(new.secret)
+
+
+@keys_app.command("list")
+def list_cmd(ledger: LedgerOpt = None) -> None:
+    """Every key (never its secret)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    try:
+        engine = _engine(ledger)
+        keys = engine.keys.list()
+        engine.close()
+    except LlmLedgerError as exc:
+        raise _fail(str(exc)) from exc
+    table = Table("key id", "scope", "tenant", "name", "created", "revoked")
+    for k in keys:
+        table.add_row(
+            k.key_id,
+            k.scope,
+            escape(k.tenant or ""),
+            escape(k.name or ""),
+            k.created_at.strftime("%Y-%m-%d %H:%M"),
+            k.revoked_at.strftime("%Y-%m-%d %H:%M") if k.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke_cmd(key_id: str, ledger: LedgerOpt = None) -> None:
+    """Revoke a key."""
+    try:
+        engine = _engine(ledger)
+        done = engine.keys.revoke(key_id)
+        engine.close()
+    except LlmLedgerError as exc:
+        raise _fail(str(exc)) from exc
+    if not done:
+        raise _fail(f"no active key {key_id!r}")
+    errors.print(f"revoked {key_id}")

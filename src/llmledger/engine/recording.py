@@ -1,0 +1,134 @@
+"""Recording usage events that arrive in their wire form: validate each, price those without a cost,
+write the valid ones idempotently, and say exactly which items were refused and why.
+
+One bad item never costs the others: validation is per item, and a write the database refuses is
+split until the rows at fault are found (they are rejected; everything else is stored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from llmledger.errors import InvalidEventError
+from llmledger.events.event import TOKEN_FIELDS, UsageEvent
+from llmledger.pricing.pricer import Pricer
+from llmledger.storage.ledger import Ledger
+
+__all__ = ["IngestResult", "Rejected", "ingest", "price_event"]
+
+# event token field -> genai-prices usage key
+_PRICE_KEYS = {name: name for name in TOKEN_FIELDS}
+_PRICE_KEYS["reasoning_tokens"] = "output_reasoning_tokens"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One refused item: its position in the batch and what is wrong with it."""
+
+    index: int
+    error: str
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """The outcome of one batch: how many items are stored (retries of stored ones included) and
+    which were refused."""
+
+    accepted: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    priced: int = 0
+    """Items that arrived without a cost and were priced here."""
+    stored: list[UsageEvent] = field(default_factory=list)
+    """The events this batch newly stored (not those a retry had stored before)."""
+
+    @property
+    def duplicates(self) -> int:
+        """Accepted items that were already stored (a retried batch)."""
+        return self.accepted - len(self.stored)
+
+
+def price_event(pricer: Pricer, event: UsageEvent) -> UsageEvent:
+    """`event` with its cost, when it arrived with neither a cost nor a reason it has none."""
+    if event.cost_usd is not None or event.unpriced_reason is not None:
+        return event
+    usage: dict[str, Any] = {_PRICE_KEYS[k]: getattr(event, k) for k in TOKEN_FIELDS if getattr(event, k)}
+    usage.update(event.units)
+    result = pricer.price(event.provider, event.model, usage, event.timestamp, event.service_tier)
+    return dataclasses.replace(
+        event, cost_usd=result.cost, cost_source=result.source, unpriced_reason=result.reason
+    )
+
+
+def _bind_tenant(item: Mapping[str, Any], tenant: str | None) -> Mapping[str, Any]:
+    if tenant is None:
+        return item
+    named = item.get("tenant")
+    if named is None:
+        return {**item, "tenant": tenant}
+    if named != tenant:
+        raise InvalidEventError(f"this key is bound to tenant {tenant!r}; the event names another tenant")
+    return item
+
+
+def ingest(
+    ledger: Ledger, pricer: Pricer, items: Sequence[Any], *, tenant: str | None = None
+) -> IngestResult:
+    """Validate, price and store a batch of wire-form events (`UsageEvent.to_dict()` shapes).
+
+    `tenant`: the tenant a bound key forces (events naming none get it; events naming another are
+    refused). Idempotent by `event_id`: a retried batch is accepted again and stored once. Raises
+    only when the database itself fails (the caller answers "retry later"); bad items are returned
+    in `rejected`, never raised.
+    """
+    result = IngestResult()
+    valid: list[tuple[int, UsageEvent]] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        try:
+            if not isinstance(item, Mapping):
+                raise InvalidEventError(f"an event must be a JSON object, got {type(item).__name__}")
+            event = UsageEvent.from_dict(_bind_tenant(item, tenant))
+            if event.event_id in seen:  # the same event twice in one batch: stored once
+                result.accepted += 1
+                continue
+            priced = price_event(pricer, event)
+        except InvalidEventError as exc:
+            result.rejected.append(Rejected(index, str(exc)))
+            continue
+        result.priced += priced is not event
+        seen.add(event.event_id)
+        valid.append((index, priced))
+    if valid:
+        known = ledger.existing([e.event_id for _, e in valid])
+        result.accepted += sum(1 for _, e in valid if e.event_id in known)
+        valid = [(i, e) for i, e in valid if e.event_id not in known]
+    _write_isolating(ledger, valid, result)
+    result.rejected.sort(key=lambda r: r.index)
+    return result
+
+
+def _write_isolating(ledger: Ledger, batch: list[tuple[int, UsageEvent]], result: IngestResult) -> None:
+    if not batch:
+        return
+    try:
+        ledger.write([e for _, e in batch])
+    except (sa.exc.DataError, sa.exc.IntegrityError, sa.exc.StatementError) as exc:
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            raise  # the database is down, locked or full: not the rows' fault
+        if len(batch) == 1:
+            index, _ = batch[0]
+            cause = getattr(exc, "orig", None) or exc
+            reason = (str(cause).splitlines() or ["rejected by the database"])[0][:200]
+            result.rejected.append(Rejected(index, f"the ledger refused this event: {reason}"))
+            return
+        half = len(batch) // 2
+        _write_isolating(ledger, batch[:half], result)
+        _write_isolating(ledger, batch[half:], result)
+        return
+    result.accepted += len(batch)
+    result.stored.extend(e for _, e in batch)

@@ -1,0 +1,136 @@
+"""`create_app(settings)`: the HTTP door onto one engine (FastAPI). No module-level app state."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmledger._version import __version__
+from llmledger.engine import Engine
+from llmledger.errors import InvalidQueryError, LedgerError
+from llmledger.server.routes import ingest, keys, ops, reports
+from llmledger.server.settings import ServerSettings
+from llmledger.server.state import ServerState
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("llmledger.server")
+
+
+def create_app(settings: ServerSettings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """A server app on `settings` (default: `ServerSettings.load()`), opening the ledger now.
+
+    `engine`: an engine to serve instead of opening `settings.ledger` (the caller closes it).
+    `LLMLEDGER_ADMIN_KEY` / `settings.admin_key` is stored as an admin key. Raises `LedgerError` /
+    `ConfigError` when the ledger cannot be opened or a setting is wrong.
+    """
+    settings = settings or ServerSettings.load()
+    owned = engine is None
+    engine = engine or Engine(settings.ledger, prices=settings.prices)
+    if settings.admin_key is not None:
+        engine.keys.create("admin", name="LLMLEDGER_ADMIN_KEY", secret=settings.admin_key.get_secret_value())
+    state = ServerState(settings, engine)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            engine.close()
+
+    app = FastAPI(
+        title="llmledger",
+        version=__version__,
+        summary="Self-hosted metering and spend control for LLM apps",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.ledger = state
+    for module in (ingest, reports, keys, ops):
+        app.include_router(module.router)
+    _install_error_handlers(app)
+    _install_metrics(app, state)
+
+    _document_errors(app)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    return app
+
+
+_ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "properties": {"error": {"type": "string", "description": "what is wrong and what to do"}},
+    "required": ["error"],
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Every error answer is `{"error": "..."}`: say so in the OpenAPI document too (FastAPI's
+    default 422 schema describes a body this server never sends)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemas = schema.get("components", {}).get("schemas", {})
+            schemas.pop("ValidationError", None)
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = _ERROR_SCHEMA
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in exc.errors()
+        )
+        return _error(422, problems or "invalid request")
+
+    @app.exception_handler(InvalidQueryError)
+    async def bad_query(_: Request, exc: InvalidQueryError) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(LedgerError)
+    @app.exception_handler(sa.exc.OperationalError)
+    async def ledger_down(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("ledger unavailable: %s", type(exc).__name__)
+        return _error(503, "the ledger is unavailable; retry later", {"Retry-After": "1"})
+
+
+def _install_metrics(app: FastAPI, state: ServerState) -> None:
+    metrics = state.metrics
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(path, request.method).observe(time.perf_counter() - start)
+        return response

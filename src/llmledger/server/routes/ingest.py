@@ -1,0 +1,116 @@
+"""`POST /api/v1/events`: a batch of usage events in their wire form, gzip accepted."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from llmledger.server.deps import IngestKey, State
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["events"])
+
+
+class RejectedItem(BaseModel):
+    index: int
+    error: str
+
+
+class IngestAnswer(BaseModel):
+    """`accepted`: items stored (a retried batch counts again and is stored once); `duplicates`:
+    of those, the ones already stored before; `rejected`: each refused item and why."""
+
+    accepted: int
+    duplicates: int
+    rejected: list[RejectedItem]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"request body over {limit} bytes; send smaller batches")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"request body over {limit} bytes; send smaller batches")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding != "gzip":
+        raise HTTPException(415, f"content-encoding {encoding!r} is not supported; use gzip or none")
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        plain = inflater.decompress(body, limit + 1)  # never inflate past the limit: no gzip bombs
+    except zlib.error as exc:
+        raise HTTPException(400, f"the body is not valid gzip: {exc}") from None
+    if len(plain) > limit or inflater.unconsumed_tail:
+        raise HTTPException(413, f"decompressed body over {limit} bytes; send smaller batches")
+    if not inflater.eof:
+        raise HTTPException(400, "the gzip body is truncated")
+    return plain
+
+
+@router.post(
+    "/events",
+    response_model=IngestAnswer,
+    responses={
+        413: {"description": "body or batch too large"},
+        415: {"description": "unsupported content encoding"},
+        422: {"description": "not a JSON object with an `events` list"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["events"],
+                        "properties": {
+                            "events": {
+                                "type": "array",
+                                "items": {"type": "object"},
+                                "description": "usage events (docs/usage-event.schema.json)",
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def post_events(request: Request, state: State, key: IngestKey) -> IngestAnswer:
+    """Store a batch `{"events": [...]}` idempotently by `event_id`; valid items are stored even when
+    others are refused. Events without a cost are priced here. A key bound to a tenant fills in
+    that tenant and refuses events of another."""
+    settings = state.settings
+    body = await _read_body(request, settings.max_body_bytes)
+    try:
+        payload: Any = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(422, f"the body is not JSON: {exc}") from None
+    items = payload.get("events") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        raise HTTPException(422, 'send a JSON object {"events": [...]}')
+    if len(items) > settings.max_batch:
+        raise HTTPException(413, f"{len(items)} events in one batch; at most {settings.max_batch}")
+    result = await run_in_threadpool(state.engine.ingest, items, tenant=key.tenant)
+    metrics = state.metrics
+    metrics.ingested.inc(len(result.stored))
+    metrics.rejected.inc(len(result.rejected))
+    metrics.observe_events(result.stored)
+    return IngestAnswer(
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=[RejectedItem(index=r.index, error=r.error) for r in result.rejected],
+    )

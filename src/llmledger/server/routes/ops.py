@@ -1,0 +1,69 @@
+"""Operations: `/healthz` (the process answers), `/readyz` (the ledger answers), `/metrics`
+(Prometheus), and `GET /api/v1/prices/{model}` (the price a model's calls get, and its source)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from llmledger.pricing.catalog import UnknownPrice
+from llmledger.server.deps import ReadKey, State
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["ops"])
+async def healthz() -> dict[str, str]:
+    """200 while the process serves requests."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["ops"], responses={503: {"description": "the ledger does not answer"}})
+async def readyz(state: State) -> Response:
+    """200 when the ledger answers a query, else 503."""
+    try:
+        await run_in_threadpool(state.engine.ping)
+    except Exception as exc:
+        return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
+    return JSONResponse({"status": "ready", "ledger": state.engine.dialect})
+
+
+@router.get("/metrics", tags=["ops"], response_class=Response)
+async def metrics(state: State) -> Response:
+    """Prometheus text exposition."""
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/api/v1/prices/{model:path}", tags=["prices"])
+async def price_of(
+    model: str,
+    state: State,
+    _: ReadKey,
+    provider: Annotated[str | None, Query()] = None,
+    service_tier: Annotated[str | None, Query()] = None,
+) -> JSONResponse:
+    """The per-token prices (USD per million tokens) calls of `model` get now, and their source."""
+    try:
+        quote = await run_in_threadpool(
+            state.engine.pricer.quote, provider, model, datetime.now(timezone.utc), service_tier
+        )
+    except UnknownPrice as exc:
+        raise HTTPException(404, str(exc)) from None
+    return JSONResponse(
+        {
+            "provider": quote.provider,
+            "model": quote.model,
+            "matched": quote.matched,
+            "source": quote.source,
+            "origin": quote.origin,
+            "service_tier": quote.service_tier,
+            "prices": dict(quote.price_lines()),
+            "multiplier": str(quote.multiplier),
+        }
+    )

@@ -1,0 +1,93 @@
+"""Settings of `llmledger serve`: arguments, then `LLMLEDGER_*` environment variables, then a TOML file.
+
+| setting | environment | default |
+|---|---|---|
+| host | `LLMLEDGER_HOST` | 127.0.0.1 |
+| port | `LLMLEDGER_PORT` | 8787 |
+| ledger | `LLMLEDGER_DB` | sqlite:///llmledger.db |
+| prices | `LLMLEDGER_PRICES` | none |
+| admin_key | `LLMLEDGER_ADMIN_KEY` | none (seeds an admin key at start-up) |
+| max_body_bytes | `LLMLEDGER_MAX_BODY_BYTES` | 8 MiB (after gzip decoding too) |
+| max_batch | `LLMLEDGER_MAX_BATCH` | 10,000 events per request |
+| rate_limit | `LLMLEDGER_RATE_LIMIT` | 200 requests per second per key (burst: twice that) |
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from llmledger.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = ["ServerSettings"]
+
+_ENV = {
+    "host": "LLMLEDGER_HOST",
+    "port": "LLMLEDGER_PORT",
+    "ledger": "LLMLEDGER_DB",
+    "prices": "LLMLEDGER_PRICES",
+    "admin_key": "LLMLEDGER_ADMIN_KEY",
+    "max_body_bytes": "LLMLEDGER_MAX_BODY_BYTES",
+    "max_batch": "LLMLEDGER_MAX_BATCH",
+    "rate_limit": "LLMLEDGER_RATE_LIMIT",
+}
+
+
+class ServerSettings(BaseModel):
+    """Validated settings of one server process."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+    ledger: str = "sqlite:///llmledger.db"
+    prices: str | None = None
+    admin_key: SecretStr | None = None
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=1024**3)
+    max_batch: int = Field(10_000, ge=1, le=1_000_000)
+    rate_limit: float = Field(200.0, gt=0, le=1e6)
+    """Requests per second per key; bursts up to twice that."""
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        file: str | Path | None = None,
+    ) -> ServerSettings:
+        """Settings from `overrides` (None values ignored), then `env` (default `os.environ`), then
+        the TOML `file` (a `[server]` table or top-level keys). Raises `ConfigError` naming the bad
+        setting."""
+        values: dict[str, Any] = {}
+        if file is not None:
+            try:
+                data = tomllib.loads(Path(file).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"cannot read the settings file {file}: {exc}") from exc
+            table = data.get("server", data)
+            if not isinstance(table, dict):
+                raise ConfigError(f"{file}: [server] must be a table")
+            values.update(table)
+        environ = os.environ if env is None else env
+        for name, var in _ENV.items():
+            if environ.get(var):
+                values[name] = environ[var]
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"invalid server settings: {problems}") from None
