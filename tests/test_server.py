@@ -313,3 +313,39 @@ def test_serve_refuses_bad_settings(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2 and "port" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        {"model": "gpt-4o-mini", "input_tokens": 1000, "output_tokens": 100},
+        {
+            "model": "gpt-4o-audio-preview-2024-12-17",
+            "input_tokens": 1125,
+            "input_audio_tokens": 1032,
+            "output_tokens": 2486,
+            "output_audio_tokens": 1950,
+        },
+        {"model": "made-up-model-q", "input_tokens": 10},
+        {
+            "model": "gpt-4o",
+            "input_tokens": 2000,
+            "cache_read_tokens": 1024,
+            "output_tokens": 10,
+            "service_tier": "priority",
+        },
+    ],
+)
+def test_ingest_prices_by_the_same_rule_as_the_sdk(tmp_path: Path, usage: dict[str, Any]) -> None:
+    import llmledger
+
+    llmledger.init(ledger=str(tmp_path / "sdk.db"))
+    tracked = llmledger.track(provider="openai", **usage)
+    engine = Engine(f"sqlite:///{tmp_path / 'engine.db'}")
+    result = engine.ingest([event(**usage, tenant=None)])
+    assert result.accepted == 1 and result.priced == 1
+    (stored,) = engine.events({})
+    engine.close()
+    for name in ("cost_usd", "cost_source", "partially_priced", "cost_note"):
+        assert getattr(stored, name) == getattr(tracked, name), name
+    assert (stored.unpriced_reason is None) == (tracked.unpriced_reason is None)

@@ -15,14 +15,11 @@ import sqlalchemy as sa
 
 from llmledger.errors import InvalidEventError
 from llmledger.events.event import TOKEN_FIELDS, UsageEvent
+from llmledger.pricing.call import price_call
 from llmledger.pricing.pricer import Pricer
 from llmledger.storage.ledger import Ledger
 
 __all__ = ["IngestResult", "Rejected", "ingest", "price_event"]
-
-# event token field -> genai-prices usage key
-_PRICE_KEYS = {name: name for name in TOKEN_FIELDS}
-_PRICE_KEYS["reasoning_tokens"] = "output_reasoning_tokens"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +54,24 @@ def price_event(pricer: Pricer, event: UsageEvent) -> bool:
     users; filling in the price of a fresh one costs a fraction of `dataclasses.replace`)."""
     if event.cost_usd is not None or event.unpriced_reason is not None:
         return False
-    usage: dict[str, Any] = {_PRICE_KEYS[k]: getattr(event, k) for k in TOKEN_FIELDS if getattr(event, k)}
-    usage.update(event.units)
-    result = pricer.price(event.provider, event.model, usage, event.timestamp, event.service_tier)
-    _set(event, "cost_usd", result.cost)
-    _set(event, "cost_source", result.source)
-    _set(event, "unpriced_reason", result.reason)
+    tokens = {k: getattr(event, k) for k in TOKEN_FIELDS}
+    notes = [event.cost_note] if event.cost_note else []
+    cost, source, reason, partial, _ = price_call(
+        pricer,
+        event.provider,
+        event.model,
+        tokens,
+        event.units,
+        event.timestamp,
+        event.service_tier,
+        None,
+        notes,
+    )
+    _set(event, "cost_usd", cost)
+    _set(event, "cost_source", source)
+    _set(event, "unpriced_reason", reason)
+    _set(event, "partially_priced", partial)
+    _set(event, "cost_note", "; ".join(notes) if notes else None)
     return True
 
 

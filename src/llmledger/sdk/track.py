@@ -33,6 +33,7 @@ from llmledger.events.event import (
     check_units,
 )
 from llmledger.events.ids import uuid7
+from llmledger.pricing.call import PRICE_KEYS, price_call
 from llmledger.sdk import runtime as _rt
 
 __all__ = ["UsageTracker", "build_usage_event", "track", "track_usage"]
@@ -65,9 +66,7 @@ _TRACK_FIELDS = [
     *TOKEN_FIELDS,
 ]
 
-# event field -> genai-prices usage key, for the non-zero token counts
-_PRICE_KEYS = {name: name for name in TOKEN_FIELDS}
-_PRICE_KEYS["reasoning_tokens"] = "output_reasoning_tokens"
+_PRICE_KEYS = PRICE_KEYS
 
 
 def _unknown(kind: str, names: Mapping[str, Any]) -> InvalidUsageError:
@@ -277,8 +276,8 @@ def build_usage_event(
     elif manual_cost is not None and provider_cost is None:
         cost, source = manual_cost, "manual"
     else:
-        cost, source, reason, partial, computed = _price(
-            runtime, provider, model, tokens, units, timestamp, service_tier, provider_cost, notes
+        cost, source, reason, partial, computed = price_call(
+            runtime.pricer, provider, model, tokens, units, timestamp, service_tier, provider_cost, notes
         )
     if notes and any(n.startswith("usage ") for n in notes):
         runtime.pricer.noted("usage_normalised", f"{provider}/{model}", notes[0])
@@ -328,52 +327,6 @@ def build_usage_event(
             SCHEMA_VERSION,
         )
     )
-
-
-def _price(
-    runtime: _rt.Runtime,
-    provider: str,
-    model: str,
-    tokens: Mapping[str, int],
-    units: Mapping[str, int | Decimal] | None,
-    timestamp: datetime,
-    service_tier: str | None,
-    provider_cost: Decimal | None,
-    notes: list[str],
-) -> tuple[Decimal | None, Any, str | None, bool, Decimal | None]:
-    """(cost, source, unpriced reason, partially priced, llmledger's own price beside a provider's).
-
-    A provider-reported cost is the call's cost (it is the bill); llmledger's own price is computed
-    beside it and a difference of more than 1 % is noted and counted. Otherwise the price comes from
-    overrides or the catalogue; a breakdown without a rate makes the event partially priced."""
-    usage: dict[str, int | Decimal] = {_PRICE_KEYS[k]: v for k, v in tokens.items() if v}
-    if units:
-        usage.update(units)
-    try:
-        priced = runtime.pricer.price(provider, model, usage, timestamp, service_tier)
-    except Exception as exc:
-        internal_error(exc, "pricing")
-        if provider_cost is not None:
-            return provider_cost, "provider", None, False, None
-        return None, None, f"internal pricing error: {type(exc).__name__}: {exc}", False, None
-    key = f"{provider}/{model}"
-    if provider_cost is not None:
-        ours = priced.cost
-        if (
-            ours is not None
-            and not priced.missing
-            and abs(ours - provider_cost) > max(ours, provider_cost) / 100
-        ):
-            differs = f"provider-reported cost ${provider_cost} differs from llmledger's price ${ours}"
-            notes.append(differs)
-            runtime.pricer.noted("cost_disagreement", key, differs)
-        return provider_cost, "provider", None, False, ours
-    note = priced.note()
-    if note is not None and priced.cost is not None:
-        notes.insert(0, note)
-        runtime.pricer.noted("partially_priced", key, note)
-        return priced.cost, priced.source, None, True, None
-    return priced.cost, priced.source, priced.reason, False, None
 
 
 class UsageTracker:
