@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmledger._internal import internal_error
 from llmledger.events.event import TOKEN_FIELDS
-from llmledger.pricing.pricer import Pricer
+
+if TYPE_CHECKING:  # `import llmledger` stays light: the catalogue loads on the first price
+    from llmledger.pricing.pricer import Pricer
 
 __all__ = ["PRICE_KEYS", "price_call"]
 
