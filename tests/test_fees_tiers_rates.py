@@ -286,3 +286,36 @@ def test_gemini_grounding_searches_are_units(recorded: list[UsageEvent]) -> None
     [e] = recorded
     assert e.units == {"web_searches": Decimal(2)}
     assert json.loads(e.to_json())["units"] == {"web_searches": "2"}
+
+
+def test_web_searches_done_before_a_responses_stream_is_cut_are_counted(recorded: list[UsageEvent]) -> None:
+    created = bodies.response_object("gpt-5-2025-08-07", "in_progress")
+    events: list[tuple[str | None, Any]] = [
+        ("response.created", {"type": "response.created", "sequence_number": 0, "response": created})
+    ]
+    for i in range(2):
+        item = {
+            "type": "web_search_call",
+            "id": f"ws_{i}",
+            "status": "completed",
+            "action": {"type": "search", "query": f"q{i}"},
+        }
+        events.append(
+            (
+                "response.output_item.done",
+                {
+                    "type": "response.output_item.done",
+                    "sequence_number": i + 1,
+                    "output_index": i,
+                    "item": item,
+                },
+            )
+        )
+    client = openai.OpenAI(api_key="k", http_client=Replay(bodies.sse(events)).client(), max_retries=0)
+    for _ in client.responses.create(
+        model="gpt-5", input="What changed?", tools=[{"type": "web_search"}], stream=True
+    ):  # type: ignore[list-item]
+        pass  # the stream ends before response.completed
+    [e] = recorded
+    assert e.estimated and not e.complete and e.units == {"web_searches": Decimal(2)}
+    assert e.cost_usd is not None and e.cost_usd >= Decimal("0.02")

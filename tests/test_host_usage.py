@@ -225,3 +225,22 @@ def test_every_named_host_has_a_convention() -> None:
     for provider in set(KNOWN_HOSTS.values()) | {"azure"}:
         assert provider in CONVENTIONS, provider
         assert CONVENTIONS[provider].docs.startswith("https://")
+
+
+def test_moonshot_usage_inside_the_last_choice_of_a_stream(recorded: list[UsageEvent]) -> None:
+    chunks = chat_chunks("kimi-k2-0905-preview", [{"role": "assistant", "content": "Done."}, {}], None)
+    chunks[-1]["choices"][0]["finish_reason"] = "stop"
+    chunks[-1]["choices"][0]["usage"] = {"prompt_tokens": 120, "completion_tokens": 9, "total_tokens": 129}
+    replay = Replay(bodies.sse([(None, c) for c in chunks] + [(None, "[DONE]")]))
+    client = oai(replay, "https://api.moonshot.ai/v1")
+    for _ in client.chat.completions.create(model="kimi-k2-0905-preview", messages=MSGS, stream=True):  # type: ignore[arg-type,call-overload]
+        pass
+    assert "stream_options" not in replay.seen[0]  # Moonshot is not asked: it reports usage unasked
+    [e] = recorded
+    assert (e.provider, e.input_tokens, e.output_tokens, e.estimated, e.complete) == (
+        "moonshot",
+        120,
+        9,
+        False,
+        True,
+    )

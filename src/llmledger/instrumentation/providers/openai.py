@@ -174,15 +174,17 @@ def read(endpoint: str, response: Any) -> Usage | None:
 
 
 class _ChatStream:
-    """chat.completions / completions chunks: usage rides on the last chunk (with `include_usage`)."""
+    """chat.completions / completions chunks: usage rides on the last chunk (with `include_usage`),
+    or — at Moonshot — inside the last choice (`choices[0].usage`, beside its `finish_reason`)."""
 
-    __slots__ = ("chars", "final", "first", "hide", "last")
+    __slots__ = ("chars", "choice_usage", "final", "first", "hide", "last")
 
     def __init__(self, hide: bool) -> None:
         self.hide = hide
         self.final = False
         self.first: Any = None
         self.last: Any = None
+        self.choice_usage: Any = None
         self.chars = 0  # generated characters, to estimate a cut stream (chunks are not kept: GC cost)
 
     def chunk(self, item: Any) -> bool:
@@ -194,6 +196,10 @@ class _ChatStream:
             self.first = item
         for choice in item.choices:  # declared fields: read the instance dict directly (hot path)
             declared = choice.__dict__
+            if declared.get("finish_reason") is not None and choice.__pydantic_extra__:
+                inside = choice.__pydantic_extra__.get("usage")
+                if inside is not None:
+                    self.choice_usage, self.final = inside, True
             delta = declared.get("delta")
             if delta is None:
                 piece = declared.get("text")
@@ -215,7 +221,9 @@ class _ChatStream:
                 usage.model = self.first.model
             return usage
         if self.first is not None:
-            return Usage(model=self.first.model, request_id=self.first.id)
+            usage = read_usage(self.choice_usage) if self.choice_usage is not None else Usage()
+            usage.model, usage.request_id = self.first.model, self.first.id
+            return usage
         return None
 
 
