@@ -1,16 +1,20 @@
-"""Per-chunk cost of the chat stream reader (a content chunk, a reasoning_content chunk): `python bench/bench_stream_reader.py`.
+"""Per-chunk cost of the chat stream reader: a `delta.content` chunk and a `reasoning_content` one.
 
-Medians of 7 runs (each the best of 5 x 20,000 calls), with min and max; compare with an older
-source tree through PYTHONPATH=<tree>/src."""
+`python bench/bench_stream_reader.py`; medians of 7 runs (each the best of 5 x 20,000 calls) with
+min and max. Compare with an older source tree through `PYTHONPATH=<tree>/src`.
+"""
+
+from __future__ import annotations
 
 import importlib
 import statistics
 import timeit
+from typing import Any
 
 from openai.types.chat import ChatCompletionChunk
 
 
-def chunk(delta):
+def chunk(delta: dict[str, Any]) -> ChatCompletionChunk:
     return ChatCompletionChunk.model_validate(
         {
             "id": "c",
@@ -22,15 +26,22 @@ def chunk(delta):
     )
 
 
-content = chunk({"content": " there"})
-reasoning = chunk({"content": None, "reasoning_content": "Let me weigh each option in turn, then. "})
-mod = importlib.import_module("llmledger.instrumentation.providers.openai")
-for name, item in (("content", content), ("reasoning_content", reasoning)):
-    reader = mod.stream_reader("chat.completions", True)
-    reader.chunk(item)
-    runs = [
-        min(timeit.repeat(lambda: reader.chunk(item), number=20000, repeat=5)) / 20000 * 1e9 for _ in range(7)
-    ]
-    print(
-        f"{name}: median {statistics.median(runs):.0f} ns (min {min(runs):.0f}, max {max(runs):.0f}) chars={reader.chars}"
-    )
+def per_chunk_ns(reader: Any, item: Any) -> list[float]:
+    read = reader.chunk
+    return [min(timeit.repeat(lambda: read(item), number=20000, repeat=5)) / 20000 * 1e9 for _ in range(7)]
+
+
+def main() -> None:
+    module = importlib.import_module("llmledger.instrumentation.providers.openai")
+    cases = {
+        "content": chunk({"content": " there"}),
+        "reasoning_content": chunk({"content": None, "reasoning_content": "Let me weigh each option. "}),
+    }
+    for name, item in cases.items():
+        reader = module.stream_reader("chat.completions", True)
+        runs = per_chunk_ns(reader, item)
+        print(f"{name}: median {statistics.median(runs):.0f} ns (min {min(runs):.0f}, max {max(runs):.0f})")
+
+
+if __name__ == "__main__":
+    main()
