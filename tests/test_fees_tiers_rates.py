@@ -319,3 +319,35 @@ def test_web_searches_done_before_a_responses_stream_is_cut_are_counted(recorded
     [e] = recorded
     assert e.estimated and not e.complete and e.units == {"web_searches": Decimal(2)}
     assert e.cost_usd is not None and e.cost_usd >= Decimal("0.02")
+
+
+def test_a_missing_one_hour_cache_write_rate_is_flagged_through_track(ledger: object) -> None:
+    # Anthropic on Bedrock (global cross-region Sonnet 4): a 5-minute cache-write rate, no 1-hour one
+    model = "global.anthropic.claude-sonnet-4-20250514-v1:0"
+    e = llmledger.track(
+        provider="aws-bedrock",
+        model=model,
+        input_tokens=10_000,
+        cache_write_tokens=8_000,
+        cache_write_1h_tokens=8_000,
+        output_tokens=100,
+    )
+    rest = calc_price(Usage(input_tokens=2_000, output_tokens=100), model, provider_id="aws").total_price
+    assert e.partially_priced and e.cost_note and "cache_write_1h_tokens" in e.cost_note
+    assert e.cost_usd == rest  # the 1-hour writes are left out, not charged at the 5-minute rate
+    assert UsageEvent.from_dict(e.to_dict()) == e
+
+
+def test_a_tool_unit_without_a_rate_is_flagged(ledger: object) -> None:
+    e = llmledger.track(
+        provider="openai",
+        model="gpt-4o-mini",
+        input_tokens=100,
+        output_tokens=10,
+        units={"code_executions": 2},
+    )
+    plain = calc_price(
+        Usage(input_tokens=100, output_tokens=10), "gpt-4o-mini", provider_id="openai"
+    ).total_price
+    assert (e.cost_usd, e.partially_priced) == (plain, True)
+    assert e.cost_note == "partially priced: no rate for code_executions in the price record"

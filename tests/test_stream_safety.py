@@ -226,3 +226,26 @@ def test_responses_reasoning_and_function_arguments_count_when_cut(recorded: lis
         pass
     [e] = recorded
     assert e.estimated and e.output_tokens == -(-(40 * 60 + 8 * 30) // 4)
+
+
+def test_gemini_thoughts_count_when_a_stream_is_cut_before_its_totals(recorded: list[UsageEvent]) -> None:
+    from google import genai
+    from google.genai import types
+
+    def chunk(part: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "candidates": [{"content": {"parts": [part], "role": "model"}, "index": 0}],
+            "usageMetadata": {"promptTokenCount": 310, "totalTokenCount": 310},
+            "modelVersion": "gemini-2.5-flash",
+            "responseId": "cut-1",
+        }
+
+    events = [(None, chunk({"text": "z" * 40, "thought": True})) for _ in range(50)]
+    events += [(None, chunk({"functionCall": {"name": "lookup", "args": {"q": "abcdefgh"}}}))]
+    replay = Replay(lambda body: (200, bodies.sse(events, crlf=True)))
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(httpx_client=replay.client()))
+    for _ in client.models.generate_content_stream(model="gemini-2.5-flash", contents="Plan it"):
+        pass
+    [e] = recorded
+    assert e.estimated and not e.complete and e.input_tokens == 310
+    assert e.output_tokens == -(-(40 * 50 + len('{"q":"abcdefgh"}')) // 4)

@@ -47,8 +47,10 @@ class StreamReader(Protocol):
         """The usage seen so far, or None if the provider has reported none."""
         ...
 
-    chars: int
-    """Characters of text generated so far (only read to estimate a cut stream's output)."""
+    @property
+    def chars(self) -> int:
+        """Characters generated so far (only read to estimate a cut stream's output)."""
+        ...
 
 
 class Call:

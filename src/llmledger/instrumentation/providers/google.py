@@ -112,24 +112,60 @@ def read_body(body: Any) -> Usage | None:
 
 
 class _ChunkStream:
-    """SSE chunks as `SdkHttpResponse` bodies; only the last one with usage is ever parsed."""
+    """SSE chunks as `SdkHttpResponse` bodies; only the last one with usage is parsed, unless the
+    stream is cut: then the kept bodies are read for the text they generated (`chars`)."""
 
-    __slots__ = ("chars", "final", "last")
+    __slots__ = ("bodies", "final", "kept", "last")
 
     def __init__(self) -> None:
         self.final = False
         self.last: str | None = None
-        self.chars = 0  # running totals make a text estimate unnecessary
+        self.bodies: list[str] = []  # strings are not tracked by the GC; capped at _KEEP characters
+        self.kept = 0
 
     def chunk(self, item: Any) -> bool:
         body = item.body
-        if body and '"usageMetadata"' in body:
-            self.last = body
-            self.final = '"finishReason"' in body
+        if body:
+            if '"usageMetadata"' in body:
+                self.last = body
+                self.final = '"finishReason"' in body
+            if self.kept < _KEEP:
+                self.bodies.append(body)
+                self.kept += len(body)
         return True
+
+    @property
+    def chars(self) -> int:
+        """Characters generated so far — text and thought parts, function-call arguments — for the
+        estimate of a stream cut before its running totals caught up (read only then)."""
+        return sum(generated_chars(body) for body in self.bodies)
 
     def usage(self) -> Usage | None:
         return read_body(self.last) if self.last is not None else None
+
+
+_KEEP = 4_000_000
+
+
+def generated_chars(body: str) -> int:
+    """Characters of text, thoughts and function-call arguments in one response chunk's JSON."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return 0
+    chars = 0
+    for candidate in (data.get("candidates") or ()) if isinstance(data, Mapping) else ():
+        content = candidate.get("content") if isinstance(candidate, Mapping) else None
+        for part in (content.get("parts") or ()) if isinstance(content, Mapping) else ():
+            if not isinstance(part, Mapping):
+                continue
+            text = part.get("text")
+            if isinstance(text, str):
+                chars += len(text)
+            call = part.get("functionCall")
+            if isinstance(call, Mapping) and call.get("args") is not None:
+                chars += len(json.dumps(call["args"], separators=(",", ":")))
+    return chars
 
 
 def stream_reader() -> _ChunkStream:
