@@ -249,3 +249,39 @@ def test_gemini_thoughts_count_when_a_stream_is_cut_before_its_totals(recorded: 
     [e] = recorded
     assert e.estimated and not e.complete and e.input_tokens == 310
     assert e.output_tokens == -(-(40 * 50 + len('{"q":"abcdefgh"}')) // 4)
+
+
+def test_azure_is_asked_for_stream_usage_only_from_api_version_2024_09_01(recorded: list[UsageEvent]) -> None:
+    def answer(body: Any) -> tuple[int, Any]:
+        usage = {"prompt_tokens": 20, "completion_tokens": 2, "total_tokens": 22}
+        if "stream_options" in body and replay.version < "2024-09-01":
+            return 400, {
+                "error": {
+                    "message": "Unrecognized request argument supplied: stream_options",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": None,
+                }
+            }
+        chunks = chat_chunks(
+            "gpt-4o-mini-2024-07-18", [{"content": "Hi"}], usage if "stream_options" in body else None
+        )
+        return 200, sse_of(chunks)
+
+    replay = Replay(answer)
+    for version in ("2024-06-01", "2024-10-21"):
+        replay.version = version  # type: ignore[attr-defined]
+        azure = openai.AzureOpenAI(
+            api_key="k",
+            api_version=version,
+            azure_endpoint="https://acme.openai.azure.com",
+            http_client=replay.client(),
+            max_retries=0,
+        )
+        assert [
+            c.choices[0].delta.content
+            for c in azure.chat.completions.create(model="prod-mini", messages=MSGS, stream=True)
+        ] == ["Hi"]  # type: ignore[arg-type,call-overload]
+    assert ["stream_options" in body for body in replay.seen] == [False, True]
+    old, new = recorded
+    assert old.estimated and (new.input_tokens, new.output_tokens, new.estimated) == (20, 2, False)

@@ -11,6 +11,7 @@ __all__ = [
     "KNOWN_HOSTS",
     "UNKNOWN",
     "Convention",
+    "asks_usage",
     "configure_hosts",
     "convention",
     "provider_for_url",
@@ -81,6 +82,9 @@ class Convention:
     """`completion_tokens` EXCLUDES `reasoning_tokens` (total = prompt + completion + reasoning)."""
     asks_usage: bool = False
     """The host accepts `stream_options.include_usage` (llmledger adds it only then)."""
+    min_api_version: str | None = None
+    """The oldest dated `api-version` that accepts `stream_options` (Azure: 2024-09-01; older ones
+    answer 400 to it). Undated versions (`preview`, `v1`) accept it."""
     cost: str | None = None
     """Where the host reports its own charge: `ticks` (xAI `usage.cost_in_usd_ticks`, 1e-10 USD) or
     `usd` (OpenRouter `usage.cost`, plus `cost_details.upstream_inference_cost` when `is_byok`)."""
@@ -88,7 +92,11 @@ class Convention:
 
 CONVENTIONS: dict[str, Convention] = {
     "openai": Convention("https://platform.openai.com/docs/api-reference/chat/object", asks_usage=True),
-    "azure": Convention("https://learn.microsoft.com/azure/ai-foundry/openai/reference", asks_usage=True),
+    "azure": Convention(
+        "https://learn.microsoft.com/azure/ai-foundry/openai/reference",
+        asks_usage=True,
+        min_api_version="2024-09-01",
+    ),
     "deepseek": Convention("https://api-docs.deepseek.com/api/create-chat-completion", asks_usage=True),
     "openrouter": Convention(
         "https://openrouter.ai/docs/use-cases/usage-accounting", asks_usage=True, cost="usd"
@@ -115,3 +123,15 @@ UNKNOWN = Convention("")
 def convention(provider: str) -> Convention:
     """The usage convention of a provider id (`UNKNOWN` for one llmledger does not name)."""
     return CONVENTIONS.get(provider, UNKNOWN)
+
+
+def asks_usage(provider: str, api_version: Any = None) -> bool:
+    """Whether llmledger may add `stream_options.include_usage` to a stream request to `provider`
+    (an empty provider: a host llmledger does not know) sent with `api_version`."""
+    found = CONVENTIONS.get(provider) if provider else None
+    if found is None or not found.asks_usage:
+        return False
+    oldest = found.min_api_version
+    if oldest and isinstance(api_version, str) and api_version[:4].isdigit():
+        return api_version >= oldest
+    return True

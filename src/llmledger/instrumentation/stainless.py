@@ -22,7 +22,7 @@ from llmledger._internal import internal_error
 from llmledger.attribution.context import _current
 from llmledger.instrumentation.call import Call, StreamReader, gate, meter_async, meter_sync
 from llmledger.instrumentation.hooks import ATTRIBUTION_HEADER, decode_attribution, kwargs_hook, request_hook
-from llmledger.instrumentation.hosts import convention, provider_for_url
+from llmledger.instrumentation.hosts import asks_usage, provider_for_url
 from llmledger.instrumentation.patching import PatchSet, Target, resolve
 from llmledger.instrumentation.usage import Usage
 
@@ -103,9 +103,9 @@ def _hook(spec: StainlessSpec, original: Callable[..., Any]) -> Callable[..., An
             options.headers = {k: v for k, v in headers.items() if k != ATTRIBUTION_HEADER}
             who = who.merged(decode_attribution(headers[ATTRIBUTION_HEADER]))
         reader = None
-        provider, asks_usage = _provider(spec, args[0])
+        provider, asks = _provider(spec, args[0])
         if kwargs.get("stream") and kwargs.get("stream_cls") is not None:
-            rewritten = spec.prepare(endpoint, body, asks_usage) if body is not None else None
+            rewritten = spec.prepare(endpoint, body, asks) if body is not None else None
             if rewritten is not None:
                 options = copy.copy(options)
                 options.json_data = rewritten
@@ -145,7 +145,8 @@ def _provider(spec: StainlessSpec, client: Any) -> tuple[str, bool]:
             break
     if provider is None:
         provider = provider_for_url(base, "")
-    asks = bool(provider) and convention(provider).asks_usage
+    query = getattr(client, "_custom_query", None)
+    asks = asks_usage(provider, query.get("api-version") if isinstance(query, Mapping) else None)
     provider = provider or spec.family
     client.__dict__[_PROVIDER] = (base, provider, asks)
     return provider, asks
