@@ -351,3 +351,25 @@ def test_a_tool_unit_without_a_rate_is_flagged(ledger: object) -> None:
     ).total_price
     assert (e.cost_usd, e.partially_priced) == (plain, True)
     assert e.cost_note == "partially priced: no rate for code_executions in the price record"
+
+
+def test_the_server_ingest_path_flags_a_missing_rate_too(tmp_path: Path) -> None:
+    from llmledger.engine import Engine
+    from llmledger.events.ids import uuid7
+
+    engine = Engine(f"sqlite:///{tmp_path / 'engine.db'}")
+    item = {
+        "event_id": uuid7(),
+        "timestamp": "2026-11-30T12:00:00.000000Z",
+        "provider": "openai",
+        "model": "gpt-4o-audio-preview-2024-12-17",
+        "input_tokens": 1125,
+        "input_audio_tokens": 1032,
+        "output_tokens": 2486,
+        "output_audio_tokens": 1950,
+    }
+    result = engine.ingest([item])
+    assert result.accepted == 1 and not result.rejected
+    [e] = result.stored
+    assert (e.cost_usd, e.partially_priced) == (Decimal("0.0055925"), True)
+    assert e.cost_note and "input_audio_tokens" in e.cost_note
