@@ -196,6 +196,9 @@ def test_usage_filters_groups_and_csv(server: str) -> None:
     assert bad.status_code == 422 and "earlier" in bad.json()["error"]
     assert c.get("/api/v1/usage", params={"group_by": "nope"}).status_code == 422
     assert c.get("/api/v1/spend", params={"since": "yesterday-ish"}).status_code == 422
+    assert c.get("/api/v1/spend", params={"since": "", "until": ""}).json()["cost_usd"] == "0.6"
+    allowed = c.request("PUT", "/api/v1/events")
+    assert allowed.status_code == 405 and allowed.headers["allow"] == "GET, POST"
 
 
 def test_events_pages_by_keyset_without_loss_or_repeat(server: str) -> None:

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from llmledger._version import __version__
 from llmledger.engine import Engine
@@ -101,8 +102,11 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method the path has, not only the first route's
+            headers["Allow"] = ", ".join(_allowed(app, request))
+        return _error(exc.status_code, str(exc.detail), headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -120,6 +124,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def ledger_down(_: Request, exc: Exception) -> JSONResponse:
         log.warning("ledger unavailable: %s", type(exc).__name__)
         return _error(503, "the ledger is unavailable; retry later", {"Retry-After": "1"})
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed(app: FastAPI, request: Request) -> list[str]:
+    """The methods some route of `app` serves at the request's path (Starlette's own matching)."""
+    found = []
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] is Match.FULL for route in app.routes):
+            found.append(method)
+    return found
 
 
 def _install_metrics(app: FastAPI, state: ServerState) -> None:

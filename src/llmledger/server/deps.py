@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 
 from llmledger.server.state import ServerState
 from llmledger.storage.keys import ApiKey
 
-__all__ = ["AdminKey", "IngestKey", "ReadKey", "State", "get_state", "requires"]
+__all__ = ["AUTH_ERRORS", "AdminKey", "IngestKey", "ReadKey", "State", "get_state", "requires"]
+
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or invalid API key"},
+    403: {"description": "the key's scope or tenant does not allow this"},
+    429: {"description": "the key's rate limit is exceeded: retry after `Retry-After` seconds"},
+}
 
 
 def get_state(request: Request) -> ServerState:

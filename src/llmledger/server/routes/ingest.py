@@ -10,11 +10,11 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from llmledger.server.deps import IngestKey, State
+from llmledger.server.deps import AUTH_ERRORS, IngestKey, State
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["events"])
+router = APIRouter(prefix="/api/v1", tags=["events"], responses=AUTH_ERRORS)
 
 
 class RejectedItem(BaseModel):
@@ -64,6 +64,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     "/events",
     response_model=IngestAnswer,
     responses={
+        400: {"description": "the gzip body is not valid or truncated"},
         413: {"description": "body or batch too large"},
         415: {"description": "unsupported content encoding"},
         422: {"description": "not a JSON object with an `events` list"},
@@ -79,8 +80,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
                         "properties": {
                             "events": {
                                 "type": "array",
-                                "items": {"type": "object"},
-                                "description": "usage events (docs/usage-event.schema.json)",
+                                "items": {},
+                                "description": "usage events (docs/usage-event.schema.json); each"
+                                " item is validated on its own and a bad one is listed in `rejected`",
                             }
                         },
                     }

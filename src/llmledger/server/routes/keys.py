@@ -8,11 +8,11 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from llmledger.server.deps import AdminKey, State
+from llmledger.server.deps import AUTH_ERRORS, AdminKey, State
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"], responses=AUTH_ERRORS)
 
 
 class KeyCreate(BaseModel):
@@ -34,7 +34,9 @@ class KeyCreated(KeyPublic):
     key: str = Field(description="the whole key: shown this once, never stored")
 
 
-@router.post("", response_model=KeyCreated, status_code=201)
+@router.post(
+    "", response_model=KeyCreated, status_code=201, responses={400: {"description": "unreadable body"}}
+)
 async def create_key(body: KeyCreate, state: State, _: AdminKey) -> KeyCreated:
     """Create a key; the answer holds the secret key once."""
     new = await run_in_threadpool(state.engine.keys.create, body.scope, tenant=body.tenant, name=body.name)
@@ -48,7 +50,7 @@ async def list_keys(state: State, _: AdminKey) -> list[KeyPublic]:
     return [KeyPublic(**k.to_dict()) for k in keys]  # type: ignore[arg-type]
 
 
-@router.delete("/{key_id}", status_code=204)
+@router.delete("/{key_id}", status_code=204, responses={404: {"description": "no such active key"}})
 async def revoke_key(key_id: str, state: State, _: AdminKey) -> None:
     """Revoke a key at once (on this server; other replicas within a few seconds)."""
     if not await run_in_threadpool(state.engine.keys.revoke, key_id):

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from llmledger.pricing.catalog import UnknownPrice
-from llmledger.server.deps import ReadKey, State
+from llmledger.server.deps import AUTH_ERRORS, ReadKey, State
 
 __all__ = ["router"]
 
@@ -40,7 +40,11 @@ async def metrics(state: State) -> Response:
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-@router.get("/api/v1/prices/{model:path}", tags=["prices"])
+@router.get(
+    "/api/v1/prices/{model:path}",
+    tags=["prices"],
+    responses={**AUTH_ERRORS, 404: {"description": "no price is known for this model"}},
+)
 async def price_of(
     model: str,
     state: State,

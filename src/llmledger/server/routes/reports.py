@@ -16,14 +16,14 @@ from starlette.concurrency import run_in_threadpool
 
 from llmledger._time import parse_time_bound
 from llmledger.errors import InvalidQueryError
-from llmledger.server.deps import ReadKey, State
+from llmledger.server.deps import AUTH_ERRORS, ReadKey, State
 from llmledger.storage.keys import ApiKey
 from llmledger.storage.queries import FILTER_COLUMNS, SUM_COLUMNS
 from llmledger.storage.rows import to_us
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", tags=["reports"])
+router = APIRouter(prefix="/api/v1", tags=["reports"], responses=AUTH_ERRORS)
 
 Since = Annotated[str | None, Query(description="ISO time or duration ago (30d, 24h)")]
 Until = Annotated[str | None, Query(description="ISO time or duration ago; exclusive")]
@@ -54,7 +54,7 @@ def _filters(request: Request, key: ApiKey, tags: list[str] | None) -> dict[str,
 
 
 def _bounds(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
-    start, end = parse_time_bound(since), parse_time_bound(until)
+    start, end = parse_time_bound(since or None), parse_time_bound(until or None)  # "" is unset
     if start is not None and end is not None and start >= end:
         raise InvalidQueryError("since must be earlier than until")
     return start, end
