@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from tests.fakes.recorded import Recorded
 from tests.fakes.server import Fake
+from tests.pg import PostgresServer, start_server
 
 import llmledger
 from llmledger.events import UsageEvent
@@ -23,6 +24,18 @@ def _isolated_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     yield
     llmledger.shutdown(timeout=10)
     assert _rt._runtime is None
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session (tests/pg.py), started on first use."""
+    yield from start_server()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> str:
+    """A fresh, empty database on that server."""
+    return pg_server.create_database()
 
 
 @pytest.fixture

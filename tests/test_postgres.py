@@ -7,7 +7,6 @@ processes share one strict limit without overshoot. No SQLite stands in and no d
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -15,23 +14,12 @@ import openai
 import pytest
 import sqlalchemy as sa
 from tests.fakes.server import Fake
-from tests.pg import PostgresServer, start_server
 
 import llmledger
 from llmledger.storage import Ledger
 from llmledger.storage.migrate import HEAD, current_revision
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    yield from start_server()
-
-
-@pytest.fixture
-def pg_url(pg_server: PostgresServer) -> str:
-    return pg_server.create_database()
 
 
 def test_migrations_reach_head_and_money_is_numeric(pg_url: str) -> None:

@@ -352,3 +352,30 @@ def test_ingest_prices_by_the_same_rule_as_the_sdk(tmp_path: Path, usage: dict[s
     for name in ("cost_usd", "cost_source", "partially_priced", "cost_note"):
         assert getattr(stored, name) == getattr(tracked, name), name
     assert (stored.unpriced_reason is None) == (tracked.unpriced_reason is None)
+
+
+@pytest.mark.postgres
+def test_three_replicas_on_postgresql_store_every_event_once(pg_url: str) -> None:
+    import concurrent.futures
+
+    with (
+        serve_process(pg_url, ADMIN) as (a, _),
+        serve_process(pg_url, ADMIN) as (b, _),
+        serve_process(pg_url, ADMIN) as (c, _),
+    ):
+        replicas = [a, b, c]
+        batches = [[event(tenant=f"t{i % 3}") for _ in range(40)] for i in range(12)]
+
+        def send(i: int) -> int:
+            # Every batch goes to two replicas at once (an app retrying against another replica).
+            first = client(replicas[i % 3]).post("/api/v1/events", json={"events": batches[i]})
+            second = client(replicas[(i + 1) % 3]).post("/api/v1/events", json={"events": batches[i]})
+            assert first.status_code == second.status_code == 200
+            return int(first.json()["accepted"]) + int(second.json()["accepted"])
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            accepted = sum(pool.map(send, range(12)))
+        assert accepted == 2 * 12 * 40
+        rows = client(b).get("/api/v1/usage", params={"group_by": "tenant"}).json()["rows"]
+        assert sorted((r["tenant"], r["requests"]) for r in rows) == [("t0", 160), ("t1", 160), ("t2", 160)]
+        assert httpx2.get(f"{c}/readyz").json() == {"status": "ready", "ledger": "postgresql"}
