@@ -15,7 +15,7 @@ from genai_prices import Usage, calc_price
 from google import genai
 from google.genai import types
 from tests.fakes import bodies
-from tests.fakes.replay import Replay, chat
+from tests.fakes.replay import Replay, chat, chat_chunks
 
 import llmledger
 from llmledger.events import UsageEvent
@@ -373,3 +373,47 @@ def test_the_server_ingest_path_flags_a_missing_rate_too(tmp_path: Path) -> None
     [e] = result.stored
     assert (e.cost_usd, e.partially_priced) == (Decimal("0.0055925"), True)
     assert e.cost_note and "input_audio_tokens" in e.cost_note
+
+
+def test_a_standard_tier_is_recorded_as_reported_and_priced_at_the_standard_rate(
+    recorded: list[UsageEvent],
+) -> None:
+    gemini_client(Replay(tts_body("standard"))).models.generate_content(
+        model="gemini-3.8-flash-tts", contents="Read this aloud."
+    )
+    message = bodies.message(
+        "claude-sonnet-4-5-20250929", {"input_tokens": 100, "output_tokens": 10, "service_tier": "standard"}
+    )
+    anthropic.Anthropic(api_key="k", http_client=Replay(message).client(), max_retries=0).messages.create(
+        model="claude-sonnet-4-5", max_tokens=50, messages=MSGS
+    )  # type: ignore[arg-type]
+    g, a = recorded
+    assert g.service_tier == a.service_tier == "standard"
+    standard = calc_price(
+        Usage(input_tokens=2400, output_tokens=48000),
+        "gemini-3.8-flash-tts",
+        provider_id="google",
+        genai_request_timestamp=g.timestamp,
+    )  # type: ignore[call-arg]
+    assert (g.cost_usd, g.partially_priced, a.partially_priced) == (standard.total_price, False, False)
+
+
+def test_a_chat_search_model_pays_one_search_per_request(recorded: list[UsageEvent]) -> None:
+    usage = {"prompt_tokens": 900, "completion_tokens": 300, "total_tokens": 1200}
+    body = chat("gpt-4o-mini-search-preview-2025-03-11", usage)
+    client = openai.OpenAI(api_key="k", http_client=Replay(body).client(), max_retries=0)
+    client.chat.completions.create(model="gpt-4o-mini-search-preview", messages=MSGS, web_search_options={})  # type: ignore[arg-type]
+    sse = bodies.sse(
+        [(None, c) for c in chat_chunks("gpt-4o-mini-search-preview-2025-03-11", [{"content": "x"}], usage)]
+        + [(None, "[DONE]")]
+    )
+    for _ in openai.OpenAI(
+        api_key="k", http_client=Replay(sse).client(), max_retries=0
+    ).chat.completions.create(model="gpt-4o-mini-search-preview", messages=MSGS, stream=True):  # type: ignore[arg-type,call-overload]
+        pass
+    expected = calc_price(
+        Usage(input_tokens=900, output_tokens=300), "gpt-4o-mini-search-preview", provider_id="openai"
+    ).total_price
+    for e in recorded:
+        assert e.units == {"web_searches": Decimal(1)} and e.cost_usd == expected + Decimal("0.01")
+    assert len(recorded) == 2

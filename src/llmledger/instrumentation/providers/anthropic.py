@@ -50,7 +50,9 @@ def read_usage(u: Any, delta: Any = None) -> Usage:
     if searches:
         usage.units = {"web_searches": searches}
     tier = get(u, "service_tier") if u is not None else None
-    usage.service_tier = tier if isinstance(tier, str) and tier != "standard" else None
+    usage.service_tier = (
+        tier if isinstance(tier, str) and tier else None
+    )  # as reported: standard, priority, batch
     return usage
 
 

@@ -67,12 +67,13 @@ def read_metadata(um: Mapping[str, Any]) -> Usage:
 
 
 def _tier(um: Mapping[str, Any]) -> str | None:
-    """The tier that served the call: Gemini API `serviceTier` (flex, priority; standard is None);
-    Vertex `trafficType` (`PROVISIONED_THROUGHPUT` is prepaid capacity, `ON_DEMAND` the standard)."""
+    """The tier that served the call, as reported (lowercase): Gemini API `serviceTier` (standard,
+    flex, priority); Vertex `trafficType` (`PROVISIONED_THROUGHPUT` is prepaid capacity; on-demand
+    is the standard and recorded as None)."""
     tier = um.get("serviceTier")
     if isinstance(tier, str) and tier:
         name = tier.lower().removeprefix("service_tier_")
-        return None if name in ("standard", "unspecified", "default") else name
+        return None if name == "unspecified" else name
     traffic = um.get("trafficType")
     if isinstance(traffic, str) and traffic.upper() not in ("ON_DEMAND", "TRAFFIC_TYPE_UNSPECIFIED", ""):
         return traffic.lower()

@@ -167,7 +167,10 @@ def read(endpoint: str, response: Any) -> Usage | None:
     usage.model = model if isinstance(model, str) and model else None
     usage.request_id = rid if isinstance(rid, str) else None
     usage.service_tier = tier if isinstance(tier, str) else None
-    tools = tool_units(f.get("output")) if endpoint == "responses" else None
+    if endpoint == "responses":
+        tools = tool_units(f.get("output"))
+    else:  # chat search models (`gpt-4o-search-preview`...) search once per request, unreported
+        tools = {"web_searches": 1} if usage.model is not None and "-search-" in usage.model else None
     if tools:
         usage.units = {**(usage.units or {}), **tools}
     return usage
