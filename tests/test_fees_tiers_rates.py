@@ -238,6 +238,7 @@ def test_gemini_flex_tier_is_read_and_priced(recorded: list[UsageEvent]) -> None
         price_context={"service_tier": "flex"},
     )  # type: ignore[call-arg]
     assert (e.service_tier, e.cost_usd, e.partially_priced) == ("flex", now.total_price, False)
+    assert e.cost_note is None  # totalTokenCount agrees with the parts
 
 
 def test_openai_and_anthropic_tiers_are_recorded(recorded: list[UsageEvent]) -> None:

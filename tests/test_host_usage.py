@@ -244,3 +244,27 @@ def test_moonshot_usage_inside_the_last_choice_of_a_stream(recorded: list[UsageE
         False,
         True,
     )
+
+
+def test_gemini_cache_larger_than_the_prompt_is_noted_not_hidden(recorded: list[UsageEvent]) -> None:
+    from google import genai
+    from google.genai import types
+
+    body = {
+        "candidates": [
+            {"content": {"parts": [{"text": "ok"}], "role": "model"}, "finishReason": "STOP", "index": 0}
+        ],
+        "usageMetadata": {
+            "promptTokenCount": 100,
+            "cachedContentTokenCount": 400,
+            "candidatesTokenCount": 5,
+            "totalTokenCount": 105,
+        },
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "r1",
+    }
+    client = genai.Client(api_key="k", http_options=types.HttpOptions(httpx_client=Replay(body).client()))
+    client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+    [e] = recorded
+    assert (e.input_tokens, e.cache_read_tokens) == (100, 100)
+    assert e.cost_note and "cached (400) > input (100)" in e.cost_note

@@ -285,3 +285,24 @@ def test_azure_is_asked_for_stream_usage_only_from_api_version_2024_09_01(record
     assert ["stream_options" in body for body in replay.seen] == [False, True]
     old, new = recorded
     assert old.estimated and (new.input_tokens, new.output_tokens, new.estimated) == (20, 2, False)
+
+
+def test_deepseek_reasoner_stopped_mid_reasoning_async(recorded: list[UsageEvent]) -> None:
+    deltas = [{"content": None, "reasoning_content": "Let me weigh each option in turn, then. "}] * 300
+    replay = Replay(lambda body: (200, sse_of(chat_chunks("deepseek-reasoner", deltas, None), done=False)))
+
+    async def go() -> None:
+        client = openai.AsyncOpenAI(
+            api_key="k", base_url="https://api.deepseek.com", http_client=replay.async_client(), max_retries=0
+        )
+        stream = await client.chat.completions.create(model="deepseek-reasoner", messages=MSGS, stream=True)  # type: ignore[arg-type,call-overload]
+        n = 0
+        async for _ in stream:
+            n += 1
+            if n == 240:
+                break
+        await stream.close()
+
+    asyncio.run(go())
+    [e] = recorded
+    assert e.estimated and not e.complete and e.output_tokens >= 2160 and e.input_tokens > 0

@@ -153,10 +153,22 @@ def normalise(usage: Usage, reasoning_beside: bool) -> None:
                     have -= tokens[p]
             _note(usage, f"usage impossible: {' + '.join(parts)} > {whole}; clamped")
     if get("cache_write_1h_tokens", 0) > get("cache_write_tokens", 0):
+        _note(
+            usage,
+            f"usage impossible: 1-hour cache writes ({get('cache_write_1h_tokens')}) > cache writes; clamped",
+        )
         tokens["cache_write_1h_tokens"] = get("cache_write_tokens", 0)
-    if get("cache_audio_read_tokens", 0) > min(get("cache_read_tokens", 0), get("input_audio_tokens", 0)):
-        tokens["cache_audio_read_tokens"] = min(get("cache_read_tokens", 0), get("input_audio_tokens", 0))
-    if total and total not in (inp + out, inp + out - reasoning, inp + out + get("cache_read_tokens", 0)):
+    audio_cap = min(get("cache_read_tokens", 0), get("input_audio_tokens", 0))
+    if get("cache_audio_read_tokens", 0) > audio_cap:
+        _note(
+            usage, f"usage impossible: cached audio ({get('cache_audio_read_tokens')}) > {audio_cap}; clamped"
+        )
+        tokens["cache_audio_read_tokens"] = audio_cap
+    if (
+        total
+        and not usage.estimated
+        and total not in (inp + out, inp + out - reasoning, inp + out + get("cache_read_tokens", 0))
+    ):
         _note(usage, f"usage inconsistent: total_tokens ({total}) != input ({inp}) + output ({out})")
 
 

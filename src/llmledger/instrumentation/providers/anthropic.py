@@ -43,7 +43,7 @@ def read_usage(u: Any, delta: Any = None) -> Usage:
         split = pick("cache_creation")
         one_hour = n(get(split, "ephemeral_1h_input_tokens")) if split is not None else 0
         if one_hour:
-            tokens["cache_write_1h_tokens"] = min(one_hour, write)
+            tokens["cache_write_1h_tokens"] = one_hour  # more than the writes: normalise() notes it
     usage = Usage(tokens)
     tools = pick("server_tool_use")
     searches = n(get(tools, "web_search_requests")) if tools is not None else 0

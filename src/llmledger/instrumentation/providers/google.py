@@ -48,7 +48,7 @@ def read_metadata(um: Mapping[str, Any]) -> Usage:
     tokens = {"input_tokens": prompt, "output_tokens": n(um.get("candidatesTokenCount")) + thoughts}
     cached = n(um.get("cachedContentTokenCount"))
     if cached:
-        tokens["cache_read_tokens"] = min(cached, prompt)
+        tokens["cache_read_tokens"] = cached  # more than the prompt would be impossible: normalise() notes it
     if thoughts:
         tokens["reasoning_tokens"] = thoughts
     for key, names in (("promptTokensDetails", _MODALITY_IN), ("candidatesTokensDetails", _MODALITY_OUT)):
@@ -58,10 +58,10 @@ def read_metadata(um: Mapping[str, Any]) -> Usage:
                 tokens[name] = tokens.get(name, 0) + n(detail.get("tokenCount"))
     for detail in um.get("cacheTokensDetails") or ():
         if isinstance(detail, Mapping) and detail.get("modality") == "AUDIO":
-            audio = min(n(detail.get("tokenCount")), tokens.get("cache_read_tokens", 0))
+            audio = n(detail.get("tokenCount"))
             if audio:
-                tokens["cache_audio_read_tokens"] = min(audio, tokens.get("input_audio_tokens", 0))
-    usage = Usage(tokens)
+                tokens["cache_audio_read_tokens"] = tokens.get("cache_audio_read_tokens", 0) + audio
+    usage = Usage(tokens, total=n(um.get("totalTokenCount")))
     usage.service_tier = _tier(um)
     return usage
 
