@@ -9,8 +9,10 @@ from typing import Any
 
 import anthropic
 import openai
+import pytest
 from tests.fakes import bodies
 from tests.fakes.replay import Replay, chat_chunks
+from tests.fakes.tokens import expected_tokens
 
 from llmledger.events import UsageEvent
 
@@ -128,8 +130,8 @@ def test_cut_tool_call_arguments_and_refusals_count(recorded: list[UsageEvent]) 
         for _ in stream:
             pass
     [e] = recorded
-    chars = 23 * 50 + 28 * 10
-    assert e.estimated and e.output_tokens == -(-chars // 4)
+    generated = '{"query": "abcdefghij"}' * 50 + "I can't help with that part." * 10
+    assert e.estimated and e.output_tokens == expected_tokens(generated, "gpt-4o-mini-2024-07-18")
 
 
 def test_anthropic_thinking_and_tool_input_count_when_cut(recorded: list[UsageEvent]) -> None:
@@ -225,7 +227,8 @@ def test_responses_reasoning_and_function_arguments_count_when_cut(recorded: lis
     for _ in client.responses.create(model="o4-mini", input="Plan it", stream=True):
         pass
     [e] = recorded
-    assert e.estimated and e.output_tokens == -(-(40 * 60 + 8 * 30) // 4)
+    generated = "y" * 40 * 60 + '{"k": 1}' * 30
+    assert e.estimated and e.output_tokens == expected_tokens(generated, "o4-mini-2025-04-16")
 
 
 def test_gemini_thoughts_count_when_a_stream_is_cut_before_its_totals(recorded: list[UsageEvent]) -> None:
@@ -306,3 +309,21 @@ def test_deepseek_reasoner_stopped_mid_reasoning_async(recorded: list[UsageEvent
     asyncio.run(go())
     [e] = recorded
     assert e.estimated and not e.complete and e.output_tokens >= 2160 and e.input_tokens > 0
+
+
+def test_a_cut_openai_stream_is_counted_by_its_tokenizer_when_public(recorded: list[UsageEvent]) -> None:
+    from llmledger.tokens import count_tokens
+
+    if count_tokens("x", "gpt-4o-mini") is None:
+        pytest.skip("bpe-openai is not installed in this environment (the `tokens` extra)")
+    text = "Well-formed English prose tokenizes at about four characters per token. " * 40
+    deltas = [{"content": text[i : i + 37]} for i in range(0, len(text), 37)]
+    replay = Replay(
+        lambda body: (200, sse_of(chat_chunks("gpt-4o-mini-2024-07-18", deltas, None), done=False))
+    )
+    client = openai.OpenAI(api_key="k", http_client=replay.client(), max_retries=0)
+    for _ in client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True):  # type: ignore[arg-type,call-overload]
+        pass
+    [e] = recorded
+    assert e.estimated and e.output_tokens == count_tokens(text, "gpt-4o-mini") != -(-len(text) // 4)
+    assert e.input_tokens == count_tokens(MSGS[0]["content"], "gpt-4o-mini")

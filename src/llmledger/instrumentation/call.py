@@ -21,12 +21,13 @@ from llmledger._internal import internal_error
 from llmledger.attribution.context import Attribution
 from llmledger.events.event import UsageEvent
 from llmledger.identity import learn
-from llmledger.instrumentation.estimate import estimate_from_chars, estimate_tokens, request_text
+from llmledger.instrumentation.estimate import estimate_from_chars, request_text
 from llmledger.instrumentation.hosts import convention
-from llmledger.instrumentation.usage import Usage, normalise
+from llmledger.instrumentation.usage import KEEP_CHARS, Usage, normalise
 from llmledger.limit.model import scope_of_call
 from llmledger.sdk import runtime as _rt
 from llmledger.sdk.track import build_usage_event
+from llmledger.tokens import count_tokens
 
 __all__ = ["Call", "StreamReader", "meter_async", "meter_sync"]
 
@@ -52,6 +53,10 @@ class StreamReader(Protocol):
         """Characters generated so far (only read to estimate a cut stream's output)."""
         ...
 
+    def text(self) -> str:
+        """The generated text kept so far (the first `KEEP_CHARS`), for a tokenizer to count."""
+        ...
+
 
 class Call:
     """The state of one instrumented request, from its start to its one recorded event."""
@@ -60,6 +65,7 @@ class Call:
         "done",
         "duration",
         "endpoint",
+        "estimate",
         "outcome",
         "provider",
         "reader",
@@ -96,6 +102,9 @@ class Call:
         self.done = False
         self.duration = 0.0
         self.usage: Usage | None = None
+        self.estimate: tuple[str, int, str, int, int] | None = None
+        """(prompt text kept, its characters, generated text kept, its characters, output the
+        provider reported) of an estimated call, for the writer thread to count with a tokenizer."""
         self.outcome: tuple[bool, bool, Any, str | None, Decimal | None, str | None] | None = None
 
     # -- endings ---------------------------------------------------------------------------------
@@ -107,7 +116,7 @@ class Call:
         self.done = True
         try:
             if usage is None:
-                self._emit(self._estimate(None, 0), complete=True)
+                self._emit(self._estimate(None, None), complete=True)
             else:
                 self._emit(usage, complete=True)
         except Exception as exc:
@@ -153,7 +162,7 @@ class Call:
             if reader is not None and reader.final and partial is not None:
                 usage = partial
             else:  # no final usage: estimate what was generated and streamed; the stream was cut
-                usage = self._estimate(partial, reader.chars if reader is not None else 0)
+                usage = self._estimate(partial, reader)
                 complete = False
             if exc is None:
                 self._emit(usage, complete=complete, stream=True)
@@ -170,19 +179,43 @@ class Call:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _estimate(self, partial: Usage | None, output_chars: int) -> Usage:
+    def _estimate(self, partial: Usage | None, reader: StreamReader | None) -> Usage:
         """The usage of a call whose provider reported none (or only part): input from the request
-        text, output from every character generated and streamed (text, reasoning, tool-call
-        arguments, refusals), at ~4 characters a token; marked `estimated`."""
+        text, output from everything generated and streamed (text, reasoning, tool-call arguments,
+        refusals), ~4 characters a token here on the caller's thread; the writer thread then counts
+        them with the model's tokenizer where one is public (`_count_estimate`). Marked `estimated`."""
         usage = partial if partial is not None else Usage()
         tokens = usage.tokens
+        prompt, prompt_chars = "", 0
         if not tokens.get("input_tokens"):
-            tokens["input_tokens"] = estimate_tokens(request_text(self.request))
-        out = estimate_from_chars(output_chars)
-        if out > tokens.get("output_tokens", 0):
-            tokens["output_tokens"] = out
+            prompt = request_text(self.request)
+            prompt_chars = len(prompt)
+            tokens["input_tokens"] = estimate_from_chars(prompt_chars)
+        reported = tokens.get("output_tokens", 0)
+        text, chars = (reader.text(), reader.chars) if reader is not None else ("", 0)
+        if estimate_from_chars(chars) > reported:
+            tokens["output_tokens"] = estimate_from_chars(chars)
+        if prompt or text:  # the writer thread counts them with the model's tokenizer, if public
+            self.estimate = (prompt[:KEEP_CHARS], prompt_chars, text[:KEEP_CHARS], chars, reported)
         usage.estimated = True
         return usage
+
+    def _count_estimate(self, usage: Usage) -> None:
+        """Replace ~4-characters-a-token estimates by the model's tokenizer count where it has a
+        public one (`llmledger.tokens`, loaded here on the writer thread on first need)."""
+        assert self.estimate is not None
+        prompt, prompt_chars, text, chars, reported = self.estimate
+        self.estimate = None
+        model = usage.model or self.requested_model
+        tokens = usage.tokens
+        if prompt:
+            counted = count_tokens(prompt, model)
+            if counted is not None:
+                tokens["input_tokens"] = counted + estimate_from_chars(prompt_chars - len(prompt))
+        if text:
+            counted = count_tokens(text, model)
+            if counted is not None:
+                tokens["output_tokens"] = max(reported, counted + estimate_from_chars(chars - len(text)))
 
     def _emit(
         self,
@@ -212,6 +245,8 @@ class Call:
         assert usage is not None and self.outcome is not None and self.runtime is not None
         if usage.model is not None:  # an Azure deployment (or a relay's alias) learns its model
             learn(self.provider, self.requested_model, usage.model)
+        if self.estimate is not None:
+            self._count_estimate(usage)
         if usage.tokens:  # the host's counting convention, and no impossible event stored silently
             normalise(usage, convention(self.provider).reasoning_beside)
         complete, stream, status, error_type, provider_cost, unpriced_reason = self.outcome

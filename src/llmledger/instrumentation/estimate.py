@@ -1,8 +1,9 @@
 """Token estimates for calls whose provider reported no usage (a stream cut short, a text-only reply).
 
-An estimate is always marked `estimated=True` on the event. It is ~4 characters a token, the rule
-of thumb OpenAI and Anthropic document for English text; no tokenizer is loaded, because loading one
-can need the network and would run on the caller's thread.
+An estimate is always marked `estimated=True` on the event. On the caller's thread it is ~4
+characters a token, the rule of thumb OpenAI and Anthropic document for English; the writer thread
+then counts the text with the model's tokenizer where one is public and offline (`llmledger.tokens`:
+OpenAI's encodings; Anthropic and Gemini publish none), so the caller never waits for it to load.
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["Usage", "fields", "get", "n", "normalise"]
+__all__ = ["KEEP_CHARS", "Generated", "Usage", "fields", "get", "n", "normalise"]
+
+KEEP_CHARS = 1_000_000
+"""Generated characters a stream reader keeps for a tokenizer to count if the stream is cut."""
 
 
 @dataclass(slots=True)
@@ -30,6 +33,27 @@ class Usage:
     """The host's reported total (`total_tokens`), 0 when absent: it tells how the parts add up."""
     notes: list[str] | None = None
     """What `normalise()` changed or flagged, for the event's `cost_note`."""
+
+
+class Generated:
+    """What a stream generated, for the estimate of a cut one: every character is counted (`chars`),
+    the first `KEEP_CHARS` are kept (`text()`) for a tokenizer. Strings only: no chunk is kept."""
+
+    __slots__ = ("chars", "pieces")
+
+    def __init__(self) -> None:
+        self.chars = 0
+        self.pieces: list[str] = []
+
+    def add(self, piece: str) -> None:
+        """Count (and keep, under the cap) one generated piece of text."""
+        if self.chars < KEEP_CHARS:
+            self.pieces.append(piece)
+        self.chars += len(piece)
+
+    def text(self) -> str:
+        """The generated text kept so far."""
+        return "".join(self.pieces)
 
 
 def n(value: Any) -> int:

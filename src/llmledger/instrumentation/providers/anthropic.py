@@ -12,7 +12,7 @@ from typing import Any
 
 from llmledger.instrumentation.patching import Target
 from llmledger.instrumentation.stainless import StainlessSpec
-from llmledger.instrumentation.usage import Usage, fields, get, n
+from llmledger.instrumentation.usage import Generated, Usage, fields, get, n
 
 __all__ = ["SPEC", "endpoint", "read", "read_usage"]
 
@@ -69,16 +69,16 @@ def read(endpoint: str, response: Any) -> Usage | None:
     return usage
 
 
-class _MessageStream:
+class _MessageStream(Generated):
     """Raw message stream events (also what the `messages.stream()` helper reads)."""
 
-    __slots__ = ("chars", "delta", "final", "message")
+    __slots__ = ("delta", "final", "message")
 
     def __init__(self) -> None:
+        super().__init__()
         self.final = False
         self.message: Any = None
         self.delta: Any = None
-        self.chars = 0
 
     def chunk(self, item: Any) -> bool:
         kind = item.type
@@ -86,7 +86,7 @@ class _MessageStream:
             delta = fields(item.delta)
             piece = delta.get("text") or delta.get("thinking") or delta.get("partial_json")
             if isinstance(piece, str):
-                self.chars += len(piece)
+                self.add(piece)
         elif kind == "message_delta":  # cumulative: the last one holds the final counts
             self.delta = item.usage
             self.final = True

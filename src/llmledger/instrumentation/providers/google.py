@@ -135,11 +135,15 @@ class _ChunkStream:
                 self.kept += len(body)
         return True
 
+    def text(self) -> str:
+        """What was generated so far — text and thought parts, function-call arguments — for the
+        estimate of a stream cut before its running totals caught up (read only then)."""
+        return "".join(generated_text(body) for body in self.bodies)
+
     @property
     def chars(self) -> int:
-        """Characters generated so far — text and thought parts, function-call arguments — for the
-        estimate of a stream cut before its running totals caught up (read only then)."""
-        return sum(generated_chars(body) for body in self.bodies)
+        """Characters generated so far (see `text`)."""
+        return len(self.text())
 
     def usage(self) -> Usage | None:
         return read_body(self.last) if self.last is not None else None
@@ -148,13 +152,13 @@ class _ChunkStream:
 _KEEP = 4_000_000
 
 
-def generated_chars(body: str) -> int:
-    """Characters of text, thoughts and function-call arguments in one response chunk's JSON."""
+def generated_text(body: str) -> str:
+    """The text, thoughts and function-call arguments (as JSON) in one response chunk's JSON."""
     try:
         data = json.loads(body)
     except ValueError:
-        return 0
-    chars = 0
+        return ""
+    out: list[str] = []
     for candidate in (data.get("candidates") or ()) if isinstance(data, Mapping) else ():
         content = candidate.get("content") if isinstance(candidate, Mapping) else None
         for part in (content.get("parts") or ()) if isinstance(content, Mapping) else ():
@@ -162,11 +166,11 @@ def generated_chars(body: str) -> int:
                 continue
             text = part.get("text")
             if isinstance(text, str):
-                chars += len(text)
+                out.append(text)
             call = part.get("functionCall")
             if isinstance(call, Mapping) and call.get("args") is not None:
-                chars += len(json.dumps(call["args"], separators=(",", ":")))
-    return chars
+                out.append(json.dumps(call["args"], separators=(",", ":")))
+    return "".join(out)
 
 
 def stream_reader() -> _ChunkStream:

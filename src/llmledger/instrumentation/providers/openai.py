@@ -16,7 +16,7 @@ from typing import Any
 
 from llmledger.instrumentation.patching import Target
 from llmledger.instrumentation.stainless import StainlessSpec
-from llmledger.instrumentation.usage import Usage, fields, n
+from llmledger.instrumentation.usage import KEEP_CHARS, Generated, Usage, fields, n
 
 __all__ = ["SPEC", "endpoint", "read", "read_usage"]
 
@@ -176,19 +176,19 @@ def read(endpoint: str, response: Any) -> Usage | None:
     return usage
 
 
-class _ChatStream:
+class _ChatStream(Generated):
     """chat.completions / completions chunks: usage rides on the last chunk (with `include_usage`),
     or — at Moonshot — inside the last choice (`choices[0].usage`, beside its `finish_reason`)."""
 
-    __slots__ = ("chars", "choice_usage", "final", "first", "hide", "last")
+    __slots__ = ("choice_usage", "final", "first", "hide", "last")
 
     def __init__(self, hide: bool) -> None:
+        super().__init__()  # what was generated: counted, and kept under a cap (no chunk is kept)
         self.hide = hide
         self.final = False
         self.first: Any = None
         self.last: Any = None
         self.choice_usage: Any = None
-        self.chars = 0  # generated characters, to estimate a cut stream (chunks are not kept: GC cost)
 
     def chunk(self, item: Any) -> bool:
         if item.usage is not None:
@@ -204,17 +204,21 @@ class _ChatStream:
                 if inside is not None:
                     self.choice_usage, self.final = inside, True
             delta = declared.get("delta")
-            if delta is None:
+            if delta is None:  # legacy completions
                 piece = declared.get("text")
                 if piece:
-                    self.chars += len(piece)
+                    self.add(piece)
                 continue
             d = delta.__dict__
             piece = d.get("content")
-            if piece:
+            if piece:  # the common case, inlined
+                if self.chars < KEEP_CHARS:
+                    self.pieces.append(piece)
                 self.chars += len(piece)
-            if d.get("refusal") or d.get("tool_calls") or d.get("function_call") or delta.__pydantic_extra__:
-                self.chars += _generated(d, delta.__pydantic_extra__)
+            extra = delta.__pydantic_extra__
+            if extra or d.get("refusal") or d.get("tool_calls") or d.get("function_call"):
+                for other in _generated(d, extra):
+                    self.add(other)
         return True
 
     def usage(self) -> Usage | None:
@@ -230,40 +234,40 @@ class _ChatStream:
         return None
 
 
-def _generated(d: Mapping[str, Any], extra: Mapping[str, Any] | None) -> int:
-    """Characters a chat delta generated besides `content`: reasoning (`reasoning_content`,
-    `reasoning`), refusals and tool-call / function-call arguments."""
-    chars = 0
+def _generated(d: Mapping[str, Any], extra: Mapping[str, Any] | None) -> list[str]:
+    """What a chat delta generated besides `content`: reasoning (`reasoning_content`, `reasoning`),
+    refusals and tool-call / function-call arguments."""
+    out: list[str] = []
     refusal = d.get("refusal")
     if isinstance(refusal, str):
-        chars += len(refusal)
+        out.append(refusal)
     for call in d.get("tool_calls") or ():
         function = fields(call).get("function")
         arguments = fields(function).get("arguments") if function is not None else None
         if isinstance(arguments, str):
-            chars += len(arguments)
+            out.append(arguments)
     legacy = d.get("function_call")
     if legacy is not None:
         arguments = fields(legacy).get("arguments")
         if isinstance(arguments, str):
-            chars += len(arguments)
+            out.append(arguments)
     if extra:
         for name in ("reasoning_content", "reasoning"):
             text = extra.get(name)
             if isinstance(text, str):
-                chars += len(text)
-    return chars
+                out.append(text)
+    return out
 
 
-class _ResponsesStream:
+class _ResponsesStream(Generated):
     """Responses events: usage arrives on `response.completed` / `incomplete` / `failed`."""
 
-    __slots__ = ("chars", "final", "response", "tools")
+    __slots__ = ("final", "response", "tools")
 
     def __init__(self) -> None:
+        super().__init__()
         self.final = False
         self.response: Any = None
-        self.chars = 0
         self.tools: list[Any] = []  # tool-call items seen done, for a stream cut before the end
 
     def chunk(self, item: Any) -> bool:
@@ -271,7 +275,7 @@ class _ResponsesStream:
         if kind.endswith(".delta"):  # text, reasoning, summaries, refusals, tool-call arguments
             delta = item.__dict__.get("delta")
             if isinstance(delta, str) and kind != "response.audio.delta":
-                self.chars += len(delta)
+                self.add(delta)
         elif kind == "response.output_item.done":
             if fields(item.item).get("type") in _TOOL_KINDS:
                 self.tools.append(item.item)
