@@ -8,6 +8,8 @@ import sys
 import llmledger
 
 PUBLIC = {
+    "AuthenticationError",
+    "Client",
     "Attribution",
     "ConfigError",
     "InvalidEventError",
@@ -20,10 +22,14 @@ PUBLIC = {
     "LimitStatus",
     "LlmLedgerError",
     "PriceOverrideError",
+    "RateLimitError",
     "RateLimited",
+    "ServerError",
+    "ServerUnavailable",
     "Stats",
     "UsageEvent",
     "UsageTracker",
+    "ValidationError",
     "__version__",
     "alias_models",
     "attribute",

@@ -12,6 +12,8 @@ print(event.cost_usd, llmledger.spend(tenant="acme"))
 Importing this package is light: no web framework, no provider SDK, no database driver.
 """
 
+from typing import TYPE_CHECKING
+
 from llmledger._version import __version__
 from llmledger.attribution import (
     Attribution,
@@ -21,6 +23,7 @@ from llmledger.attribution import (
     set_attribution,
 )
 from llmledger.errors import (
+    AuthenticationError,
     ConfigError,
     InvalidEventError,
     InvalidQueryError,
@@ -32,6 +35,10 @@ from llmledger.errors import (
     LlmLedgerError,
     PriceOverrideError,
     RateLimited,
+    RateLimitError,
+    ServerError,
+    ServerUnavailable,
+    ValidationError,
 )
 from llmledger.events import UsageEvent
 from llmledger.identity import alias_models, model_identity
@@ -39,6 +46,9 @@ from llmledger.sdk.queries import events, flush, spend, usage
 from llmledger.sdk.runtime import Stats, init, shutdown
 from llmledger.sdk.runtime import current as _current_runtime
 from llmledger.sdk.track import UsageTracker, track, track_usage
+
+if TYPE_CHECKING:  # typed for checkers; loaded on first use (see __getattr__)
+    from llmledger.remote import Client
 
 _LIMITS_API = (
     "check",
@@ -56,6 +66,10 @@ _LIMITS_API = (
 
 def __getattr__(name: str) -> object:
     # The spend-limit API needs SQLAlchemy: load it on first use, keeping `import llmledger` light.
+    if name == "Client":  # the server's client needs http.client and ssl: also on first use
+        from llmledger.remote import Client
+
+        return Client
     if name in _LIMITS_API or name == "LimitStatus":
         from llmledger.sdk import limits as _limits
 
@@ -77,6 +91,8 @@ def stats() -> Stats:
 
 __all__ = [
     "Attribution",
+    "AuthenticationError",
+    "Client",
     "ConfigError",
     "InvalidEventError",
     "InvalidQueryError",
@@ -88,10 +104,14 @@ __all__ = [
     "LimitStatus",
     "LlmLedgerError",
     "PriceOverrideError",
+    "RateLimitError",
     "RateLimited",
+    "ServerError",
+    "ServerUnavailable",
     "Stats",
     "UsageEvent",
     "UsageTracker",
+    "ValidationError",
     "__version__",
     "alias_models",
     "attribute",

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 __all__ = [
+    "AuthenticationError",
     "ConfigError",
     "InvalidEventError",
     "InvalidQueryError",
@@ -20,7 +21,11 @@ __all__ = [
     "LimitExceededException",
     "LlmLedgerError",
     "PriceOverrideError",
+    "RateLimitError",
     "RateLimited",
+    "ServerError",
+    "ServerUnavailable",
+    "ValidationError",
 ]
 
 
@@ -113,3 +118,34 @@ class RateLimited(LimitExceeded):
 
 LimitExceededException = LimitExceeded
 """Alias of `LimitExceeded`."""
+
+
+class ServerError(LlmLedgerError):
+    """A llmledger server answered with an error, or could not be reached (`llmledger.Client`).
+
+    `status` is the HTTP status (None when no answer came); the message is the server's own.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthenticationError(ServerError):
+    """The server refused the API key (401: missing, wrong or revoked) or its scope or tenant (403)."""
+
+
+class RateLimitError(ServerError):
+    """The server's rate limit for this key held after every retry; `retry_after` is in seconds."""
+
+    def __init__(self, message: str, *, status: int | None = 429, retry_after: float | None = None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class ValidationError(ServerError, ValueError):
+    """The server refused what was sent (422, or an event listed in `rejected`); says what to fix."""
+
+
+class ServerUnavailable(ServerError):
+    """No answer (connection refused, timeout) or 5xx after every retry: try again later."""

@@ -38,9 +38,11 @@ class Engine:
         """`sqlite` or `postgresql`."""
         return self.ledger.dialect
 
-    def ingest(self, items: Sequence[Any], *, tenant: str | None = None) -> IngestResult:
+    def ingest(
+        self, items: Sequence[Any], *, tenant: str | None = None, return_events: bool = False
+    ) -> IngestResult:
         """Validate, price and store wire-form events; see `llmledger.engine.recording.ingest`."""
-        return ingest(self.ledger, self.pricer, items, tenant=tenant)
+        return ingest(self.ledger, self.pricer, items, tenant=tenant, return_events=return_events)
 
     def usage(
         self,

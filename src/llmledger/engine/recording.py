@@ -41,6 +41,8 @@ class IngestResult:
     """Items that arrived without a cost and were priced here."""
     stored: list[UsageEvent] = field(default_factory=list)
     """The events this batch newly stored (not those a retry had stored before)."""
+    events: list[UsageEvent] | None = None
+    """With `return_events`: each accepted item's event as stored, in input order."""
 
     @property
     def duplicates(self) -> int:
@@ -90,23 +92,32 @@ def _bind_tenant(item: Mapping[str, Any], tenant: str | None) -> Mapping[str, An
 
 
 def ingest(
-    ledger: Ledger, pricer: Pricer, items: Sequence[Any], *, tenant: str | None = None
+    ledger: Ledger,
+    pricer: Pricer,
+    items: Sequence[Any],
+    *,
+    tenant: str | None = None,
+    return_events: bool = False,
 ) -> IngestResult:
     """Validate, price and store a batch of wire-form events (`UsageEvent.to_dict()` shapes).
 
     `tenant`: the tenant a bound key forces (events naming none get it; events naming another are
-    refused). Idempotent by `event_id`: a retried batch is accepted again and stored once. Raises
+    refused). Idempotent by `event_id`: a retried batch is accepted again and stored once.
+    `return_events`: fill `result.events` with every accepted item's event as stored (for a retried
+    one, the copy stored first), in input order. Raises
     only when the database itself fails (the caller answers "retry later"); bad items are returned
     in `rejected`, never raised.
     """
     result = IngestResult()
     valid: list[tuple[int, UsageEvent]] = []
     seen: set[str] = set()
+    order: dict[int, str] = {}  # item index -> event_id, for `return_events`
     for index, item in enumerate(items):
         try:
             if not isinstance(item, Mapping):
                 raise InvalidEventError(f"an event must be a JSON object, got {type(item).__name__}")
             event = UsageEvent.from_dict(_bind_tenant(item, tenant))
+            order[index] = event.event_id
             if event.event_id in seen:  # the same event twice in one batch: stored once
                 result.accepted += 1
                 continue
@@ -122,6 +133,11 @@ def ingest(
         valid = [(i, e) for i, e in valid if e.event_id not in known]
     _write_isolating(ledger, valid, result)
     result.rejected.sort(key=lambda r: r.index)
+    if return_events:
+        refused = {r.index for r in result.rejected}
+        ids = [order[i] for i in range(len(items)) if i not in refused and i in order]
+        stored = ledger.by_ids(ids)
+        result.events = [stored[i] for i in ids if i in stored]
     return result
 
 

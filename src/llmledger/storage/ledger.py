@@ -146,6 +146,18 @@ class Ledger:
             value = conn.execute(query).scalar()
         return Decimal(str(value)) if value is not None else Decimal(0)
 
+    def by_ids(self, event_ids: Sequence[str]) -> dict[str, UsageEvent]:
+        """The stored events among `event_ids`, by id."""
+        found: dict[str, UsageEvent] = {}
+        ids = list(event_ids)
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), 500):
+                query = sa.select(events).where(events.c.event_id.in_(ids[i : i + 500]))
+                for row in conn.execute(query).mappings():
+                    event = row_to_event(row)
+                    found[event.event_id] = event
+        return found
+
     def existing(self, event_ids: Sequence[str]) -> set[str]:
         """Which of `event_ids` the ledger already holds."""
         with self.engine.connect() as conn:

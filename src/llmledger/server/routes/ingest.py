@@ -29,6 +29,8 @@ class IngestAnswer(BaseModel):
     accepted: int
     duplicates: int
     rejected: list[RejectedItem]
+    events: list[dict[str, Any]] | None = None
+    """With `?return_events=true`: each accepted event as stored (priced), in input order."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -63,6 +65,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 @router.post(
     "/events",
     response_model=IngestAnswer,
+    response_model_exclude_none=True,
     responses={
         400: {"description": "the gzip body is not valid or truncated"},
         413: {"description": "body or batch too large"},
@@ -91,7 +94,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
         }
     },
 )
-async def post_events(request: Request, state: State, key: IngestKey) -> IngestAnswer:
+async def post_events(
+    request: Request, state: State, key: IngestKey, return_events: bool = False
+) -> IngestAnswer:
     """Store a batch `{"events": [...]}` idempotently by `event_id`; valid items are stored even when
     others are refused. Events without a cost are priced here. A key bound to a tenant fills in
     that tenant and refuses events of another."""
@@ -106,7 +111,9 @@ async def post_events(request: Request, state: State, key: IngestKey) -> IngestA
         raise HTTPException(422, 'send a JSON object {"events": [...]}')
     if len(items) > settings.max_batch:
         raise HTTPException(413, f"{len(items)} events in one batch; at most {settings.max_batch}")
-    result = await run_in_threadpool(state.engine.ingest, items, tenant=key.tenant)
+    result = await run_in_threadpool(
+        state.engine.ingest, items, tenant=key.tenant, return_events=return_events
+    )
     metrics = state.metrics
     metrics.ingested.inc(len(result.stored))
     metrics.rejected.inc(len(result.rejected))
@@ -115,4 +122,5 @@ async def post_events(request: Request, state: State, key: IngestKey) -> IngestA
         accepted=result.accepted,
         duplicates=result.duplicates,
         rejected=[RejectedItem(index=r.index, error=r.error) for r in result.rejected],
+        events=None if result.events is None else [e.to_dict() for e in result.events],
     )

@@ -1,0 +1,205 @@
+"""A small HTTP/1.1 client for the llmledger server: keep-alive connections (one per thread), gzip
+request bodies, retries with exponential backoff and full jitter that honour `Retry-After`.
+
+Standard library only (`http.client`), so the core install needs no HTTP package. Only requests that
+are safe to repeat are retried: reads, and event batches (the server stores each `event_id` once).
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from llmledger.errors import (
+    AuthenticationError,
+    ConfigError,
+    RateLimitError,
+    ServerError,
+    ServerUnavailable,
+    ValidationError,
+)
+
+__all__ = ["Answer", "HttpClient"]
+
+_GZIP_ABOVE = 1024
+_RETRY_STATUSES = frozenset((429, 502, 503, 504))
+_MAX_RETRY_AFTER = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A successful answer: its status and decoded JSON body (None when empty)."""
+
+    status: int
+    body: Any
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return min(_MAX_RETRY_AFTER, max(0.0, float(value)))
+    except ValueError:
+        return None
+
+
+class HttpClient:
+    """Requests to one server. Thread-safe: each thread keeps its own connection.
+
+    `base_url`: `http://host:port` or `https://...`; `api_key`: sent as a bearer token;
+    `timeout`: seconds per attempt; `max_retries`: further attempts after a connection error, 429,
+    502, 503 or 504; `backoff`: the first wait in seconds (doubling, full jitter, at most 5 s unless
+    the server's `Retry-After` says longer, up to 30 s). Raises `ConfigError` for a bad URL.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        max_retries: int = 4,
+        backoff: float = 0.2,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        parts = urlsplit(base_url) if isinstance(base_url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"server must be an http(s) URL such as http://127.0.0.1:8787, got {base_url!r}"
+            )
+        if not isinstance(api_key, str) or not api_key.strip():
+            raise ConfigError("api_key must be a llmledger API key (llmledger keys create --scope ingest)")
+        for name, value in (("timeout", timeout), ("backoff", backoff)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 3600:
+                raise ConfigError(f"{name} must be a number of seconds between 0 and 3600, got {value!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 100:
+            raise ConfigError(f"max_retries must be an int from 0 to 100, got {max_retries!r}")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.prefix = parts.path.rstrip("/")
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self.backoff = float(backoff)
+        self._sleep = sleep
+        self._headers = {
+            "Authorization": f"Bearer {api_key.strip()}",
+            "Accept": "application/json",
+            "User-Agent": "llmledger-python",
+        }
+        self._local = threading.local()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self.scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+                )
+            else:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self._local.conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        self._drop()
+
+    def request(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json_body: Any = None
+    ) -> Answer:
+        """Send a request, retrying what is safe to retry; the decoded JSON of a 2xx answer.
+
+        Raises `AuthenticationError` (401/403), `ValidationError` (400/404/413/415/422),
+        `RateLimitError` (429 after every retry), `ServerUnavailable` (no answer or 5xx after every
+        retry), `ServerError` (anything else).
+        """
+        query = ""
+        if params:
+            pairs = [(k, v) for k, v in params.items() if v is not None]
+            flat = [(k, x) for k, v in pairs for x in (v if isinstance(v, (list, tuple)) else [v])]
+            query = "?" + urlencode(flat) if flat else ""
+        url = f"{self.prefix}{path}{query}"
+        headers = dict(self._headers)
+        body: bytes | None = None
+        if json_body is not None:
+            body = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+            if len(body) > _GZIP_ABOVE:
+                body = gzip.compress(body, compresslevel=5)
+                headers["Content-Encoding"] = "gzip"
+        attempt = 0
+        while True:
+            status, payload, retry_after, failure = self._attempt(method, url, body, headers)
+            retryable = failure is not None or status in _RETRY_STATUSES
+            if not retryable:
+                return self._answer(status, payload)
+            if attempt >= self.max_retries:
+                if status == 429:
+                    raise RateLimitError(_message(payload, "rate limited"), retry_after=retry_after)
+                detail = failure or _message(payload, f"HTTP {status}")
+                where = f"{self.scheme}://{self.host}:{self.port}"
+                raise ServerUnavailable(
+                    f"the llmledger server at {where} did not answer: {detail}", status=status or None
+                )
+            wait = random.uniform(0, min(5.0, self.backoff * 2**attempt))
+            if retry_after is not None:
+                wait = max(wait, retry_after)
+            self._sleep(wait)
+            attempt += 1
+
+    def _attempt(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[int, bytes, float | None, str | None]:
+        conn = self._connection()
+        try:
+            conn.request(method, url, body=body, headers=dict(headers))
+            response = conn.getresponse()
+            payload = response.read()
+        except (OSError, http.client.HTTPException) as exc:  # TimeoutError is an OSError
+            self._drop()
+            return 0, b"", None, f"{type(exc).__name__}: {exc}"
+        if response.getheader("Connection", "").lower() == "close":
+            self._drop()
+        return response.status, payload, _retry_after(response.getheader("Retry-After")), None
+
+    @staticmethod
+    def _answer(status: int, payload: bytes) -> Answer:
+        if 200 <= status < 300:
+            try:
+                return Answer(status, json.loads(payload) if payload else None)
+            except ValueError as exc:
+                raise ServerError(
+                    f"the server answered {status} with a body that is not JSON", status=status
+                ) from exc
+        message = _message(payload, f"HTTP {status}")
+        if status in (401, 403):
+            raise AuthenticationError(message, status=status)
+        if status in (400, 404, 413, 415, 422):
+            raise ValidationError(message, status=status)
+        raise ServerError(message, status=status)
+
+
+def _message(payload: bytes, default: str) -> str:
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return default
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        return str(data["error"])
+    return default
