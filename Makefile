@@ -1,13 +1,17 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both create .venv when missing.
-PYTHON ?= python3
+# The oldest Python we support (requires-python); tools/find-python.sh fails loudly if it is missing.
+PYTHON ?= $(shell tools/find-python.sh 3.11)
+# The other versions we claim: the whole suite runs on each of them too (tools/test-versions.sh).
+OTHER_PYTHONS := 3.12 3.13
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP_DEMO := $(VENV)/.installed-demo
 STAMP_DEV := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit unit-min postgres-binaries bench bench-instrument bench-instructions clean
+.PHONY: demo test lint typecheck readme-typecheck unit unit-min unit-versions postgres-binaries bench bench-instrument bench-instructions clean
 
 $(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "error: no Python 3.11 (see tools/find-python.sh)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
@@ -23,11 +27,16 @@ demo: $(STAMP_DEMO)
 	$(BIN)/llmledger demo
 
 lint: $(STAMP_DEV)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 
-typecheck: $(STAMP_DEV)
+typecheck: $(STAMP_DEV) readme-typecheck
 	$(BIN)/mypy --strict src
+
+# The README's Python code type-checks under mypy --strict, as a user's would.
+readme-typecheck: $(STAMP_DEV)
+	$(BIN)/python tools/readme_code.py .mypy_cache/readme README.md
+	$(BIN)/mypy --strict --config-file tools/mypy-snippets.ini .mypy_cache/readme
 
 # The suite starts its own PostgreSQL server (tests/pg.py) from Debian's binaries: install them if absent.
 postgres-binaries:
@@ -37,10 +46,15 @@ postgres-binaries:
 unit: $(STAMP_DEV) postgres-binaries
 	$(BIN)/pytest -q
 
+# The suite on every other Python version we claim, in parallel (one virtualenv each).
+unit-versions: postgres-binaries
+	tools/test-versions.sh $(OTHER_PYTHONS)
+
 # The instrumentation tests again, against the oldest SDK releases we support.
 VENV_MIN := .venv-min
 MIN_SDKS := openai==3.0.0 anthropic==2.0.0 google-genai==3.0.0
 $(VENV_MIN)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: no Python 3.11 (see tools/find-python.sh)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV_MIN)
 	$(VENV_MIN)/bin/pip install --quiet -e '.[dev]' $(MIN_SDKS)
 	touch $@
@@ -49,7 +63,7 @@ unit-min: $(VENV_MIN)/.installed
 	$(VENV_MIN)/bin/pytest -q -p no:cacheprovider tests/test_instrument_openai.py tests/test_instrument_anthropic.py \
 		tests/test_instrument_google.py tests/test_instrument_core.py
 
-test: lint typecheck unit unit-min
+test: lint typecheck unit unit-min unit-versions
 
 bench: $(STAMP_DEV)
 	$(BIN)/python bench/bench_track.py
@@ -71,4 +85,4 @@ bench-instructions: $(STAMP_DEV)
 	$(BIN)/python bench/instructions.py
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(VENV_MIN) .mypy_cache .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) $(BENCH_VENV) $(VENV_MIN) .venv-py3.* .mypy_cache .pytest_cache .ruff_cache build dist

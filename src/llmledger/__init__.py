@@ -22,6 +22,7 @@ from llmledger.attribution import (
     reset_attribution,
     set_attribution,
 )
+from llmledger.attribution.labels import labels
 from llmledger.errors import (
     AuthenticationError,
     ConfigError,
@@ -47,10 +48,24 @@ from llmledger.sdk.runtime import Stats, init, shutdown
 from llmledger.sdk.runtime import current as _current_runtime
 from llmledger.sdk.track import UsageTracker, track, track_usage
 
-if TYPE_CHECKING:  # typed for checkers; loaded on first use (see __getattr__)
+if TYPE_CHECKING:  # the lazy API below, typed for mypy and IDEs (loaded on first use at run time)
+    from llmledger.sdk.limits import (
+        LimitStatus,
+        check,
+        delete_limit,
+        guard,
+        limits,
+        load_limits,
+        reconcile,
+        remaining,
+        set_limit,
+        top_up,
+    )
     from llmledger.remote import Client
+    from llmledger.sdk.retention import delete_events
 
 _LIMITS_API = (
+    "LimitStatus",
     "check",
     "delete_limit",
     "guard",
@@ -65,16 +80,25 @@ _LIMITS_API = (
 
 
 def __getattr__(name: str) -> object:
-    # The spend-limit API needs SQLAlchemy: load it on first use, keeping `import llmledger` light.
+    # The spend-limit and retention API need SQLAlchemy: load it on first use, keeping
+    # `import llmledger` light.
     if name == "Client":  # the server's client needs http.client and ssl: also on first use
         from llmledger.remote import Client
 
         return Client
-    if name in _LIMITS_API or name == "LimitStatus":
+    if name in _LIMITS_API:
         from llmledger.sdk import limits as _limits
 
         return getattr(_limits, name)
+    if name == "delete_events":
+        from llmledger.sdk.retention import delete_events as _delete_events
+
+        return _delete_events
     raise AttributeError(f"module 'llmledger' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def uninstrument() -> None:
@@ -117,11 +141,13 @@ __all__ = [
     "attribute",
     "check",
     "current_attribution",
+    "delete_events",
     "delete_limit",
     "events",
     "flush",
     "guard",
     "init",
+    "labels",
     "limits",
     "load_limits",
     "model_identity",

@@ -17,7 +17,7 @@ from llmledger.instrumentation.hooks import ATTRIBUTION_HEADER, decode_attributi
 from llmledger.instrumentation.patching import PatchSet, Target
 from llmledger.instrumentation.providers import google
 
-__all__ = ["install"]
+__all__ = ["install", "install_labels"]
 
 
 def _split_header(http_options: Any) -> tuple[Any, str | None]:
@@ -111,7 +111,26 @@ def install(patches: PatchSet) -> None:
     )
     for attr, finish in hooks:
         patches.add(Target(client, "BaseApiClient", attr), functools.partial(_hooked, finish=finish))
-    attach = kwargs_hook(_attach_header)
+
+
+def _strip_header(kwargs: dict[str, Any]) -> None:
+    config = kwargs.get("config")
+    if config is None:
+        return
+    is_map = isinstance(config, Mapping)
+    http_options = config.get("http_options") if is_map else getattr(config, "http_options", None)
+    rest, header = _split_header(http_options)
+    if header is None:
+        return
+    if is_map:
+        kwargs["config"] = {**config, "http_options": rest}
+    else:
+        kwargs["config"] = config.model_copy(update={"http_options": rest})
+
+
+def install_labels(patches: PatchSet, active: Callable[[], bool]) -> None:
+    """Patch the billable methods to take `ledger_*` keywords (kept while llmledger is off)."""
+    attach = kwargs_hook(_attach_header, _strip_header, active)
     for cls in ("Models", "AsyncModels"):
         for attr in ("generate_content", "generate_content_stream", "embed_content"):
             patches.add(Target("google.genai.models", cls, attr), attach)

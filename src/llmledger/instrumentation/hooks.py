@@ -17,6 +17,7 @@ from typing import Any
 
 from llmledger._internal import internal_error
 from llmledger.attribution.context import Attribution, make_attribution
+from llmledger.attribution.labels import LABELS_HEADER
 from llmledger.errors import InvalidUsageError, LimitExceeded
 from llmledger.instrumentation.call import Call
 
@@ -30,7 +31,7 @@ __all__ = [
     "request_hook",
 ]
 
-ATTRIBUTION_HEADER = "x-llmledger-attribution"
+ATTRIBUTION_HEADER = LABELS_HEADER
 """Carries per-call `ledger_*` attribution from the SDK method to the request hook; always removed
 before the request is built, so it never reaches the provider."""
 
@@ -102,18 +103,32 @@ def _finish(finish: Finish, call: Call, result: Any) -> Any:
         return result
 
 
-def kwargs_hook(attach: Callable[[dict[str, Any], str], None]) -> Callable[[Callable[..., Any]], Any]:
+def kwargs_hook(
+    attach: Callable[[dict[str, Any], str], None],
+    strip: Callable[[dict[str, Any]], None],
+    active: Callable[[], bool],
+) -> Callable[[Callable[..., Any]], Any]:
     """Make a wrapper for an SDK method that takes `ledger_tenant=`... off its keyword arguments.
 
-    The values are validated (bad ones raise `InvalidUsageError` before anything is sent) and handed
-    on with the request by `attach(kwargs, header_value)`, to be read back by the request hook.
+    While `active()` (the provider is metered), the values are validated (a bad one raises
+    `InvalidUsageError` naming the keyword, before anything is sent) and handed on with the request
+    by `attach(kwargs, header_value)`, to be read back by the request hook. Otherwise (llmledger
+    switched off or uninstrumented) they are dropped, and `strip(kwargs)` removes a `labels()`
+    header: the call runs exactly like the bare SDK call.
     """
 
     def make(original: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(original)
         def method(*args: Any, **kwargs: Any) -> Any:
-            if kwargs and not _LEDGER_KEYS.isdisjoint(kwargs):
-                attach(kwargs, _take(kwargs))
+            if not kwargs:
+                return original(*args, **kwargs)
+            if active():
+                if not _LEDGER_KEYS.isdisjoint(kwargs):
+                    attach(kwargs, _take(kwargs))
+            else:
+                for key in _LEDGER_KEYS.intersection(kwargs):
+                    del kwargs[key]
+                strip(kwargs)
             return original(*args, **kwargs)
 
         return method
@@ -122,10 +137,16 @@ def kwargs_hook(attach: Callable[[dict[str, Any], str], None]) -> Callable[[Call
 
 
 def _take(kwargs: dict[str, Any]) -> str:
-    picked = {LEDGER_KWARGS[k]: kwargs.pop(k) for k in list(kwargs) if k in _LEDGER_KEYS}
-    picked = {k: v for k, v in picked.items() if v is not None}
-    make_attribution(**picked)  # validate now: raises InvalidUsageError naming the bad value
-    return json.dumps(picked, separators=(",", ":"))
+    picked = {k: kwargs.pop(k) for k in list(kwargs) if k in _LEDGER_KEYS}
+    fields = {LEDGER_KWARGS[k]: v for k, v in picked.items() if v is not None}
+    try:
+        make_attribution(**fields)  # validate now, before anything is sent
+    except InvalidUsageError as exc:
+        given = ", ".join(f"{k}={v!r}" for k, v in picked.items() if v is not None)
+        raise InvalidUsageError(f"{given}: {exc} (the call was not sent)") from exc
+    except TypeError as exc:  # not a mapping of tags, ...
+        raise InvalidUsageError(f"bad ledger_* keyword: {exc} (the call was not sent)") from exc
+    return json.dumps(fields, separators=(",", ":"))
 
 
 def decode_attribution(value: Any) -> Attribution:

@@ -26,7 +26,7 @@ from llmledger.instrumentation.hosts import asks_usage, provider_for_url
 from llmledger.instrumentation.patching import PatchSet, Target, resolve
 from llmledger.instrumentation.usage import Usage
 
-__all__ = ["StainlessSpec", "install"]
+__all__ = ["StainlessSpec", "install", "install_labels"]
 
 _CALL = "_llmledger_call"
 _wrappers: tuple[type, ...] = ()  # the SDKs' raw-response classes, whose `parse` delivers later
@@ -76,7 +76,11 @@ def install(spec: StainlessSpec, patches: PatchSet) -> None:
             _wrappers = (*_wrappers, owner)
     for target in spec.closers:
         patches.add(target, _closer_hook)
-    attach = kwargs_hook(_attach_header)
+
+
+def install_labels(spec: StainlessSpec, patches: PatchSet, active: Callable[[], bool]) -> None:
+    """Patch the billable methods to take `ledger_*` keywords (kept while llmledger is off)."""
+    attach = kwargs_hook(_attach_header, _strip_header, active)
     for target in spec.methods:
         patches.add(target, attach)
 
@@ -84,6 +88,12 @@ def install(spec: StainlessSpec, patches: PatchSet) -> None:
 def _attach_header(kwargs: dict[str, Any], value: str) -> None:
     headers = kwargs.get("extra_headers")
     kwargs["extra_headers"] = {**(headers or {}), ATTRIBUTION_HEADER: value}
+
+
+def _strip_header(kwargs: dict[str, Any]) -> None:
+    headers = kwargs.get("extra_headers")
+    if isinstance(headers, Mapping) and ATTRIBUTION_HEADER in headers:
+        kwargs["extra_headers"] = {k: v for k, v in headers.items() if k != ATTRIBUTION_HEADER}
 
 
 def _hook(spec: StainlessSpec, original: Callable[..., Any]) -> Callable[..., Any]:

@@ -325,6 +325,11 @@ def init(
     """
     if max_buffer < 1 or flush_interval <= 0:
         raise ConfigError("max_buffer must be >= 1 and flush_interval > 0")
+    if ledger is not None and (not isinstance(ledger, str) or not ledger.strip()):
+        raise ConfigError(
+            f"ledger must be a database URL or a file path, got {ledger!r}; "
+            "leave it out to use LLMLEDGER_DB or ./llmledger.db"
+        )
     if (
         isinstance(default_output_cap, bool)
         or not isinstance(default_output_cap, int)

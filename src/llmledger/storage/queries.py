@@ -76,6 +76,18 @@ class UsageRow:
             return self.group[key]
         return getattr(self, key)
 
+    def __getattr__(self, name: str) -> str | None:
+        """`row.tenant`, `row.model`, `row.day`: a group key as an attribute (`tag:<name>` keys are
+        read as `row["tag:plan"]`). Raises AttributeError for a key the report is not grouped by."""
+        if not name.startswith("__"):
+            group = object.__getattribute__(self, "group")
+            if name in group:
+                value: str | None = group[name]
+                return value
+        raise AttributeError(
+            f"UsageRow has no field or group key {name!r} (grouped by: {', '.join(self.group)})"
+        )
+
 
 def same_models(conn: Connection, filters: Mapping[str, Any]) -> Mapping[str, Any]:
     """`filters` with a `model` filter widened to every stored name of the same model identity
