@@ -96,7 +96,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Spend by tenant and feature" in result.output
     assert "unpriced: 1" in result.output
-    admitted, refused = (int(x) for x in re.findall(r"(\d+) calls admitted, (\d+) refused", result.output)[0])
+    found = re.findall(
+        r"(\d+) trial calls admitted; (\d+) trial calls refused", " ".join(result.output.split())
+    )
+    admitted, refused = (int(x) for x in found[0])
     assert admitted + refused == 10 and admitted > 0 and refused > 0  # the spend-limit step
     llmledger.init(ledger=str(path))
     events = llmledger.events(limit=None)
@@ -133,7 +136,8 @@ def test_limits_commands_and_reconcile(tmp_path: Path) -> None:
     )
     assert each.exit_code == 0, each.output
     listed = runner.invoke(app, ["limits", "list", "--ledger", path])
-    assert listed.exit_code == 0 and limit_id in listed.output and "tag:plan=free" in listed.output
+    assert listed.exit_code == 0 and limit_id in listed.output
+    assert "tag plan=free" in listed.output and "each user" in listed.output
     bad = runner.invoke(app, ["limits", "set", "--ledger", path, "--usd", "1", "--per", "fortnight"])
     assert bad.exit_code == 2 and "per='fortnight'" in bad.output
     ok = runner.invoke(app, ["reconcile", "--ledger", path])

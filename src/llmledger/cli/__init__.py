@@ -1,9 +1,17 @@
 """The `llmledger` command line."""
 
-from llmledger.cli import (
-    limits_cmd,  # registers `limits` and `reconcile` on the app
-    server_cmd,  # registers `serve` and `keys`
-)
+# importing the command modules registers their commands on the app
+from llmledger.cli import demo_cmd, doctor, limits_cmd, prices_cmd, reports, retention_cmd, server_cmd
 from llmledger.cli.app import app, main
 
-__all__ = ["app", "limits_cmd", "main", "server_cmd"]
+__all__ = [
+    "app",
+    "demo_cmd",
+    "doctor",
+    "limits_cmd",
+    "main",
+    "prices_cmd",
+    "reports",
+    "retention_cmd",
+    "server_cmd",
+]

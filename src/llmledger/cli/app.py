@@ -1,195 +1,137 @@
-"""The `llmledger` command line: reports, events, prices, limits and the demo."""
+"""The `llmledger` command line: the app, its shared options, opening ledgers and reporting errors.
+
+Every value and every user input shown goes through `rich.text.Text` (never parsed as markup), help
+texts are plain (`rich_markup_mode=None`), and an llmledger error is one clean line on stderr with
+exit status 2 (the traceback only with `llmledger --debug ...` or `LLMLEDGER_DEBUG=1`).
+"""
 
 from __future__ import annotations
 
+import os
 import sys
-from datetime import datetime, timezone
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
 
+from llmledger._version import __version__
 from llmledger.errors import LlmLedgerError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "console", "errors", "fail", "main", "open_ledger"]
+
+
+class _Group(TyperGroup):
+    """Turns an llmledger error raised by any command into `error: ...` and exit status 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LlmLedgerError as exc:
+            if _debug():
+                raise
+            fail(str(exc))
+
 
 app = typer.Typer(
     name="llmledger",
     help="Self-hosted metering and spend control for LLM apps.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
+    cls=_Group,
 )
-# Reports are wide: when piped (no terminal to measure), don't squeeze them into 80 columns.
-console = Console() if sys.stdout.isatty() else Console(width=160)
-errors = Console(stderr=True, soft_wrap=True)
+# markup=False: no string printed is ever read as markup (data such as a tenant "team[/x]" stays as is)
+console = Console(highlight=False, markup=False)
+errors = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
+_DEBUG = {"on": False}
+
+
+def _debug() -> bool:
+    return _DEBUG["on"] or os.environ.get("LLMLEDGER_DEBUG", "").strip().lower() in ("1", "true", "yes")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        console.print(Text(f"llmledger {__version__}"))
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback of an error (also LLMLEDGER_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Self-hosted metering and spend control for LLM apps."""
+    _DEBUG["on"] = debug
+
 
 LedgerOpt = Annotated[
     str | None,
     typer.Option(
-        "--ledger", envvar="LLMLEDGER_DB", help="Ledger URL or SQLite path [default: ./llmledger.db]"
+        "--ledger",
+        envvar="LLMLEDGER_DB",
+        metavar="URL|PATH",
+        help="Ledger: a SQLite file path or a database URL [default: ./llmledger.db]",
     ),
 ]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table, csv or json")]
-SinceOpt = Annotated[str | None, typer.Option(help="Start: a duration (30d, 24h) or an ISO date")]
-UntilOpt = Annotated[str | None, typer.Option(help="End (exclusive): a duration ago or an ISO date")]
-Label = Annotated[str | None, typer.Option()]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help="table, csv or json")]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="WHEN",
+        help="Start: a duration ago (30d, 24h, 2w, 1y), mtd (month to date), ytd, or an ISO date",
+    ),
+]
+UntilOpt = Annotated[
+    str | None, typer.Option(metavar="WHEN", help="End (exclusive): a duration ago, mtd, ytd or an ISO date")
+]
+
+
+def label(what: str) -> Any:
+    """A `--tenant`-style filter option."""
+    return typer.Option(metavar="NAME", help=f"Only this {what}")
+
+
+def fail(message: str, status: int = 2) -> NoReturn:
+    """Print `error: message` on stderr (the message is never read as markup) and exit."""
+    errors.print(Text.assemble(("error: ", "bold red"), message))
+    raise typer.Exit(status)
 
 
 def _fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}")
+    """Print `error: message` and return the exit to raise (`raise _fail(...)`)."""
+    errors.print(Text.assemble(("error: ", "bold red"), message))
     return typer.Exit(2)
 
 
-def _check_format(fmt: str) -> None:
-    from llmledger.cli.render import FORMATS
+def open_ledger(ledger: str | None, *, must_exist: bool = True) -> None:
+    """Point llmledger at `ledger` (or LLMLEDGER_DB / ./llmledger.db) without instrumenting anything.
 
-    if fmt not in FORMATS:
-        raise _fail(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-
-
-def _filters(**labels: str | None) -> dict[str, Any]:
-    return {k: v for k, v in labels.items() if v is not None}
-
-
-def _open(ledger: str | None) -> None:
+    Read-only commands pass `must_exist=True`: a SQLite path that does not exist is an error
+    ("no ledger at PATH"), never a new empty ledger that reports "nothing was spent".
+    """
     import llmledger
+    from llmledger.sdk.runtime import DEFAULT_DB
+    from llmledger.storage.engine import sqlite_path
 
-    llmledger.init(ledger=ledger)
-
-
-@app.command()
-def report(
-    by: Annotated[
-        str,
-        typer.Option(
-            "--by",
-            help="Group by: comma list of tenant, user, org, feature, "
-            "agent, model, provider, day, month, tag:<name>",
-        ),
-    ] = "tenant,model",
-    since: SinceOpt = "30d",
-    until: UntilOpt = None,
-    fmt: FormatOpt = "table",
-    ledger: LedgerOpt = None,
-    tenant: Label = None,
-    user: Label = None,
-    org: Label = None,
-    feature: Label = None,
-    model: Label = None,
-    provider: Label = None,
-) -> None:
-    """Spend and tokens per group, most expensive first."""
-    import llmledger
-    from llmledger.cli.render import render_usage
-
-    _check_format(fmt)
-    keys = [k.strip() for k in by.split(",") if k.strip()]
-    try:
-        _open(ledger)
-        rows = llmledger.usage(
-            keys,
-            since=since,
-            until=until,
-            **_filters(tenant=tenant, user=user, org=org, feature=feature, model=model, provider=provider),
-        )
-    except LlmLedgerError as exc:
-        raise _fail(str(exc)) from exc
-    render_usage(rows, keys, fmt, console, f"LLM spend by {', '.join(keys)} (since {since or 'the start'})")
-
-
-@app.command("events")
-def events_cmd(
-    limit: Annotated[int, typer.Option(min=1, help="How many events")] = 20,
-    since: SinceOpt = None,
-    until: UntilOpt = None,
-    fmt: FormatOpt = "table",
-    ledger: LedgerOpt = None,
-    tenant: Label = None,
-    user: Label = None,
-    org: Label = None,
-    feature: Label = None,
-    model: Label = None,
-    provider: Label = None,
-    status: Label = None,
-) -> None:
-    """The most recent usage events."""
-    import llmledger
-    from llmledger.cli.render import render_events
-
-    _check_format(fmt)
-    try:
-        _open(ledger)
-        found = llmledger.events(
-            limit=limit,
-            since=since,
-            until=until,
-            **_filters(
-                tenant=tenant,
-                user=user,
-                org=org,
-                feature=feature,
-                model=model,
-                provider=provider,
-                status=status,
-            ),
-        )
-    except LlmLedgerError as exc:
-        raise _fail(str(exc)) from exc
-    render_events(found, fmt, console)
-
-
-@app.command()
-def prices(
-    model: Annotated[str, typer.Argument(help="Model name as the provider answers it, e.g. gpt-4o-mini")],
-    provider: Annotated[str | None, typer.Option(help="Provider id (openai, anthropic, google, ...)")] = None,
-    at: Annotated[str | None, typer.Option(help="Price at this ISO date/time (price history)")] = None,
-    tier: Annotated[str | None, typer.Option("--tier", help="Service tier (flex, priority, ...)")] = None,
-    prices_file: Annotated[
-        str | None, typer.Option("--prices", envvar="LLMLEDGER_PRICES", help="Price overrides TOML file")
-    ] = None,
-) -> None:
-    """Show the price llmledger would use for MODEL, and where it comes from."""
-    from llmledger._time import parse_time_bound
-    from llmledger.pricing import Overrides, Pricer
-    from llmledger.pricing.catalog import UnknownPrice
-
-    try:
-        when = parse_time_bound(at) or datetime.now(timezone.utc)
-        quote = Pricer(Overrides.load(prices_file) if prices_file else None).quote(
-            provider, model, when, tier
-        )
-    except UnknownPrice as exc:
-        raise _fail(f"{exc}") from exc
-    except LlmLedgerError as exc:
-        raise _fail(str(exc)) from exc
-    console.print(f"[bold]{quote.provider}[/bold] {quote.model}  →  {quote.matched}")
-    console.print(
-        f"source: {quote.source} ({quote.origin}); at {quote.at:%Y-%m-%d %H:%M} UTC"
-        + (f"; tier {quote.service_tier}" if quote.service_tier else "")
-    )
-    for key, value in quote.price_lines():
-        console.print(f"  {key:<24} {value}")
-    if quote.adjustments:
-        console.print(f"multiplier ×{quote.multiplier} from {', '.join(quote.adjustments)}")
-
-
-@app.command()
-def demo(
-    ledger: Annotated[
-        str | None, typer.Option(help="Ledger for the demo [default: a fresh temporary file]")
-    ] = None,
-    calls: Annotated[int, typer.Option(min=1, max=10_000, help="How many LLM calls to simulate")] = 60,
-) -> None:
-    """A self-contained tour: real openai/anthropic clients against an in-process fake provider."""
-    from llmledger.cli.demo import run_demo
-
-    try:
-        run_demo(console, ledger, calls)
-    except ImportError as exc:
-        raise _fail(f"the demo needs the SDKs: pip install 'llmledger[openai,anthropic]' ({exc})") from exc
+    target = ledger if ledger is not None else os.environ.get("LLMLEDGER_DB") or DEFAULT_DB
+    path = sqlite_path(target)
+    if must_exist and path is not None and not Path(path).is_file():
+        fail(f"no ledger at {path} (check --ledger or LLMLEDGER_DB; `llmledger doctor` shows what is found)")
+    llmledger.init(ledger=target, instrument=False)
 
 
 def main() -> None:
     """Entry point of the `llmledger` script."""
+    if "--debug" in sys.argv[1:]:
+        _DEBUG["on"] = True
     app()

@@ -9,12 +9,15 @@ keyword on the call itself.
 from __future__ import annotations
 
 import random
+import shutil
 import tempfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
+from rich.text import Text
 
 import llmledger
 from llmledger.cli.fake_provider import FakeProvider
@@ -22,6 +25,9 @@ from llmledger.cli.render import render_usage
 
 __all__ = ["run_demo"]
 
+DEMO_MARK = "demo_ledger"
+"""Key of the `llmledger_meta` row that marks a ledger the demo created (and may reset)."""
+TRIAL_CALLS = 10
 TENANTS = [("acme", "pro"), ("globex", "free"), ("initech", "free"), ("umbrella", "pro")]
 FEATURES = ["chat", "summarize", "support-agent"]
 
@@ -49,23 +55,74 @@ def _limits_tour(client: Any) -> tuple[int, int]:
     set_limit(usd="0.001", per="day", user="*", tags={"plan": "free"})
     admitted = refused = 0
     with llmledger.attribute(tenant="globex", user="globex-trial", tags={"plan": "free"}):
-        for i in range(10):
+        for i in range(TRIAL_CALLS):
             try:
                 _openai_call(client, "gpt-4o-mini", f"trial question {i}", "chat", max_tokens=300)
                 admitted += 1
             except llmledger.LimitExceeded:
                 refused += 1
+            llmledger.flush()  # each decision sees the previous call settled: the same result every run
     return admitted, refused
 
 
-def run_demo(console: Console, ledger: str | None, calls: int) -> None:
-    """Run the tour and print the reports."""
+def _prepare(console: Console, path: str) -> None:
+    """Open the demo's ledger: a new one, or one an earlier demo made (reset); refuse any other."""
+    import sqlalchemy as sa
+
+    from llmledger.cli.app import fail
+    from llmledger.sdk import limits as L
+    from llmledger.sdk.runtime import current
+    from llmledger.storage.tables import events, meta
+
+    llmledger.init(ledger=path)
+    engine = current().ledger.engine
+    with engine.connect() as conn:
+        marked = conn.execute(sa.select(meta.c.value).where(meta.c.key == DEMO_MARK)).scalar() is not None
+        held = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
+    if not marked and (held or L.limits()):
+        llmledger.shutdown()
+        fail(
+            f"{path} holds {held} event(s) and {len(L.limits())} limit(s) the demo did not make; "
+            "the demo never writes into a real ledger: leave out --ledger (a temporary one is used) "
+            "or name a new file"
+        )
+    if marked:  # an earlier demo's ledger: start again from nothing, so every run shows the same
+        console.print(Text("(resetting the ledger of an earlier demo run)"))
+        llmledger.delete_events(before=datetime.now(timezone.utc) + timedelta(days=1))
+        for limit in L.limits():
+            L.delete_limit(limit.id)
+    else:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(meta).values(key=DEMO_MARK, value=1))
+
+
+def run_demo(console: Console, ledger: str | None, calls: int, *, keep: bool = False) -> None:
+    """Run the tour and print the reports; a temporary ledger is removed afterwards unless `keep`."""
+    folder = None if ledger else tempfile.mkdtemp(prefix="llmledger-demo-")
+    path = ledger or str(Path(folder or ".") / "demo.db")
+    try:
+        _prepare(console, path)
+        _tour(console, path, calls)
+    finally:
+        llmledger.shutdown()
+        if folder is not None and not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    if ledger or keep:
+        console.print(
+            Text.assemble(
+                "\nTry: ",
+                (f"llmledger report --ledger {path} --by day,tenant", "bold"),
+                "  or  ",
+                (f"llmledger events --ledger {path} --tenant acme", "bold"),
+            )
+        )
+
+
+def _tour(console: Console, path: str, calls: int) -> None:
     import anthropic
     import httpx2
     import openai
 
-    path = ledger or str(Path(tempfile.mkdtemp(prefix="llmledger-demo-")) / "demo.db")
-    llmledger.init(ledger=path)
     fake = FakeProvider()
     oai = openai.OpenAI(api_key="sk-demo", http_client=httpx2.Client(transport=fake.transport()))
     claude = anthropic.Anthropic(api_key="sk-ant-demo", http_client=httpx2.Client(transport=fake.transport()))
@@ -77,8 +134,12 @@ def run_demo(console: Console, ledger: str | None, calls: int) -> None:
         ("anthropic", "claude-haiku-4-5"),
     ]
     console.print(
-        f"[bold]llmledger demo[/bold]: {calls} calls through the real openai and anthropic clients "
-        f"against an in-process fake provider (no network, no keys).\nLedger: {path}\n"
+        Text.assemble(
+            ("llmledger demo", "bold"),
+            f": {calls} calls from four tenants, 1 call to a fine-tuned model, then {TRIAL_CALLS} calls "
+            "of a free-plan trial user under a $0.001/day limit; the real openai and anthropic clients "
+            f"against an in-process fake provider (no network, no keys).\nLedger: {path}\n",
+        )
     )
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("calling LLMs", total=calls + 1)
@@ -100,31 +161,22 @@ def run_demo(console: Console, ledger: str | None, calls: int) -> None:
     admitted, refused = _limits_tour(oai)
     llmledger.flush()
 
-    render_usage(
-        llmledger.usage(["tenant", "feature"]),
-        ["tenant", "feature"],
-        "table",
-        console,
-        "Spend by tenant and feature",
-    )
-    render_usage(
-        llmledger.usage(["provider", "model"]), ["provider", "model"], "table", console, "Spend by model"
-    )
-    render_usage(llmledger.usage(["tag:plan"]), ["tag:plan"], "table", console, "Spend by plan (tag)")
+    for keys, title in (
+        (["tenant", "feature"], "Spend by tenant and feature"),
+        (["provider", "model"], "Spend by model"),
+        (["tag:plan"], "Spend by plan (tag)"),
+    ):
+        render_usage(llmledger.usage(keys), keys, "table", console, title)
     stats = llmledger.stats()
-    console.print(
-        f"recorded {stats.events_recorded} events; unpriced: {stats.events_unpriced} "
-        f"({', '.join(stats.unpriced_models) or 'none'}); dropped: {stats.events_dropped}"
-    )
     from llmledger.sdk.limits import reconcile
 
     agree = "equal" if not reconcile() else "DO NOT equal"
     console.print(
-        f"spend limit ($0.001/day for each free-plan user): {admitted} calls admitted, {refused} refused "
-        f"before reaching the provider; reconcile: the limit counters {agree} the ledger's events"
+        Text(
+            f"{calls + 1 + admitted} requests recorded = {calls} + 1 fine-tuned + {admitted} trial calls "
+            f"admitted; {refused} trial calls refused by the limit before reaching the provider.\n"
+            f"Events written: {stats.events_recorded}; unpriced: {stats.events_unpriced} "
+            f"({', '.join(stats.unpriced_models) or 'none'}); dropped: {stats.events_dropped}. "
+            f"Reconcile: the limit counters {agree} the ledger's events."
+        )
     )
-    console.print(
-        f"\nTry: [bold]llmledger report --ledger {path} --by day,tenant[/bold]  "
-        f"or  [bold]llmledger events --ledger {path} --tenant acme[/bold]"
-    )
-    llmledger.shutdown()

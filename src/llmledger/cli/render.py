@@ -1,4 +1,10 @@
-"""Rendering reports and events as a rich table, CSV or JSON."""
+"""Rendering reports and events as a rich table, CSV or JSON.
+
+Tables never read data as markup (every cell is a `Text`), and at any width they never cut a cost,
+a count or a model name: label columns (tenant, user, ...) fold onto more lines, token columns
+that are zero everywhere are left out, and if the table still does not fit, the least important
+columns are dropped and a note under the table says which (CSV and JSON always have them all).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,18 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from llmledger.events.event import UsageEvent
 from llmledger.storage.queries import UsageRow
 
-__all__ = ["FORMATS", "render_events", "render_usage"]
+__all__ = ["FORMATS", "Column", "money", "print_columns", "render_events", "render_usage"]
 
 FORMATS = ("table", "csv", "json")
 _ROW_FIELDS = (
@@ -31,10 +39,19 @@ _ROW_FIELDS = (
 )
 
 
-def _usd(value: Decimal | None) -> str:
+def money(value: Decimal | None) -> str:
+    """`$12.35`, `$0.0105`, `$0.0000001`: never an exponent; amounts under $1 keep every digit
+    (up to 10 decimals), amounts from $1 on are shown to the cent."""
     if value is None:
         return "unpriced"
-    return f"${value:,.6f}" if value < 1 else f"${value:,.2f}"
+    if value.copy_abs() >= 1:
+        return f"${value:,.2f}"
+    text = f"{value.quantize(Decimal('1e-10')).normalize():f}" if value else "0"
+    if "." not in text:
+        text += ".00"
+    elif len(text.split(".")[1]) < 2:
+        text += "0"
+    return f"${text}"
 
 
 def usage_records(rows: Sequence[UsageRow]) -> list[dict[str, Any]]:
@@ -47,6 +64,68 @@ def usage_records(rows: Sequence[UsageRow]) -> list[dict[str, Any]]:
             record[f] = str(value) if isinstance(value, Decimal) else value
         out.append(record)
     return out
+
+
+@dataclass
+class Column:
+    """One column of a table: its header and cells, and how it may give way when space is short."""
+
+    header: str
+    cells: list[str]
+    numeric: bool = False
+    keep: bool = False
+    """Never dropped (costs, counts, models, group keys)."""
+    fold: bool = False
+    """May fold onto several lines (labels) instead of being dropped."""
+
+    def width(self) -> int:
+        return max([len(self.header), *(len(c) for c in self.cells)])
+
+    def least(self) -> int:
+        return min(self.width(), 8) if self.fold else self.width()
+
+
+def _fit(columns: list[Column], width: int) -> tuple[list[Column], list[str]]:
+    """The columns that fit in `width` (dropping optional ones from the end), and those dropped."""
+    shown = list(columns)
+    dropped: list[str] = []
+    while sum(c.least() for c in shown) + 2 * (len(shown) - 1) > width:
+        optional = [c for c in shown if not c.keep]
+        if not optional:
+            break
+        gone = optional[-1]
+        shown.remove(gone)
+        dropped.append(gone.header)
+    return shown, dropped
+
+
+def print_columns(console: Console, columns: list[Column], title: str, caption: str) -> None:
+    """Print the columns as a table that fits the console: folds labels, drops optional columns."""
+    shown, dropped = _fit(columns, console.width)
+    table = Table(
+        title=Text(title),
+        title_justify="left",
+        caption=Text(caption),
+        caption_justify="left",
+        box=None,
+        pad_edge=False,
+        header_style="bold underline",
+    )
+    for c in shown:
+        table.add_column(
+            Text(c.header),
+            justify="right" if c.numeric else "left",
+            no_wrap=not c.fold,
+            overflow="fold",
+            min_width=c.least(),
+        )
+    for i in range(len(shown[0].cells) if shown else 0):
+        table.add_row(*[Text(c.cells[i]) for c in shown])
+    console.print(table)
+    if dropped:
+        console.print(
+            Text(f"({', '.join(dropped)} not shown at this width: widen the terminal or use --format csv)")
+        )
 
 
 def render_usage(
@@ -63,27 +142,36 @@ def render_usage(
         writer.writerows(usage_records(rows))
         console.out(buffer.getvalue(), end="", highlight=False)
         return
-    table = Table(title=title, title_justify="left")
-    for key in group_by:
-        table.add_column(key)
-    for name in ("requests", "input tok", "cached", "cache write", "output tok", "reasoning", "cost"):
-        table.add_column(name, justify="right")
-    total = Decimal(0)
-    for row in rows:
-        total += row.cost_usd
-        cost = _usd(row.cost_usd) + (f" (+{row.unpriced_requests} unpriced)" if row.unpriced_requests else "")
-        table.add_row(
-            *[str(row.group[k]) if row.group[k] is not None else "-" for k in group_by],
-            f"{row.requests:,}",
-            f"{row.input_tokens:,}",
-            f"{row.cache_read_tokens:,}",
-            f"{row.cache_write_tokens:,}",
-            f"{row.output_tokens:,}",
-            f"{row.reasoning_tokens:,}",
-            cost,
+    groups = [
+        Column(
+            k, ["-" if r.group[k] is None else str(r.group[k]) for r in rows], keep=True, fold=k != "model"
         )
-    table.caption = f"total {_usd(total)} over {sum(r.requests for r in rows):,} requests"
-    console.print(table)
+        for k in group_by
+    ]
+    cost = Column("cost", [money(r.cost_usd) for r in rows], numeric=True, keep=True)
+    unpriced_counts = [r.unpriced_requests for r in rows]
+    if any(unpriced_counts):  # unpriced calls have no cost: say how many, next to the cost
+        counts_column = [f"{n:,}" if n else "" for n in unpriced_counts]
+        cost_columns = [cost, Column("unpriced", counts_column, numeric=True, keep=True)]
+    else:
+        cost_columns = [cost]
+    counts = [Column("requests", [f"{r.requests:,}" for r in rows], numeric=True, keep=True)]
+    for header, name in (
+        ("input tok", "input_tokens"),
+        ("output tok", "output_tokens"),
+        ("cached", "cache_read_tokens"),
+        ("cache write", "cache_write_tokens"),
+        ("reasoning", "reasoning_tokens"),
+    ):
+        values = [getattr(r, name) for r in rows]
+        if any(values) or name in ("input_tokens", "output_tokens"):
+            counts.append(Column(header, [f"{v:,}" for v in values], numeric=True))
+    total = sum((r.cost_usd for r in rows), Decimal(0))
+    caption = f"total {money(total)} over {sum(r.requests for r in rows):,} requests"
+    unpriced = sum(r.unpriced_requests for r in rows)
+    if unpriced:
+        caption += f" (+{unpriced:,} unpriced)"
+    print_columns(console, [*groups, *cost_columns, *counts], title, caption)
 
 
 def render_events(events: Sequence[UsageEvent], fmt: str, console: Console) -> None:
@@ -103,31 +191,21 @@ def render_events(events: Sequence[UsageEvent], fmt: str, console: Console) -> N
             writer.writerow(record)
         console.out(buffer.getvalue(), end="", highlight=False)
         return
-    table = Table(title=f"{len(events)} event(s), newest first", title_justify="left")
-    for name in (
-        "time (UTC)",
-        "provider",
-        "model",
-        "tenant",
-        "user",
-        "feature",
-        "in",
-        "out",
-        "cost",
-        "status",
-    ):
-        table.add_column(name, justify="right" if name in ("in", "out", "cost") else "left")
-    for e in events:
-        table.add_row(
-            e.timestamp.strftime("%Y-%m-%d %H:%M:%S"),
-            e.provider,
-            e.model,
-            e.tenant or "-",
-            e.user or "-",
-            e.feature or "-",
-            f"{e.input_tokens:,}",
-            f"{e.output_tokens:,}",
-            _usd(e.cost_usd),
-            e.status if e.status == "ok" else f"{e.status} ({e.error_type})",
-        )
-    console.print(table)
+    when = "%Y-%m-%d %H:%M:%S" if console.width >= 120 else "%m-%d %H:%M"  # narrow: room for labels
+    columns = [
+        Column("time (UTC)", [e.timestamp.strftime(when) for e in events], keep=True),
+        Column("model", [e.model for e in events], keep=True),
+        Column("cost", [money(e.cost_usd) for e in events], numeric=True, keep=True),
+        Column("tenant", [e.tenant or "-" for e in events], keep=True, fold=True),
+        Column("in", [f"{e.input_tokens:,}" for e in events], numeric=True),
+        Column("out", [f"{e.output_tokens:,}" for e in events], numeric=True),
+        Column("user", [e.user or "-" for e in events], fold=True),
+        Column(
+            "status",
+            [e.status if e.status == "ok" else f"{e.status} ({e.error_type})" for e in events],
+            fold=True,
+        ),
+        Column("feature", [e.feature or "-" for e in events], fold=True),
+        Column("provider", [e.provider for e in events], fold=True),
+    ]
+    print_columns(console, columns, f"{len(events)} event(s), newest first", "")

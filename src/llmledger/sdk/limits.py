@@ -99,6 +99,10 @@ def set_limit(
     The same scope, metric and window replace the earlier limit (its id is derived from them).
     Bad definitions raise `LimitDefinitionError`.
     """
+    for name, value in (("tags", tags), ("downgrade", downgrade)):
+        if value is not None and not isinstance(value, Mapping):
+            example = "{'plan': 'free'}" if name == "tags" else "{'gpt-4o': 'gpt-4o-mini'}"
+            raise LimitDefinitionError(f"{name} must be a dict, e.g. {name}={example}, got {value!r}")
     draft = make_limit(
         "",
         usd=usd,
@@ -169,15 +173,41 @@ def load_limits(path: str | os.PathLike[str]) -> list[Limit]:
         )
     problems = []
     for i, entry in enumerate(entries, 1):
-        try:
-            if not isinstance(entry, dict):
-                raise LimitDefinitionError("not a table")
-            make_limit("", **entry)
-        except (LimitDefinitionError, TypeError) as exc:
-            problems.append(f"entry {i}: {exc}")
+        if not isinstance(entry, dict):
+            problems.append(f"entry {i}: not a table")
+            continue
+        problems.extend(f"entry {i}: {problem}" for problem in _entry_problems(entry))
     if problems:
         raise LimitDefinitionError(f"{file}: nothing applied; " + "; ".join(problems))
     return [set_limit(**entry) for entry in entries]
+
+
+def _check(fields: Mapping[str, Any]) -> str | None:
+    try:
+        make_limit("", **fields)
+    except (LimitDefinitionError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def _entry_problems(entry: Mapping[str, Any]) -> list[str]:
+    """Every problem of one `[[limits]]` entry, not only the first: each field is checked on its own,
+    on top of the entry's metric, window and mode when those are valid."""
+    first = _check(entry)
+    if first is None:
+        return []
+    metrics = ("usd", "tokens", "requests")
+    context: dict[str, Any] = {"usd": 1}
+    for key in ("per", "mode", "tz"):
+        if key in entry and _check({**context, key: entry[key]}) is None:
+            context[key] = entry[key]
+    problems = [first]
+    for key, value in entry.items():
+        probe = {key: value} if key in metrics else {**context, key: value}
+        found = _check(probe)
+        if found is not None and found not in problems:
+            problems.append(found)
+    return problems
 
 
 def limits() -> list[Limit]:

@@ -48,10 +48,16 @@ def usage(
     **filters: Any,
 ) -> list[UsageRow]:
     """Requests, token sums and exact cost per group (e.g. `group_by=("tenant", "model")`;
-    also `day`, `month`, `tag:<name>`), most expensive first."""
+    also `day`, `month`, `tag:<name>`), most expensive first; grouped by `day` or `month`, the rows
+    come in date order (most expensive first within a date)."""
     keys = [k.strip() for k in group_by.split(",")] if isinstance(group_by, str) else list(group_by)
-    keys = [k for k in keys if k]
-    return list(_read_ledger().usage(keys, filters, parse_time_bound(since), parse_time_bound(until)))
+    if not keys or not all(isinstance(k, str) and k for k in keys):
+        raise InvalidQueryError(f"group_by needs one or more keys such as 'tenant,model', got {group_by!r}")
+    rows = list(_read_ledger().usage(keys, filters, parse_time_bound(since), parse_time_bound(until)))
+    dates = [k for k in keys if k in ("day", "month")]
+    if dates:  # stable: keeps the most expensive first within a date
+        rows.sort(key=lambda row: tuple(str(row.group[k] or "") for k in dates))
+    return rows
 
 
 def spend(*, since: TimeBound = None, until: TimeBound = None, **filters: Any) -> Decimal:

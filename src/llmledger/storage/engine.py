@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from llmledger.errors import ConfigError
+from llmledger.errors import ConfigError, LedgerError
 
-__all__ = ["IMMEDIATE", "create_ledger_engine", "normalize_url"]
+__all__ = ["IMMEDIATE", "create_ledger_engine", "normalize_url", "sqlite_path"]
 
 IMMEDIATE = "llmledger_immediate"
 """Execution option: take the ledger's write lock when the transaction begins, so that writers (and
@@ -58,21 +58,59 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file a SQLite ledger URL or bare path names (None for other databases or bad URLs)."""
+    try:
+        parsed = sa.make_url(normalize_url(url))
+    except (ConfigError, sa.exc.ArgumentError):
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return str(Path(parsed.database).expanduser())
+
+
+_DRIVERS = {"postgresql": "psycopg (pip install 'llmledger[postgres]')"}
+
+
 def create_ledger_engine(url: str) -> Engine:
-    """Create an engine for the ledger at `url`, configured for safe multi-process use."""
+    """Create an engine for the ledger at `url`, configured for safe multi-process use.
+
+    Raises `ConfigError` for a URL llmledger cannot use (unknown database, missing driver) and
+    `LedgerError` when a SQLite file's folder cannot be created (a path under a file, no permission).
+    """
     url = normalize_url(url)
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as exc:
         raise ConfigError(f"not a valid ledger URL: {url!r} ({exc})") from exc
-    if parsed.get_backend_name() != "sqlite":
-        engine = sa.create_engine(url, pool_pre_ping=True)
-        if parsed.get_backend_name() == "postgresql":
+    backend = parsed.get_backend_name()
+    if backend != "sqlite":
+        try:
+            engine = sa.create_engine(url, pool_pre_ping=True)
+        except sa.exc.NoSuchModuleError as exc:
+            raise ConfigError(
+                f"ledger URL {parsed.render_as_string(hide_password=True)!r}: unknown database "
+                f"{parsed.drivername!r}; use a file path, sqlite:///path or postgresql://user@host/db"
+            ) from exc
+        except ImportError as exc:
+            need = _DRIVERS.get(backend, f"the {parsed.drivername} driver")
+            raise ConfigError(
+                f"ledger URL {parsed.render_as_string(hide_password=True)!r} needs {need}: {exc}"
+            ) from exc
+        if backend == "postgresql":
             sa.event.listen(engine, "begin", _on_postgres_begin)
         return engine
     if parsed.database in (None, "", ":memory:"):
         raise ConfigError("an in-memory SQLite ledger cannot be shared by the writer; use a file path")
-    Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    path = Path(parsed.database).expanduser()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None else exc.strerror or str(exc)
+        raise LedgerError(f"cannot create the ledger {path}: {why}; choose another path") from exc
+    if path.exists() and not path.is_file():
+        raise LedgerError(f"cannot use {path} as a ledger: it is a folder, not a file; name a file in it")
     engine = sa.create_engine(url, connect_args={"timeout": 30.0, "check_same_thread": False})
     sa.event.listen(engine, "connect", _on_sqlite_connect)
     sa.event.listen(engine, "begin", _on_sqlite_begin)

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from llmledger.errors import InvalidQueryError
+from llmledger.events.event import STATUSES
 from llmledger.identity import model_identity
 from llmledger.storage.rows import to_us
 from llmledger.storage.tables import events
@@ -122,6 +123,10 @@ def where_clause(
         column = events.c[name]
         if value is None:
             continue
+        if name == "status" and any(
+            v not in STATUSES for v in ([value] if isinstance(value, str) else value)
+        ):
+            raise InvalidQueryError(f"status filter takes {', '.join(sorted(STATUSES))}, got {value!r}")
         if isinstance(value, str):
             clauses.append(column == value)
         elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
