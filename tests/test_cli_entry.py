@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -166,7 +167,10 @@ def test_a_typo_is_an_error_not_zero_spend(tmp_path: Path) -> None:
         ("{file}/sub/ledger.db", "is a file, not a folder"),
     ],
 )
-def test_bad_ledger_urls_are_clean_errors(tmp_path: Path, ledger: str, message: str) -> None:
+def test_bad_ledger_urls_are_clean_errors(
+    tmp_path: Path, ledger: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the driver were not installed
     file = tmp_path / "plain.txt"
     file.write_text("x")
     url = ledger.format(file=file)
@@ -293,3 +297,50 @@ def test_doctor_says_what_is_wrong(filled: Path, tmp_path: Path) -> None:
     missing = cli("doctor", "--ledger", str(tmp_path / "none.db"))
     assert missing.returncode == 1 and "no ledger at" in missing.stdout
     assert not (tmp_path / "none.db").exists()
+
+
+def _demo_dirs(tmp: Path) -> list[Path]:
+    return sorted(tmp.glob("llmledger-demo-*"))
+
+
+def test_demo_is_repeatable_refuses_real_ledgers_and_cleans_up(tmp_path: Path, filled: Path) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    first = run("demo", "--calls", "6", columns=120, TMPDIR=str(temp))
+    assert first.returncode == 0, first.stderr
+    assert _demo_dirs(temp) == []  # its temporary ledger is gone
+    summary = re.search(r"(\d+) requests recorded = 6 \+ 1 fine-tuned \+ (\d+) trial", first.stdout)
+    assert summary is not None, first.stdout
+    total, admitted = int(summary.group(1)), int(summary.group(2))
+    assert total == 7 + admitted
+    captions = re.findall(r"over (\d+) requests", first.stdout)
+    assert captions and all(int(n) == total for n in captions)  # the header's numbers = the tables'
+    own = tmp_path / "demo.db"
+    runs = [cli("demo", "--ledger", str(own), "--calls", "6") for _ in range(2)]
+    assert [r.returncode for r in runs] == [0, 0], runs[1].stdout + runs[1].stderr
+    assert "resetting the ledger of an earlier demo run" in runs[1].stdout
+
+    def tables(out: str) -> str:
+        return out[out.index("Spend by tenant") : out.index("Events written")]
+
+    assert tables(runs[0].stdout) == tables(runs[1].stdout)  # deterministic: the same tables every run
+    refused = cli("demo", "--ledger", str(filled), "--calls", "2")
+    assert refused.returncode == 2 and "the demo never writes into a real ledger" in refused.stderr
+    llmledger.init(ledger=str(filled))
+    assert len(llmledger.events()) == 4 and llmledger.limits() == []  # untouched
+
+
+def test_delete_asks_unless_yes_and_reconcile_stays_clean(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    llmledger.init(ledger=str(path))
+    llmledger.set_limit(usd=100, per="month", user="*")
+    for user in ("u1", "u2", "u2"):
+        llmledger.track(provider="openai", model="gpt-4o", input_tokens=1000, user=user)
+    llmledger.shutdown()
+    refused = CliRunner().invoke(app, ["delete", "--ledger", str(path), "--user", "u2"], input="n\n")
+    assert refused.exit_code == 1 and "deleted" not in refused.stdout
+    done = cli("delete", "--ledger", str(path), "--user", "u2", "--yes")
+    assert done.returncode == 0 and "deleted 2 event(s)" in done.stdout, done.stderr
+    assert cli("reconcile", "--ledger", str(path)).returncode == 0
+    nothing = cli("delete", "--ledger", str(path))
+    assert nothing.returncode == 2 and "say which events to delete" in nothing.stderr

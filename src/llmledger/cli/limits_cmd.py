@@ -170,7 +170,9 @@ def list_cmd(ledger: LedgerOpt = None) -> None:
         subjects = _subjects(limit, now)
         window = f"{limit.window.describe()}, {limit.mode}"
         if not subjects:
-            rows.append([limit.id, scope_text(limit), "(none yet)", show(limit.amount), window, "", "", "", ""])
+            rows.append(
+                [limit.id, scope_text(limit), "(none yet)", show(limit.amount), window, "", "", "", ""]
+            )
         for subject in subjects:
             s = store.standing(limit, subject, now)
             rows.append(
