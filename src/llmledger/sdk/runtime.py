@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from llmledger._internal import internal_error, internal_error_count
 from llmledger.attribution.context import EMPTY, Attribution, make_attribution
 from llmledger.errors import ConfigError
-from llmledger.events.event import UsageEvent
+from llmledger.events.event import TOKEN_FIELDS, UsageEvent
 from llmledger.transport.writer import BackgroundWriter
 
 if TYPE_CHECKING:
@@ -190,10 +190,24 @@ class Runtime:
 
     def _note_unpriced(self, event: UsageEvent) -> None:
         key = f"{event.provider}/{event.model}"
+        # An unread response (a raw response never parsed) has no usage to price: its model may well
+        # have a price, so say what is unknown instead of "no price".
+        unread = not event.complete and not any(getattr(event, f) for f in TOKEN_FIELDS)
+        if unread:
+            key += " (usage unknown)"
         with self._unpriced_lock:
             seen = self.unpriced.get(key, 0)
             self.unpriced[key] = seen + 1
-        if not seen:
+        if seen:
+            return
+        if unread:
+            log.warning(
+                "llmledger: the usage of a %s/%s call is unknown; recorded without cost (cost_usd=None): %s",
+                event.provider,
+                event.model,
+                event.unpriced_reason,
+            )
+        else:
             log.warning(
                 "llmledger: no price for %s; recorded as unpriced (cost_usd=None): %s",
                 key,
