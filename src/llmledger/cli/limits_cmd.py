@@ -194,7 +194,7 @@ def list_cmd(ledger: LedgerOpt = None) -> None:
         for i, h in enumerate(headers)
     ]
     for c in columns:
-        c.keep = c.header in ("id", "scope", "subject", "limit", "spent", "left")
+        c.keep = c.header in ("id", "scope", "subject", "limit", "per", "spent", "left")
         c.fold = c.header in ("scope", "subject", "per", "resets (UTC)")
     print_columns(console, columns, f"{len(L.limits())} limit(s)", "")
 

@@ -82,11 +82,13 @@ class Column:
         return max([len(self.header), *(len(c) for c in self.cells)])
 
     def least(self) -> int:
-        return min(self.width(), 8) if self.fold else self.width()
+        """The narrowest this column gets before optional columns are dropped instead."""
+        return min(self.width(), 12) if self.fold else self.width()
 
 
 def _fit(columns: list[Column], width: int) -> tuple[list[Column], list[str]]:
-    """The columns that fit in `width` (dropping optional ones from the end), and those dropped."""
+    """The columns to show in `width`, and those dropped: labels may fold to 12 characters, then
+    optional columns go (from the end) until the rest fits; costs, counts and models never fold."""
     shown = list(columns)
     dropped: list[str] = []
     while sum(c.least() for c in shown) + 2 * (len(shown) - 1) > width:
