@@ -49,6 +49,7 @@ from llmledger.sdk.runtime import current as _current_runtime
 from llmledger.sdk.track import UsageTracker, track, track_usage
 
 if TYPE_CHECKING:  # the lazy API below, typed for mypy and IDEs (loaded on first use at run time)
+    from llmledger.remote import Client
     from llmledger.sdk.limits import (
         LimitStatus,
         check,
@@ -61,7 +62,6 @@ if TYPE_CHECKING:  # the lazy API below, typed for mypy and IDEs (loaded on firs
         set_limit,
         top_up,
     )
-    from llmledger.remote import Client
     from llmledger.sdk.retention import delete_events
 
 _LIMITS_API = (
