@@ -7,6 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP_DEMO := $(VENV)/.installed-demo
 STAMP_DEV := $(VENV)/.installed-dev
+# What the test environments install (the main one and each of OTHER_PYTHONS').
+DEV_EXTRAS := dev,openai,anthropic,google,server
 
 .PHONY: demo test lint typecheck readme-typecheck unit unit-min unit-versions postgres-binaries bench bench-instrument bench-instructions clean
 
@@ -20,7 +22,7 @@ $(STAMP_DEMO): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,openai,anthropic,google,server]'
+	$(BIN)/pip install --quiet -e '.[$(DEV_EXTRAS)]'
 	touch $@ $(STAMP_DEMO)
 
 demo: $(STAMP_DEMO)
@@ -48,7 +50,7 @@ unit: $(STAMP_DEV) postgres-binaries
 
 # The suite on every other Python version we claim, in parallel (one virtualenv each).
 unit-versions: postgres-binaries
-	tools/test-versions.sh $(OTHER_PYTHONS)
+	EXTRAS=$(DEV_EXTRAS) tools/test-versions.sh $(OTHER_PYTHONS)
 
 # The instrumentation tests again, against the oldest SDK releases we support.
 VENV_MIN := .venv-min

@@ -12,10 +12,10 @@ done
 for v in "$@"; do
     (
         venv=".venv-py$v"
-        if [ ! -f "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ]; then
+        if [ ! -f "$venv/.installed" ] || [ pyproject.toml -nt "$venv/.installed" ] || [ Makefile -nt "$venv/.installed" ]; then
             "$(tools/find-python.sh "$v")" -m venv "$venv" &&
                 "$venv/bin/python" -m pip install --quiet --upgrade pip &&
-                "$venv/bin/pip" install --quiet -e '.[dev,openai,anthropic,google]' &&
+                "$venv/bin/pip" install --quiet -e ".[${EXTRAS:-dev,openai,anthropic,google,server}]" &&
                 touch "$venv/.installed"
         fi >"$venv.log" 2>&1 &&
             "$venv/bin/python" -m pytest -q -p no:cacheprovider >>"$venv.log" 2>&1
