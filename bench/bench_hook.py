@@ -14,6 +14,7 @@ production and prices + writes every event to SQLite.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -50,7 +51,9 @@ def _load() -> tuple[ChatCompletion, list[ChatCompletionChunk]]:
 
 
 def _init() -> None:
-    llmledger.init(ledger=str(Path(tempfile.mkdtemp(prefix="llmledger-bench-")) / "bench.db"))
+    # LLMLEDGER_BENCH_JOURNAL=0 measures without the durable journal (for comparison).
+    kwargs = {"journal": False} if os.environ.get("LLMLEDGER_BENCH_JOURNAL") == "0" else {}
+    llmledger.init(ledger=str(Path(tempfile.mkdtemp(prefix="llmledger-bench-")) / "bench.db"), **kwargs)
 
 
 def hook(loops: int, instrumented: bool, clock: str = "wall") -> float:

@@ -32,3 +32,11 @@ def internal_error(exc: BaseException, where: str) -> None:
 def internal_error_count() -> int:
     """How many internal errors were recorded in this process."""
     return _count
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -7,6 +7,7 @@ RFC 9562 "method 1"), then 62 random bits.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -46,3 +47,11 @@ def uuid7(now_ns: int | None = None) -> str:
 def uuid7_time_ms(event_id: str) -> int:
     """The Unix time in milliseconds encoded in a UUIDv7 string."""
     return int(event_id.replace("-", "")[:12], 16)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

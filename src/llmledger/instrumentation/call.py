@@ -13,20 +13,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Protocol
 
 from llmledger._internal import internal_error
 from llmledger.attribution.context import Attribution
 from llmledger.events.event import UsageEvent
-from llmledger.identity import learn
+from llmledger.events.ids import uuid7
 from llmledger.instrumentation.estimate import estimate_from_chars, request_text
-from llmledger.instrumentation.hosts import convention
-from llmledger.instrumentation.usage import KEEP_CHARS, Usage, normalise
+from llmledger.instrumentation.usage import KEEP_CHARS, Usage
 from llmledger.limit.model import scope_of_call
 from llmledger.sdk import runtime as _rt
-from llmledger.sdk.track import build_usage_event
+from llmledger.sdk.spool import call_event, end_fields
 from llmledger.tokens import count_tokens
 
 __all__ = ["Call", "StreamReader", "meter_async", "meter_sync"]
@@ -66,6 +64,8 @@ class Call:
         "duration",
         "endpoint",
         "estimate",
+        "event_id",
+        "journaled",
         "outcome",
         "provider",
         "reader",
@@ -76,7 +76,7 @@ class Call:
         "t0",
         "ttft",
         "usage",
-        "wall",
+        "wall_us",
         "who",
     )
 
@@ -94,8 +94,10 @@ class Call:
         self.who = who
         self.request = request  # the JSON body, only read to estimate tokens when usage is missing
         self.runtime: _rt.Runtime | None = None
-        self.wall = datetime.now(timezone.utc)
+        self.wall_us = time.time_ns() // 1000
         self.t0 = time.perf_counter()
+        self.event_id: str | None = None
+        self.journaled: Any = None  # the journal segment of this call's start record
         self.ttft: float | None = None
         self.reader: StreamReader | None = None
         self.reservation: str | None = None
@@ -106,6 +108,13 @@ class Call:
         """(prompt text kept, its characters, generated text kept, its characters, output the
         provider reported) of an estimated call, for the writer thread to count with a tokenizer."""
         self.outcome: tuple[bool, bool, Any, str | None, Decimal | None, str | None] | None = None
+
+    def sent(self) -> None:
+        """The request is about to go out: fix the event id and journal the call's start, so that
+        the call is accounted even if the process dies before it returns (see `sdk/spool.py`)."""
+        runtime = _rt._runtime
+        if runtime is not None and runtime.config.enabled:
+            runtime.begin(self)
 
     # -- endings ---------------------------------------------------------------------------------
 
@@ -241,37 +250,18 @@ class Call:
 
     def event(self) -> UsageEvent:
         """Price this finished call and build its event (called once, by the writer thread)."""
-        usage = self.usage
-        assert usage is not None and self.outcome is not None and self.runtime is not None
-        if usage.model is not None:  # an Azure deployment (or a relay's alias) learns its model
-            learn(self.provider, self.requested_model, usage.model)
-        if self.estimate is not None:
-            self._count_estimate(usage)
-        if usage.tokens:  # the host's counting convention, and no impossible event stored silently
-            normalise(usage, convention(self.provider).reasoning_beside)
-        complete, stream, status, error_type, provider_cost, unpriced_reason = self.outcome
-        return build_usage_event(
+        assert self.runtime is not None and self.usage is not None
+        if self.estimate is not None:  # counted here, with the tokenizer (the journal has no text)
+            self._count_estimate(self.usage)
+        return call_event(
             self.runtime,
+            self.event_id or uuid7(),
+            self.wall_us,
             self.provider,
-            usage.model or self.requested_model or "unknown",
-            usage.tokens,
+            self.endpoint,
+            self.requested_model,
             self.who,
-            self.wall,
-            units=usage.units,
-            provider_cost=usage.provider_cost if provider_cost is None else provider_cost,
-            requested_model=self.requested_model,
-            endpoint=self.endpoint,
-            service_tier=usage.service_tier,
-            duration_ms=self.duration * 1000.0,
-            time_to_first_token_ms=None if self.ttft is None else (self.ttft - self.t0) * 1000.0,
-            stream=stream,
-            complete=complete,
-            status=status,
-            error_type=error_type,
-            request_id=usage.request_id,
-            estimated=usage.estimated,
-            unpriced_reason=unpriced_reason,
-            notes=usage.notes,
+            end_fields(self),
         )
 
 

@@ -87,7 +87,10 @@ def request_hook(original: Callable[..., Any], begin: Begin, finish: Finish) -> 
 
 def _begin(begin: Begin, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     try:
-        return begin(args, kwargs)
+        plan = begin(args, kwargs)
+        if plan is not None:
+            plan[0].sent()  # journaled before the request goes out (survives a kill mid-call)
+        return plan
     except LimitExceeded:  # an enforcement decision: raised on purpose, before anything is sent
         raise
     except Exception as exc:

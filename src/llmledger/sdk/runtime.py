@@ -12,17 +12,22 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from llmledger._internal import internal_error, internal_error_count
 from llmledger.attribution.context import EMPTY, Attribution, make_attribution
 from llmledger.errors import ConfigError
 from llmledger.events.event import TOKEN_FIELDS, UsageEvent
+from llmledger.events.ids import uuid7
+from llmledger.sdk import spool
+from llmledger.sdk.sink import LedgerSink, Tracked
+from llmledger.transport.journal import Journal
 from llmledger.transport.writer import BackgroundWriter
 
 if TYPE_CHECKING:
+    from llmledger.instrumentation.call import Call
     from llmledger.limit.enforce import Enforcer
     from llmledger.pricing.pricer import Pricer
     from llmledger.storage.ledger import Ledger
@@ -53,6 +58,7 @@ class Config:
     on_threshold: Callable[[Any], object] | None = None
     default_output_cap: int = 4096
     reservation_ttl: float = 900.0
+    journal: bool = True
 
 
 class Deferred(Protocol):
@@ -81,6 +87,13 @@ class Stats:
     """Events with a pricing note, by kind: `partially_priced` (a rate the price record lacks),
     `cost_disagreement` (a provider-reported cost differs from llmledger's price),
     `usage_normalised` (usage a host reported impossibly, normalised or clamped)."""
+    journal_errors: int = 0
+    """Records the journal could not write (disk full...): those calls were kept in memory only."""
+    events_replayed: int = 0
+    """Events this process recovered from the journals of processes that died."""
+    events_quarantined: int = 0
+    """Events this process could not store (a value no store holds): kept in the ledger's
+    quarantine with the reason (`llmledger quarantine list|retry`)."""
 
 
 class Runtime:
@@ -98,11 +111,16 @@ class Runtime:
         self._unpriced_lock = threading.Lock()
         self._enforcer: Enforcer | None = None
         self.unpriced: dict[str, int] = {}
+        self.journal: Journal | None = (
+            spool.journal_for(config.ledger) if config.enabled and config.journal else None
+        )
+        self.sink = LedgerSink(self)
         self.writer: BackgroundWriter[UsageEvent | Deferred] = BackgroundWriter(
-            self._write,
+            self.sink,
             max_buffer=config.max_buffer,
             batch_size=config.batch_size,
             flush_interval=config.flush_interval,
+            tick=self.sink.tick,
         )
         if open_now and config.enabled:
             _ = self.ledger
@@ -117,8 +135,19 @@ class Runtime:
                     from llmledger.storage.ledger import Ledger
 
                     self._ledger = Ledger(self.config.ledger)
+                    self.sink.replay()
                 ledger = self._ledger
         return ledger
+
+    # -- the journal ------------------------------------------------------------------------------
+
+    def begin(self, call: Call) -> None:
+        """Journal the start of a call about to be sent (the caller's thread; one `write`)."""
+        call.runtime = self
+        call.event_id = event_id = uuid7()
+        journal = self.journal
+        if journal is not None:
+            call.journaled = journal.append(spool.begin_record(call, event_id, call.wall_us))
 
     @property
     def enforcer(self) -> Enforcer:
@@ -133,45 +162,28 @@ class Runtime:
                 enforcer = self._enforcer
         return enforcer
 
-    def _write(self, batch: Sequence[UsageEvent | Deferred]) -> None:
-        # Build the events of deferred calls first, in place in the writer's own list: a batch that
-        # fails to write is retried as it is, so each call is priced, announced and given its event
-        # id exactly once.
-        items = cast("list[UsageEvent | Deferred | None]", batch)
-        dropped = False
-        releases = [r for item in items if (r := getattr(item, "reservation", None)) is not None]
-        for i, item in enumerate(items):
-            if item is not None and not isinstance(item, UsageEvent):
-                try:
-                    event: UsageEvent | None = item.event()
-                except Exception as exc:
-                    event, dropped = None, True
-                    with contextlib.suppress(Exception):  # re-raised under pytest; never kill the writer
-                        internal_error(exc, "building a call's event")
-                items[i] = event
-                if event is not None and getattr(item, "announce", True):
-                    self._announce(event)
-        if dropped:
-            items[:] = [e for e in items if e is not None]
-        written = cast("list[UsageEvent]", items)
-        self.ledger.write(written, releases)
-        enforcer = self._enforcer
-        if enforcer is not None:
-            for event in written:
-                enforcer.learn(event)
-
     def record(self, event: UsageEvent, reservation: str | None = None) -> None:
         """Hand a finished event to the writer, the `on_event` hook and the debug printer.
 
         `reservation`: the spend-limit reservation the event settles (dropped when it is written).
         """
         if self.config.enabled:
-            self.writer.submit(event if reservation is None else _Settling(event, reservation))
+            journal = self.journal
+            segment = None if journal is None else journal.append(spool.track_record(event, reservation))
+            if segment is None and reservation is None:
+                self.writer.submit(event)
+            else:
+                self.writer.submit(Tracked(event, reservation, segment))
         self._announce(event)
 
-    def record_later(self, call: Deferred) -> None:
-        """Hand a finished call to the writer thread, which builds, announces and writes its event."""
+    def record_later(self, call: Call) -> None:
+        """Journal a finished call, then hand it to the writer thread, which builds, announces and
+        writes its event."""
         if self.config.enabled:
+            journal = self.journal
+            if journal is not None:
+                end = journal.append(spool.end_record(spool.end_fields(call)))
+                call.journaled = (call.journaled, end)
             self.writer.submit(call)
 
     def _announce(self, event: UsageEvent) -> None:
@@ -230,28 +242,31 @@ class Runtime:
             unpriced_models=unpriced,
             calls_refused=self._enforcer.refused if self._enforcer is not None else 0,
             pricing_notes=self.pricer.notes(),
+            journal_errors=self.journal.errors if self.journal is not None else 0,
+            events_replayed=self.sink.replayed,
+            events_quarantined=self.sink.quarantined,
         )
+
+    def after_fork(self) -> None:
+        """In a forked child: locks another thread of the parent may have held at the fork are
+        replaced, and limit enforcement starts afresh (the writer, journal and database pool
+        reset themselves)."""
+        self._ledger_lock = threading.Lock()
+        self._unpriced_lock = threading.Lock()
+        self._enforcer = None
+        pricer: Any = self.pricer
+        for owner in (pricer, getattr(pricer, "_catalog", None)):
+            if owner is not None and hasattr(owner, "_lock"):
+                owner._lock = threading.Lock()
 
     def close(self, timeout: float = 10.0) -> bool:
         """Flush pending events, stop the writer and release the ledger."""
         done = self.writer.close(timeout)
+        if self.journal is not None:
+            spool.release_journal(self.journal)
         if self._ledger is not None:
             self._ledger.close()
         return done
-
-
-class _Settling:
-    """A `track()` event inside `guard()`: written with the reservation it settles (already announced)."""
-
-    __slots__ = ("_event", "reservation")
-    announce = False
-
-    def __init__(self, event: UsageEvent, reservation: str) -> None:
-        self._event = event
-        self.reservation = reservation
-
-    def event(self) -> UsageEvent:
-        return self._event
 
 
 def debug_line(e: UsageEvent) -> str:
@@ -322,6 +337,7 @@ def init(
     on_threshold: Callable[[Any], object] | None = None,
     default_output_cap: int = 4096,
     reservation_ttl: float = 900.0,
+    journal: bool = True,
 ) -> Runtime:
     """Configure llmledger for this process. Idempotent and thread-safe: the same settings keep the
     same runtime.
@@ -336,27 +352,41 @@ def init(
     Spend limits: `on_threshold(alert)` is called when a call crosses a limit's threshold (once per
     window); `default_output_cap` is the output a call without `max_tokens` is assumed to use at
     most; `reservation_ttl` (seconds) frees the reservations of a process that died mid-call.
+    `journal` (default True) writes every call to the local journal before it returns, so that
+    nothing is lost if the process dies (see docs/concepts.md, "Durability"); False keeps events
+    in memory only until they are written.
     """
-    if max_buffer < 1 or flush_interval <= 0:
-        raise ConfigError("max_buffer must be >= 1 and flush_interval > 0")
-    if ledger is not None and (not isinstance(ledger, str) or not ledger.strip()):
+    _check_int("max_buffer", max_buffer, 1, 10_000_000, "events")
+    _check_number("flush_interval", flush_interval, 0.001, 3600.0)
+    _check_int("default_output_cap", default_output_cap, 1, 10_000_000, "tokens")
+    _check_number("reservation_ttl", reservation_ttl, 1.0, 30 * 86400.0)
+    for name, flag in (("debug", debug), ("instrument", instrument), ("journal", journal)):
+        if not isinstance(flag, bool):
+            raise ConfigError(f"{name} must be True or False, got {flag!r:.80}")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ConfigError(f"enabled must be True, False or None, got {enabled!r:.80}")
+    for name, hook in (("on_event", on_event), ("on_threshold", on_threshold)):
+        if hook is not None and not callable(hook):
+            raise ConfigError(f"{name} must be a function (or None), got {type(hook).__name__}")
+    if ledger is not None and not isinstance(ledger, (str, os.PathLike)):
+        raise ConfigError(f"ledger must be a database URL or a file path, got {type(ledger).__name__}")
+    if prices is not None and not isinstance(prices, (str, os.PathLike)):
+        raise ConfigError(f"prices must be a file path, got {type(prices).__name__}")
+    if isinstance(ledger, str) and not ledger.strip():
         raise ConfigError(
             f"ledger must be a database URL or a file path, got {ledger!r}; "
             "leave it out to use LLMLEDGER_DB or ./llmledger.db"
         )
-    if (
-        isinstance(default_output_cap, bool)
-        or not isinstance(default_output_cap, int)
-        or default_output_cap < 1
-    ):
-        raise ConfigError(
-            f"default_output_cap must be a positive number of tokens, got {default_output_cap!r}"
-        )
-    if not isinstance(reservation_ttl, (int, float)) or reservation_ttl <= 0:
-        raise ConfigError(f"reservation_ttl must be a positive number of seconds, got {reservation_ttl!r}")
-    provider_names = None if providers is None else tuple(providers)
     if isinstance(providers, str):
         raise ConfigError(f"providers must be a list of names, e.g. [{providers!r}], not a string")
+    try:
+        provider_names = None if providers is None else tuple(providers)
+    except TypeError as exc:
+        raise ConfigError(f"providers must be a list of names, got {type(providers).__name__}") from exc
+    if base_url_providers is not None and not isinstance(base_url_providers, Mapping):
+        raise ConfigError(
+            f"base_url_providers must be a dict of host to provider id, got {base_url_providers!r:.80}"
+        )
     hosts = tuple(sorted((base_url_providers or {}).items()))
     for key, value in hosts:
         if not isinstance(key, str) or not key.strip() or not isinstance(value, str) or not value.strip():
@@ -366,7 +396,7 @@ def init(
     defaults = make_attribution(tenant=tenant, user=user, org=org, feature=feature, agent=agent, tags=tags)
     base = _default_config()
     config = Config(
-        ledger=ledger or base.ledger,
+        ledger=os.fspath(ledger) if ledger else base.ledger,
         prices=os.fspath(prices) if prices is not None else base.prices,
         defaults=defaults,
         enabled=base.enabled if enabled is None else (enabled and not _env_disabled()),
@@ -380,6 +410,7 @@ def init(
         on_threshold=on_threshold,
         default_output_cap=default_output_cap,
         reservation_ttl=float(reservation_ttl),
+        journal=journal,
     )
     from llmledger import instrumentation
     from llmledger.instrumentation.hosts import configure_hosts
@@ -395,6 +426,18 @@ def init(
         return _install(config, open_now=True)
 
 
+def _check_int(name: str, value: object, low: int, high: int, unit: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(
+            f"{name} must be a whole number of {unit} in [{low:,}, {high:,}], got {value!r:.80}"
+        )
+
+
+def _check_number(name: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(f"{name} must be a number of seconds in [{low:g}, {high:g}], got {value!r:.80}")
+
+
 def shutdown(timeout: float = 10.0) -> bool:
     """Remove the instrumentation, flush and close the runtime (a later `track()` starts a default one)."""
     global _runtime
@@ -404,6 +447,27 @@ def shutdown(timeout: float = 10.0) -> bool:
         instrumentation.uninstrument()
         runtime, _runtime = _runtime, None
     return runtime.close(timeout) if runtime is not None else True
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.RLock()
+    runtime = _runtime
+    if runtime is not None:
+        runtime.after_fork()
+
+
+def _before_fork() -> None:
+    # Load the price catalogue in the parent before a fork: a child that had to load it would
+    # import modules, and an import another parent thread was in the middle of at the fork would
+    # leave the child waiting for its module lock forever (CPython does not reset those locks).
+    runtime = _runtime
+    if runtime is not None and runtime.config.enabled:
+        with contextlib.suppress(Exception):
+            _ = runtime.pricer.catalog
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 @atexit.register

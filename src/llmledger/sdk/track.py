@@ -22,13 +22,19 @@ from llmledger.attribution.context import (  # the ContextVar itself: hot path
 )
 from llmledger.errors import InvalidUsageError
 from llmledger.events.event import (
+    MAX_TEXT,
     SCHEMA_VERSION,
     STATUSES,
+    TEXT_LIMITS,
     TOKEN_FIELDS,
     Status,
     UsageEvent,
     build_event,
+    check_amount,
     check_attribution,
+    check_duration,
+    check_text,
+    check_timestamp,
     check_tokens,
     check_units,
 )
@@ -76,10 +82,7 @@ def _unknown(kind: str, names: Mapping[str, Any]) -> InvalidUsageError:
 
 
 def _check_name(name: str, value: Any, required: bool) -> None:
-    if value is None and not required:
-        return
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidUsageError(f"{name} must be a non-empty string, got {value!r}")
+    check_text(name, value, TEXT_LIMITS.get(name, MAX_TEXT), required=required)
 
 
 def _money(name: str, value: Any) -> Decimal | None:
@@ -87,13 +90,15 @@ def _money(name: str, value: Any) -> Decimal | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (Decimal, int, str, float)):
         raise InvalidUsageError(f"{name} must be a Decimal (or a decimal string), got {type(value).__name__}")
-    try:
-        dec = value if isinstance(value, Decimal) else Decimal(str(value))
-    except ArithmeticError as exc:
-        raise InvalidUsageError(f"{name} must be a decimal amount, got {value!r}") from exc
-    if not dec.is_finite() or dec < 0:
-        raise InvalidUsageError(f"{name} must be a finite amount >= 0, got {value!r}")
-    return dec
+    if isinstance(value, str) and len(value) > 100:
+        raise InvalidUsageError(f"{name} must be a decimal amount, got a {len(value):,}-character string")
+    return check_amount(name, value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if value is not True and value is not False:
+        raise InvalidUsageError(f"{name} must be True or False, got {value!r:.80}")
+    return value
 
 
 def track(
@@ -164,11 +169,15 @@ def track(
     unit_values = check_units(units) if units else {}
     manual = _money("cost_usd", cost_usd)
     billed = _money("provider_cost_usd", provider_cost_usd)
-    if status not in STATUSES:
+    if not isinstance(status, str) or status not in STATUSES:
         raise InvalidUsageError(f"status must be one of {sorted(STATUSES)}, got {status!r}")
-    for name, ms in (("duration_ms", duration_ms), ("time_to_first_token_ms", time_to_first_token_ms)):
-        if ms is not None and (isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms < 0):
-            raise InvalidUsageError(f"{name} must be a number >= 0, got {ms!r}")
+    check_duration("duration_ms", duration_ms)
+    check_duration("time_to_first_token_ms", time_to_first_token_ms)
+    stream, complete, estimated = (
+        _flag("stream", stream),
+        _flag("complete", complete),
+        _flag("estimated", estimated),
+    )
     for name, text in (
         ("requested_model", requested_model),
         ("endpoint", endpoint),
@@ -184,6 +193,7 @@ def track(
             "timestamp must be a timezone-aware datetime (e.g. datetime.now(timezone.utc))"
         )
     else:
+        check_timestamp("timestamp", timestamp)
         timestamp = timestamp.astimezone(timezone.utc)
 
     who = _current.get()
@@ -256,13 +266,15 @@ def build_usage_event(
     estimated: bool = False,
     unpriced_reason: str | None = None,
     notes: list[str] | None = None,
+    event_id: str | None = None,
 ) -> UsageEvent:
     """Price already-valid usage and build its event (shared by `track()` and the instrumentation).
 
     Not public: it trusts its input. `tokens` maps event token fields to counts (missing means 0);
     `who` is the call's attribution, laid over the `init()` defaults here. `unpriced_reason` forces an
     unpriced event (for calls whose usage could not be known). `notes` (normalised usage, from the
-    instrumentation) go into the event's `cost_note`.
+    instrumentation) go into the event's `cost_note`. `event_id`: the id fixed when the call was
+    journaled (a new UUIDv7 when None).
     """
     who = runtime.config.defaults.merged(who)
     source: Any
@@ -284,7 +296,7 @@ def build_usage_event(
     get = tokens.get
     return build_event(
         (
-            uuid7(),
+            uuid7() if event_id is None else event_id,
             timestamp,
             provider,
             model,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+import time
+import weakref
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -111,10 +115,93 @@ def create_ledger_engine(url: str) -> Engine:
         raise LedgerError(f"cannot create the ledger {path}: {why}; choose another path") from exc
     if path.exists() and not path.is_file():
         raise LedgerError(f"cannot use {path} as a ledger: it is a folder, not a file; name a file in it")
+    _create_private(path)
     engine = sa.create_engine(url, connect_args={"timeout": 30.0, "check_same_thread": False})
     sa.event.listen(engine, "connect", _on_sqlite_connect)
     sa.event.listen(engine, "begin", _on_sqlite_begin)
+    _FORK.watch(engine)
     return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file (and its folder) readable by its owner only: mode 0600. SQLite creates
+    the `-wal` and `-shm` files with the database file's mode, so they are 0600 too."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return  # an existing ledger keeps the mode its owner chose
+    except OSError as exc:
+        raise LedgerError(f"cannot create the ledger file {path}: {exc.strerror or exc}") from exc
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+    finally:
+        os.close(fd)
+
+
+class _ForkGuard:
+    """Keeps SQLite state from crossing `os.fork()` mid-transaction (gunicorn --preload, Celery
+    prefork, multiprocessing): a fork waits (up to 2 s) until no connection is in use, holding new
+    checkouts meanwhile, so that SQLite's in-process lock bookkeeping the child inherits says no lock
+    is held; the child then drops the pooled connections without closing them (they belong to the
+    parent) and never checks out a connection opened by another process."""
+
+    def __init__(self) -> None:
+        self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+        self._cond = threading.Condition()
+        self._active = 0
+        self._forking = False
+        os.register_at_fork(
+            before=self._before, after_in_parent=self._after_parent, after_in_child=self._after_child
+        )
+
+    def watch(self, engine: Engine) -> None:
+        self._engines.add(engine)
+        sa.event.listen(engine, "connect", _remember_pid)
+        sa.event.listen(engine, "checkout", self._checkout)
+        sa.event.listen(engine, "checkin", self._checkin)
+
+    def _checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        if record.info.get("pid") != os.getpid():  # opened by the parent: never used here
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise sa.exc.DisconnectionError("connection opened by another process")
+        with self._cond:
+            while self._forking:
+                self._cond.wait()
+            self._active += 1
+            record.info["active"] = True
+
+    def _checkin(self, dbapi_connection: Any, record: Any) -> None:
+        if record.info.pop("active", False):
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    def _before(self) -> None:
+        self._cond.acquire()
+        self._forking = True
+        deadline = time.monotonic() + 2.0
+        while self._active > 0 and (left := deadline - time.monotonic()) > 0:
+            self._cond.wait(left)
+
+    def _after_parent(self) -> None:
+        self._forking = False
+        self._cond.notify_all()
+        self._cond.release()
+
+    def _after_child(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._forking = False
+        for engine in list(self._engines):
+            engine.dispose(close=False)
+
+
+def _remember_pid(dbapi_connection: Any, record: Any) -> None:
+    record.info["pid"] = os.getpid()
+
+
+_FORK = _ForkGuard()
 
 
 def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from llmledger.errors import LedgerError
 from llmledger.events.event import UsageEvent
 from llmledger.storage import migrate
+from llmledger.storage import quarantine as _quarantine
 from llmledger.storage.engine import IMMEDIATE, create_ledger_engine, normalize_url
 from llmledger.storage.limits import LimitStore
 from llmledger.storage.queries import (
@@ -54,15 +55,22 @@ class Ledger:
             f"INSERT INTO {events.name} ({columns}) VALUES ({marks}) ON CONFLICT (event_id) DO NOTHING"
         )
 
-    def write(self, batch: Sequence[UsageEvent], releases: Sequence[str] = ()) -> None:
+    def write(
+        self,
+        batch: Sequence[UsageEvent],
+        releases: Sequence[str] = (),
+        quarantined: Sequence[tuple[str | None, str, str]] = (),
+    ) -> None:
         """Store events in one transaction; events already stored (same `event_id`) are skipped.
 
-        In the same transaction, the spend-limit counters count the new events and the reservations
-        in `releases` (those the events settle) are dropped, so counters always equal the events.
+        In the same transaction, the spend-limit counters count the new events, the reservations
+        in `releases` (those the events settle) are dropped, so counters always equal the events,
+        and `quarantined` rows `(event_id, reason, record JSON)` are kept in the quarantine.
         """
-        if not batch and not releases:
+        if not batch and not releases and not quarantined:
             return
         with self.engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
+            _quarantine.insert(conn, quarantined)
             self.limits.apply(conn, self.limits.active(conn), batch, releases)
             if not batch:
                 return

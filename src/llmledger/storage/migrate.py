@@ -13,7 +13,7 @@ from llmledger.storage.engine import IMMEDIATE
 
 __all__ = ["HEAD", "current_revision", "upgrade"]
 
-HEAD = "0004_api_keys"
+HEAD = "0005_quarantine"
 """The newest migration; a test checks it equals Alembic's head."""
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "limits",
     "meta",
     "metadata",
+    "quarantine",
     "reservations",
 ]
 
@@ -170,3 +171,15 @@ api_keys = sa.Table(
     sa.Column("revoked_us", sa.BigInteger),
 )
 """API keys of the server: only a SHA-256 of each secret is kept (a key is shown once, at creation)."""
+
+quarantine = sa.Table(
+    "llmledger_quarantine",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(64)),
+    sa.Column("quarantined_us", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+)
+"""Events the writer could not store (a value no store holds), with the reason: listed and retried
+by `llmledger quarantine list|retry`. `record` is the event's JSON wire form (ASCII-escaped)."""

@@ -5,6 +5,9 @@
 - The writer thread wakes every `flush_interval` seconds (or as soon as a batch is full), hands up to
   `batch_size` events to the sink in one call, and retries a failing sink with backoff while keeping
   the events (the buffer bound still holds, so a long outage drops new events and counts them).
+  After a failure batches are halved (down to one event), and doubled back after each success.
+- `close()` flushes, then stops the thread: at once if the flush timed out (the sink failing),
+  so a closed writer never spins; what it still held stays counted in `pending`.
 - `flush()` waits until everything submitted before it is written; interpreter exit flushes.
 - Fork-safe: a child process starts with an empty buffer and its own writer thread.
 """
@@ -51,8 +54,12 @@ class BackgroundWriter(Generic[T]):
         flush_interval: float = 0.2,
         max_backoff: float = 5.0,
         name: str = "llmledger-writer",
+        tick: Callable[[], None] | None = None,
+        tick_interval: float = 2.0,
     ) -> None:
         self._sink = sink
+        self._tick = tick
+        self.tick_interval = tick_interval
         self.max_buffer = max_buffer
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -73,6 +80,8 @@ class BackgroundWriter(Generic[T]):
         self._busy = False
         self._in_flight = 0
         self._closed = False
+        self._stop_at = float("inf")
+        self._size = self.batch_size
         self._thread: threading.Thread | None = None
 
     @property
@@ -126,6 +135,10 @@ class BackgroundWriter(Generic[T]):
     def close(self, timeout: float | None = 10.0) -> bool:
         """Flush, then stop the writer thread. Later submits are dropped and counted."""
         done = self.flush(timeout)
+        # The thread stops once everything is written, or at once if the flush timed out (the
+        # sink is failing): what it still holds is counted in `pending` (and, with a journal,
+        # kept on disk for the next process).
+        self._stop_at = time.monotonic() if not done else time.monotonic() + (timeout or 0.0)
         self._closed = True
         self._wake.set()
         thread = self._thread
@@ -134,11 +147,14 @@ class BackgroundWriter(Generic[T]):
         return done
 
     def _take_batch(self) -> list[T]:
+        # After a failure the next batches are smaller (halved per failure, doubled back per
+        # success): a sink that fails for lack of room (a full disk) can still take small ones.
         with self._lock:
-            batch = self._retry
-            self._retry = []
+            size = self._size
+            batch = self._retry[:size]
+            self._retry = self._retry[size:]
             buffer = self._buffer
-            while buffer and len(batch) < self.batch_size:
+            while buffer and len(batch) < size:
                 batch.append(buffer.popleft())
             self._busy = bool(batch)
             self._in_flight = len(batch)
@@ -146,14 +162,19 @@ class BackgroundWriter(Generic[T]):
 
     def _run(self) -> None:
         backoff = 0.0
+        next_tick = 0.0
         while True:
+            if self._closed and (not self.pending or time.monotonic() >= self._stop_at):
+                return
             if backoff:
-                # After a failure, wait out the backoff even if flush() asks to hurry: only
-                # close() may cut it short.
+                # After a failure, wait out the backoff even if flush() or close() asks to hurry
+                # (a closed writer whose sink keeps failing must not spin).
                 retry_at = time.monotonic() + backoff
-                while not self._closed and (left := retry_at - time.monotonic()) > 0:
+                while (left := min(retry_at, self._stop_at) - time.monotonic()) > 0:
                     self._wake.wait(left)
                     self._wake.clear()
+                if self._closed and time.monotonic() >= self._stop_at:
+                    return
             else:
                 self._wake.wait(self.flush_interval)
                 self._wake.clear()
@@ -170,6 +191,12 @@ class BackgroundWriter(Generic[T]):
                 self._idle.notify_all()
             if self._closed and not self.pending:
                 return
+            if self._tick is not None and time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + self.tick_interval
+                try:
+                    self._tick()
+                except Exception as exc:  # housekeeping must never stop the writer
+                    log.warning("llmledger: writer housekeeping failed: %s", describe_error(exc))
 
     def _deliver(self, batch: list[T]) -> bool:
         try:
@@ -179,12 +206,14 @@ class BackgroundWriter(Generic[T]):
                 self.counters.write_errors += 1
                 self.counters.last_error = describe_error(exc)
                 self._retry = batch + self._retry
+                self._size = max(1, min(self._size, len(batch)) // 2)
                 self._busy = False
                 self._in_flight = 0
                 if self.counters.write_errors == 1 or self.counters.write_errors % 100 == 0:
                     log.warning("llmledger: writing %d event(s) failed (%s); will retry", len(batch), exc)
             return False
         with self._lock:
+            self._size = min(self.batch_size, self._size * 2)
             self.counters.written += len(batch)
             self._busy = False
             self._in_flight = 0

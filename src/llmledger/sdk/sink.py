@@ -1,0 +1,228 @@
+"""The writer thread's side of a runtime: items in, events in the ledger, bad rows in quarantine.
+
+`LedgerSink` is the `BackgroundWriter`'s sink. For each batch it builds the events of finished calls
+(once: the writer keeps the built batch when it retries), checks each event against the bounds
+every store holds (`event_problem`), and writes the good ones in one transaction, with the
+quarantined rows and the reservations the batch settles. If the ledger refuses the batch for a
+reason of the data (not the database being unavailable), it splits the batch to find the rows at
+fault and quarantines them, so everything else is written. Then it acknowledges the batch's
+journal records. It also replays what dead processes left in the journal (`replay`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from llmledger._internal import internal_error
+from llmledger.events.event import UsageEvent, event_problem
+from llmledger.sdk import spool
+from llmledger.transport.journal import Segment
+from llmledger.transport.writer import describe_error
+
+if TYPE_CHECKING:
+    from llmledger.sdk.runtime import Runtime
+    from llmledger.storage.ledger import Ledger
+
+__all__ = ["LedgerSink", "Ready", "Tracked", "is_transient"]
+
+log = logging.getLogger("llmledger")
+
+
+class Tracked:
+    """A `track()` event (already announced), with the reservation it settles inside `guard()` and
+    its journal segment."""
+
+    __slots__ = ("_event", "journaled", "reservation")
+    announce = False
+
+    def __init__(self, event: UsageEvent, reservation: str | None, segment: Segment | None) -> None:
+        self._event = event
+        self.reservation = reservation
+        self.journaled = (segment,)
+
+    def event(self) -> UsageEvent:
+        return self._event
+
+
+class Ready:
+    """A writer item whose event is built: what to write, settle, acknowledge — or quarantine."""
+
+    __slots__ = ("event", "journaled", "problem", "reservation")
+
+    def __init__(
+        self, event: Any, reservation: str | None, journaled: tuple[Segment | None, ...], problem: str | None
+    ) -> None:
+        self.event = event
+        self.reservation = reservation
+        self.journaled = journaled
+        self.problem = problem
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when a write failed because the database is unavailable (locked, full, gone...): the
+    batch is retried as it is. Anything else is a fault of the data: the batch is split."""
+    import sqlalchemy as sa  # not at import time: `import llmledger` stays light
+
+    return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, OSError))
+
+
+class LedgerSink:
+    """The `BackgroundWriter` sink of a runtime (runs on the writer thread only)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.quarantined = 0
+        """Events this process moved to the quarantine."""
+        self.replayed = 0
+        """Events this process recovered from the journals of dead processes."""
+
+    def __call__(self, batch: Sequence[Any]) -> None:
+        # Build in place, in the writer's own list: a batch that fails to write is retried as it is,
+        # so each call is priced, announced and given its event exactly once.
+        items = cast("list[Any]", batch)
+        for i, item in enumerate(items):
+            if item.__class__ is not Ready:
+                items[i] = self._ready(item)
+        rows = cast("list[Ready]", items)
+        self._store(self.runtime.ledger, rows)
+        journal = self.runtime.journal
+        if journal is not None:
+            for row in rows:
+                for segment in row.journaled:
+                    journal.done(segment)
+        enforcer = self.runtime._enforcer
+        if enforcer is not None:
+            for row in rows:
+                if row.problem is None:
+                    enforcer.learn(row.event)
+
+    def _ready(self, item: Any) -> Ready:
+        reservation = getattr(item, "reservation", None)
+        journaled = getattr(item, "journaled", None)
+        segments = journaled if isinstance(journaled, tuple) else ()
+        if isinstance(item, UsageEvent):
+            return Ready(item, None, (), event_problem(item))
+        try:
+            event = item.event()
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # re-raised under pytest; never kill the writer
+                internal_error(exc, "building a call's event")
+            reason = f"building the event failed: {type(exc).__name__}: {exc}"
+            return Ready(_Unbuilt(getattr(item, "event_id", None), repr(item)), reservation, segments, reason)
+        if getattr(item, "announce", True):
+            self.runtime._announce(event)
+        return Ready(event, reservation, segments, event_problem(event))
+
+    def _store(self, ledger: Ledger, rows: list[Ready]) -> None:
+        good = [r for r in rows if r.problem is None]
+        releases = [r.reservation for r in rows if r.reservation is not None]
+        try:
+            ledger.write([r.event for r in good], releases, self._quarantine(rows))
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            self._isolate(ledger, good)  # marks the rows at fault; writes the others
+            try:
+                ledger.write([], releases, self._quarantine(rows))
+            except Exception as again:
+                if is_transient(again):
+                    raise
+                log.error("llmledger: quarantining failed (%s); rows dropped", describe_error(again))
+                ledger.write([], releases)
+        bad = sum(1 for r in rows if r.problem is not None)
+        if bad:
+            self.quarantined += bad
+            log.warning(
+                "llmledger: %d event(s) quarantined (see `llmledger quarantine list`): %s",
+                bad,
+                next(r.problem for r in rows if r.problem is not None),
+            )
+
+    @staticmethod
+    def _isolate(ledger: Ledger, rows: list[Ready]) -> None:
+        # Split until each failing part is one row; a transient failure stops the search (the
+        # batch is retried, and rows found at fault so far stay marked).
+        stack = [rows]
+        while stack:
+            part = stack.pop()
+            try:
+                ledger.write([r.event for r in part])
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                if len(part) == 1:
+                    part[0].problem = describe_error(exc)
+                else:
+                    mid = len(part) // 2
+                    stack += [part[mid:], part[:mid]]
+
+    @staticmethod
+    def _quarantine(rows: list[Ready]) -> list[tuple[str | None, str, str]]:
+        from llmledger.storage.quarantine import record_of
+
+        return [
+            (getattr(r.event, "event_id", None), r.problem, record_of(r.event))
+            for r in rows
+            if r.problem is not None
+        ]
+
+    # -- replay -----------------------------------------------------------------------------------
+
+    def replay(self) -> int:
+        """Write what dead processes left in the journal (idempotent by event id); returns how
+        many events were recovered. Never raises: a ledger fault leaves the files for next time."""
+        runtime = self.runtime
+        journal, ledger = runtime.journal, runtime._ledger
+        if journal is None or ledger is None:
+            return 0
+        recovered = 0
+        try:
+            for orphan in journal.orphans():
+                try:
+                    found = spool.events_of(runtime, orphan.records())
+                    rows = [Ready(e, None, (), event_problem(e)) for e in found.events]
+                    for line, reason in found.bad:
+                        rows.append(Ready(_Unbuilt(None, line.decode("utf-8", "replace")), None, (), reason))
+                    size = runtime.config.batch_size
+                    for i in range(0, len(rows), size):
+                        self._store(ledger, rows[i : i + size])
+                    ledger.write([], found.releases)
+                except Exception as exc:
+                    orphan.release()
+                    log.warning("llmledger: replaying a journal failed (%s); will retry", describe_error(exc))
+                    continue
+                orphan.remove()
+                recovered += len(found.events)
+                if found.events:
+                    log.info(
+                        "llmledger: recovered %d event(s) (%d interrupted call(s)) from a dead process",
+                        len(found.events),
+                        found.interrupted,
+                    )
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                internal_error(exc, "replaying the journal")
+        self.replayed += recovered
+        return recovered
+
+    def tick(self) -> None:
+        """The writer thread, every few seconds: rotate a grown journal, replay dead processes'."""
+        journal = self.runtime.journal
+        if journal is not None:
+            journal.maintain()
+            if self.runtime._ledger is not None:
+                self.replay()
+
+
+class _Unbuilt:
+    """What is kept of an item whose event could not be built (for the quarantine)."""
+
+    def __init__(self, event_id: str | None, what: str) -> None:
+        self.event_id = event_id
+        self.what = what
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "unbuilt": self.what[:100_000]}

@@ -1,0 +1,317 @@
+"""What the journal holds for llmledger, and how a dead process's journal becomes events.
+
+Three kinds of record, each one JSON array on one line after a one-letter kind:
+
+- `B` — a metered call is about to be sent (written on the caller's thread before the request):
+  `[event_id, wall_us, provider, endpoint, requested_model, attribution, reservation_id]`.
+- `E` — that call finished (written before the metered call returns):
+  `[event_id, model, tokens, units, provider_cost, service_tier, duration_s, ttft_s, complete,
+  stream, status, error_type, unpriced_reason, request_id, estimated, total, notes]`.
+- `T` — a finished event from `track()`: `[event wire form (UsageEvent.to_dict), reservation_id]`.
+
+Prompt and completion text are never part of a record. Replay builds the event of a `B`+`E` pair
+exactly as the live writer does (priced then, on the replaying process); a `B` without its `E` is a
+call that was in flight when its process died: it becomes an event flagged `estimated`,
+`status="error"`, `error_type="ProcessExited"`, unpriced (its usage is unknown; the provider may
+have billed it), and its reservation is released. Event ids are fixed when the record is written,
+so a replay (or a second replay) never writes an event twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmledger.attribution.context import EMPTY, Attribution
+from llmledger.events.event import UsageEvent
+from llmledger.transport.journal import Journal
+
+if TYPE_CHECKING:
+    from llmledger.instrumentation.call import Call
+    from llmledger.sdk.runtime import Runtime
+
+__all__ = [
+    "INTERRUPTED",
+    "Replayed",
+    "begin_record",
+    "call_event",
+    "end_fields",
+    "end_record",
+    "events_of",
+    "journal_dir",
+    "journal_for",
+    "release_journal",
+    "track_record",
+]
+
+INTERRUPTED = "ProcessExited"
+"""`error_type` of the event of a call whose process died while it was in flight."""
+
+_INTERRUPTED_REASON = "the process ended while the call was in flight: usage unknown (it may be billed)"
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+_dumps_any = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, default=str).encode
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+
+
+class _WhoCache:
+    """The JSON of the last attribution seen: calls of one `attribute()` block share one object."""
+
+    __slots__ = ("last", "text")
+
+    def __init__(self) -> None:
+        self.last: Attribution | None = None
+        self.text = "null"
+
+    def __call__(self, who: Attribution) -> str:
+        if who is self.last:
+            return self.text
+        text = "null" if who is EMPTY else _dumps(_who_list(who))
+        self.last, self.text = who, text
+        return text
+
+
+def _who_list(who: Attribution) -> list[Any]:
+    return [who.tenant, who.user, who.org, who.feature, who.agent, who.session, dict(who.tags)]
+
+
+_who_json = _WhoCache()
+
+
+def begin_record(call: Call, event_id: str, wall_us: int) -> bytes:
+    """The `B` record of a call about to be sent."""
+    head = _dumps([event_id, wall_us, call.provider, call.endpoint, call.requested_model])
+    return b"B" + f"{head[:-1]},{_who_json(call.who)},{_dumps(call.reservation)}]".encode()
+
+
+def end_fields(call: Call) -> list[Any]:
+    """What a finished call adds to its start (after `Call._emit` captured usage and outcome)."""
+    usage = call.usage
+    assert usage is not None and call.outcome is not None
+    complete, stream, status, error_type, provider_cost, unpriced_reason = call.outcome
+    return [
+        call.event_id,
+        usage.model,
+        usage.tokens,
+        usage.units or None,
+        usage.provider_cost if provider_cost is None else provider_cost,
+        usage.service_tier,
+        call.duration,
+        None if call.ttft is None else call.ttft - call.t0,
+        complete,
+        stream,
+        status,
+        error_type,
+        unpriced_reason,
+        usage.request_id,
+        usage.estimated,
+        usage.total,
+        usage.notes or None,
+    ]
+
+
+def end_record(fields: list[Any]) -> bytes:
+    """The `E` record of a finished call's `end_fields`."""
+    units, cost = fields[3], fields[4]
+    if units or cost is not None:
+        fields = list(fields)
+        fields[3] = {k: str(v) for k, v in units.items()} if units else None
+        fields[4] = None if cost is None else str(cost)
+    return b"E" + _dumps(fields).encode()
+
+
+def track_record(event: UsageEvent, reservation: str | None) -> bytes:
+    """The `T` record of a `track()` event: its JSON wire form, and the reservation it settles."""
+    return b"T" + _dumps_any([event.to_dict(), reservation]).encode()
+
+
+class Replayed:
+    """What one orphan journal yields: events to write, reservations to drop, records unreadable."""
+
+    def __init__(self) -> None:
+        self.events: list[UsageEvent] = []
+        self.releases: list[str] = []
+        self.bad: list[tuple[bytes, str]] = []
+        self.interrupted = 0
+
+
+def events_of(runtime: Runtime, records: Sequence[bytes]) -> Replayed:
+    """Turn a dead process's records into events (see the module docstring). Never raises: a
+    record that cannot be read is returned in `bad` with the reason."""
+    out = Replayed()
+    begins: dict[str, list[Any]] = {}
+    ends: dict[str, list[Any]] = {}
+    for line in records:
+        try:
+            kind, data = line[:1], json.loads(line[1:])
+            if kind == b"B":
+                begins[data[0]] = data
+            elif kind == b"E":
+                ends[data[0]] = data
+            elif kind == b"T":
+                out.events.append(_tracked(data))
+                if data[-1]:
+                    out.releases.append(data[-1])
+            else:
+                raise ValueError(f"unknown record kind {kind!r}")
+        except Exception as exc:
+            out.bad.append((line, f"{type(exc).__name__}: {exc}"))
+    for event_id, begin in begins.items():
+        end = ends.get(event_id)
+        try:
+            out.events.append(_call_event(runtime, begin, end))
+            if end is None:
+                out.interrupted += 1
+        except Exception as exc:
+            out.bad.append((b"B" + _dumps(begin).encode(), f"{type(exc).__name__}: {exc}"))
+        if begin[6]:
+            out.releases.append(begin[6])
+    # An `E` whose `B` is gone was committed with it (a start is acknowledged only with its end).
+    return out
+
+
+def _attribution(raw: Any) -> Attribution:
+    if raw is None:
+        return EMPTY
+    tenant, user, org, feature, agent, session, tags = raw
+    return Attribution(tenant, user, org, feature, agent, session, dict(tags or {}))
+
+
+def _call_event(runtime: Runtime, begin: list[Any], end: list[Any] | None) -> UsageEvent:
+    event_id, wall_us, provider, endpoint, requested_model, who_raw, _reservation = begin
+    return call_event(
+        runtime, event_id, wall_us, provider, endpoint, requested_model, _attribution(who_raw), end
+    )
+
+
+def call_event(
+    runtime: Runtime,
+    event_id: str,
+    wall_us: int,
+    provider: str,
+    endpoint: str | None,
+    requested_model: str | None,
+    who: Attribution,
+    end: list[Any] | None,
+) -> UsageEvent:
+    """Price a call and build its event: from its start and `end_fields` (None: interrupted).
+
+    The one builder of a metered call's event, used by the live writer and by replay alike."""
+    from llmledger.sdk.track import build_usage_event
+
+    wall = _EPOCH + wall_us * _US
+    if end is None:
+        return build_usage_event(
+            runtime,
+            provider,
+            requested_model or "unknown",
+            {},
+            who,
+            wall,
+            requested_model=requested_model,
+            endpoint=endpoint,
+            complete=False,
+            status="error",
+            error_type=INTERRUPTED,
+            estimated=True,
+            unpriced_reason=_INTERRUPTED_REASON,
+            event_id=event_id,
+        )
+    (
+        _,
+        model,
+        tokens,
+        units,
+        cost,
+        tier,
+        duration,
+        ttft,
+        complete,
+        stream,
+        status,
+        error_type,
+        unpriced_reason,
+        request_id,
+        estimated,
+        total,
+        notes,
+    ) = end
+    from llmledger.identity import learn
+    from llmledger.instrumentation.hosts import convention
+    from llmledger.instrumentation.usage import Usage, normalise
+
+    usage = Usage(tokens=dict(tokens), model=model, total=total, notes=list(notes) if notes else None)
+    if model is not None:  # an Azure deployment (or a relay's alias) learns its model
+        learn(provider, requested_model, model)
+    if usage.tokens:  # the host's counting convention, and no impossible event stored silently
+        normalise(usage, convention(provider).reasoning_beside)
+    return build_usage_event(
+        runtime,
+        provider,
+        model or requested_model or "unknown",
+        usage.tokens,
+        who,
+        wall,
+        units={k: Decimal(str(v)) for k, v in units.items()} if units else None,
+        provider_cost=None if cost is None else Decimal(cost),  # a Decimal live, a string replayed
+        requested_model=requested_model,
+        endpoint=endpoint,
+        service_tier=tier,
+        duration_ms=duration * 1000.0,
+        time_to_first_token_ms=None if ttft is None else ttft * 1000.0,
+        stream=stream,
+        complete=complete,
+        status=status,
+        error_type=error_type,
+        request_id=request_id,
+        estimated=estimated,
+        unpriced_reason=unpriced_reason,
+        notes=usage.notes,
+        event_id=event_id,
+    )
+
+
+def _tracked(data: list[Any]) -> UsageEvent:
+    return UsageEvent.from_dict(data[0])
+
+
+_journals: dict[str, Journal] = {}
+_journals_lock = threading.Lock()
+
+
+def journal_dir(ledger: str) -> Path:
+    """Where the journal of the ledger at `ledger` lives: `<file>.journal/` beside a SQLite file,
+    else `$XDG_CACHE_HOME/llmledger/journal/<hash of the URL>/` (one directory per ledger)."""
+    from llmledger.storage.engine import normalize_url
+
+    url = normalize_url(ledger)
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :] + ".journal")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "llmledger" / "journal" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def journal_for(ledger: str) -> Journal:
+    """This process's journal for a ledger: one per directory, shared by successive runtimes, so
+    a call begun under one runtime and ended under the next is acknowledged in the same journal."""
+    path = str(journal_dir(ledger).absolute())
+    with _journals_lock:
+        journal = _journals.get(path)
+        if journal is None:
+            journal = _journals[path] = Journal(path)
+        return journal
+
+
+def release_journal(journal: Journal) -> None:
+    """Close a runtime's journal when nothing in it is still owed (calls in flight keep it open)."""
+    with _journals_lock:
+        if journal.pending <= 0:
+            journal.close()
+            _journals.pop(str(journal.directory), None)
