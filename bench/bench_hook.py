@@ -52,7 +52,7 @@ def _load() -> tuple[ChatCompletion, list[ChatCompletionChunk]]:
 
 def _init() -> None:
     # LLMLEDGER_BENCH_JOURNAL=0 measures without the durable journal (for comparison).
-    kwargs = {"journal": False} if os.environ.get("LLMLEDGER_BENCH_JOURNAL") == "0" else {}
+    kwargs: dict[str, Any] = {"journal": False} if os.environ.get("LLMLEDGER_BENCH_JOURNAL") == "0" else {}
     llmledger.init(ledger=str(Path(tempfile.mkdtemp(prefix="llmledger-bench-")) / "bench.db"), **kwargs)
 
 
@@ -94,7 +94,29 @@ def chunks(loops: int, instrumented: bool) -> float:
     return elapsed
 
 
+def quick(reps: int = 9, loops: int = 20_000) -> None:
+    """Without pyperf (a loaded machine times its workers out): the caller thread's CPU per call,
+    hook minus bare, median and spread over `reps` runs of `loops` calls."""
+    import statistics
+
+    added = []
+    for _ in range(reps):
+        bare = hook(loops, False, "cpu") / loops
+        metered = hook(loops, True, "cpu") / loops
+        added.append((metered - bare) * 1e6)
+    added.sort()
+    print(
+        f"caller-thread CPU added per call: median {statistics.median(added):.2f} µs "
+        f"(min {added[0]:.2f}, max {added[-1]:.2f}, {reps} runs of {loops:,} calls)"
+    )
+
+
 def main() -> None:
+    import sys
+
+    if "--quick" in sys.argv:
+        quick()
+        return
     runner = pyperf.Runner()
     results = {
         "hook[bare]": runner.bench_time_func("hook[bare]", hook, False),

@@ -1,7 +1,16 @@
 """The `llmledger` command line."""
 
 # importing the command modules registers their commands on the app
-from llmledger.cli import demo_cmd, doctor, limits_cmd, prices_cmd, reports, retention_cmd, server_cmd
+from llmledger.cli import (
+    demo_cmd,
+    doctor,
+    limits_cmd,
+    prices_cmd,
+    quarantine_cmd,
+    reports,
+    retention_cmd,
+    server_cmd,
+)
 from llmledger.cli.app import app, main
 
 __all__ = [
@@ -11,6 +20,7 @@ __all__ = [
     "limits_cmd",
     "main",
     "prices_cmd",
+    "quarantine_cmd",
     "reports",
     "retention_cmd",
     "server_cmd",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ def events(
     `since` / `until`: a datetime, a date, a timedelta or a duration such as `"30d"`."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InvalidQueryError(f"limit must be a positive int or None, got {limit!r}")
-    return list(_read_ledger().events(filters, parse_time_bound(since), parse_time_bound(until), limit))
+    return list(_read_ledger().events(filters, *_window(since, until), limit))
 
 
 def usage(
@@ -53,7 +54,7 @@ def usage(
     keys = [k.strip() for k in group_by.split(",")] if isinstance(group_by, str) else list(group_by)
     if not keys or not all(isinstance(k, str) and k for k in keys):
         raise InvalidQueryError(f"group_by needs one or more keys such as 'tenant,model', got {group_by!r}")
-    rows = list(_read_ledger().usage(keys, filters, parse_time_bound(since), parse_time_bound(until)))
+    rows = list(_read_ledger().usage(keys, filters, *_window(since, until)))
     dates = [k for k in keys if k in ("day", "month")]
     if dates:  # stable: keeps the most expensive first within a date
         rows.sort(key=lambda row: tuple(str(row.group[k] or "") for k in dates))
@@ -63,4 +64,14 @@ def usage(
 def spend(*, since: TimeBound = None, until: TimeBound = None, **filters: Any) -> Decimal:
     """The exact USD spent by the matching calls, e.g. `spend(tenant="acme", since="30d")`.
     Unpriced calls are not included (see `stats().events_unpriced`)."""
-    return _read_ledger().spend(filters, parse_time_bound(since), parse_time_bound(until))
+    return _read_ledger().spend(filters, *_window(since, until))
+
+
+def _window(since: TimeBound, until: TimeBound) -> tuple[datetime | None, datetime | None]:
+    start, end = parse_time_bound(since), parse_time_bound(until)
+    if start is not None and end is not None and start > end:
+        raise InvalidQueryError(
+            f"since ({start:%Y-%m-%d %H:%M}) is after until ({end:%Y-%m-%d %H:%M}): swapped? "
+            "since is the start of the window, until its end"
+        )
+    return start, end

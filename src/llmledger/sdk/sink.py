@@ -78,6 +78,7 @@ class LedgerSink:
         """Events this process moved to the quarantine."""
         self.replayed = 0
         """Events this process recovered from the journals of dead processes."""
+        self._full = False
 
     def __call__(self, batch: Sequence[Any]) -> None:
         # Build in place, in the writer's own list: a batch that fails to write is retried as it is,
@@ -90,9 +91,12 @@ class LedgerSink:
         self._store(self.runtime.ledger, rows)
         journal = self.runtime.journal
         if journal is not None:
+            counts: dict[Segment, int] = {}
             for row in rows:
                 for segment in row.journaled:
-                    journal.done(segment)
+                    if segment is not None:
+                        counts[segment] = counts.get(segment, 0) + 1
+            journal.done_all(counts)
         enforcer = self.runtime._enforcer
         if enforcer is not None:
             for row in rows:
@@ -119,10 +123,15 @@ class LedgerSink:
     def _store(self, ledger: Ledger, rows: list[Ready]) -> None:
         good = [r for r in rows if r.problem is None]
         releases = [r.reservation for r in rows if r.reservation is not None]
+        if self._full:  # the last write found the disk full: give the WAL's space back first
+            with contextlib.suppress(Exception):
+                ledger.checkpoint()
         try:
             ledger.write([r.event for r in good], releases, self._quarantine(rows))
+            self._full = False
         except Exception as exc:
             if is_transient(exc):
+                self._full = "full" in str(exc)
                 raise
             self._isolate(ledger, good)  # marks the rows at fault; writes the others
             try:

@@ -85,10 +85,28 @@ def _who_list(who: Attribution) -> list[Any]:
 _who_json = _WhoCache()
 
 
+_quoted: dict[str | None, str] = {}
+
+
+def _q(text: str | None) -> str:
+    """The JSON text of a short string that repeats (provider, endpoint, model), cached."""
+    out = _quoted.get(text)
+    if out is None:
+        out = _dumps(text)
+        if len(_quoted) < 4096:
+            _quoted[text] = out
+    return out
+
+
 def begin_record(call: Call, event_id: str, wall_us: int) -> bytes:
-    """The `B` record of a call about to be sent."""
-    head = _dumps([event_id, wall_us, call.provider, call.endpoint, call.requested_model])
-    return b"B" + f"{head[:-1]},{_who_json(call.who)},{_dumps(call.reservation)}]".encode()
+    """The `B` record of a call about to be sent (the caller's thread: one format, no encoder)."""
+    reservation = call.reservation
+    held = "null" if reservation is None else _dumps(reservation)
+    who = _who_json(call.who)
+    return (
+        f'B["{event_id}",{wall_us},{_q(call.provider)},{_q(call.endpoint)},{_q(call.requested_model)},'
+        f"{who},{held}]"
+    ).encode()
 
 
 def end_fields(call: Call) -> list[Any]:

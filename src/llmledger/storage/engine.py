@@ -44,6 +44,21 @@ class _DecimalSum:
         return str(self.total) if self.seen else None
 
 
+class _IntSum:
+    """SQLite aggregate `isum(int)`: the exact sum of integers, as text when it outgrows 64 bits
+    (`SUM()` raises "integer overflow"; used when a ledger holds counts an older version let in)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def step(self, value: Any) -> None:
+        if value is not None:
+            self.total += int(value)
+
+    def finalize(self) -> int | str:
+        return self.total if -(2**63) <= self.total < 2**63 else str(self.total)
+
+
 def _decimal_add(a: str | None, b: str | None) -> str:
     """SQLite function `dadd(text, text)`: exact decimal addition (counters of spend limits)."""
     return str(Decimal(a or 0) + Decimal(b or 0))
@@ -103,6 +118,7 @@ def create_ledger_engine(url: str) -> Engine:
             ) from exc
         if backend == "postgresql":
             sa.event.listen(engine, "begin", _on_postgres_begin)
+        _FORK.watch(engine)  # a forked child never uses its parent's server connections
         return engine
     if parsed.database in (None, "", ":memory:"):
         raise ConfigError("an in-memory SQLite ledger cannot be shared by the writer; use a file path")
@@ -214,6 +230,7 @@ def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> No
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
     dbapi_connection.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
+    dbapi_connection.create_aggregate("isum", 1, _IntSum)  # type: ignore[arg-type]
     dbapi_connection.create_function("dadd", 2, _decimal_add, deterministic=True)
 
 

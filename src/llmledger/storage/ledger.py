@@ -114,20 +114,31 @@ class Ledger:
     ) -> list[UsageRow]:
         """Requests, token sums and exact cost per group, most expensive first."""
         keys = [group_expression(key, self.dialect).label(f"g{i}") for i, key in enumerate(group_by)]
-        aggregates = [
-            sa.func.count().label("requests"),
-            *[sa.func.coalesce(sa.func.sum(events.c[c]), 0).label(c) for c in SUM_COLUMNS],
-            cost_sum(self.dialect).label("cost_usd"),
-            sa.func.sum(sa.case((events.c.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
-            sa.func.sum(sa.case((events.c.status != "ok", 1), else_=0)).label("errors"),
-        ]
-        with self.engine.connect() as conn:
-            query = sa.select(*keys, *aggregates).where(
-                *where_clause(same_models(conn, filters), since, until)
-            )
-            if keys:
-                query = query.group_by(*keys)
-            result = list(conn.execute(query).mappings())
+
+        def run(token_sum: Any) -> list[Any]:
+            aggregates = [
+                sa.func.count().label("requests"),
+                *[sa.func.coalesce(token_sum(events.c[c]), 0).label(c) for c in SUM_COLUMNS],
+                cost_sum(self.dialect).label("cost_usd"),
+                sa.func.sum(sa.case((events.c.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
+                sa.func.sum(sa.case((events.c.status != "ok", 1), else_=0)).label("errors"),
+            ]
+            with self.engine.connect() as conn:
+                query = sa.select(*keys, *aggregates).where(
+                    *where_clause(same_models(conn, filters), since, until)
+                )
+                if keys:
+                    query = query.group_by(*keys)
+                return list(conn.execute(query).mappings())
+
+        try:
+            result = run(sa.func.sum)
+        except sa.exc.OperationalError as exc:
+            # Counts are bounded (`MAX_TOKENS`), so sums fit 64 bits; a ledger written by an older
+            # version may hold larger ones: sum those exactly in Python rather than fail.
+            if self.dialect != "sqlite" or "integer overflow" not in str(exc):
+                raise
+            result = run(sa.func.isum)
         rows = [
             UsageRow(
                 group={key: r[f"g{i}"] for i, key in enumerate(group_by)},
@@ -175,6 +186,16 @@ class Ledger:
         """How many events the ledger holds."""
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
+
+    def checkpoint(self) -> None:
+        """SQLite: copy the WAL into the database file and truncate it (a no-op elsewhere).
+
+        The WAL is only reset by a checkpoint, and SQLite checkpoints on its own past 1,000 pages
+        (4 MB): on a nearly full disk the WAL fills it first and every later write fails. The
+        writer calls this after a "disk full" error, so that freed space is used again."""
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         """Release database connections."""

@@ -15,8 +15,10 @@ sink has committed it. What a dead process left is handed back, whole, by `orpha
   files for as long as it lives, so another process can tell a dead owner's file: it can lock it.
   A file is created under a hidden name, locked, then renamed, so no one ever sees it unlocked.
 - **Acknowledgement**: each append counts against its segment; `done(segment)` uncounts. A segment
-  whose count is 0 is truncated (the current one) or deleted (a retired one); a segment past
-  `segment_bytes` is retired and a new one opened. A record may stand for an obligation that ends
+  whose count is 0 and that has grown past `rotate_bytes` is deleted (a new one is opened on the
+  next append); a segment past `segment_bytes` is retired (a new one opened) even while records in
+  it are still owed, and deleted when they are acknowledged. (Deleting, not truncating: appends to
+  a file truncated under them cost the appending threads far more.) A record may stand for an obligation that ends
   later (a call's start, closed by its end): the caller acknowledges it when the obligation ends.
 - **Orphans**: `orphans()` locks every file of each dead or closed owner and yields them grouped
   by owner; the caller replays the records (idempotently: the same record may be replayed twice
@@ -105,9 +107,16 @@ class OrphanFiles:
 class Journal:
     """An append-only, per-process spool of byte records under `directory`."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, segment_bytes: int = 4 << 20) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        segment_bytes: int = 4 << 20,
+        rotate_bytes: int = 256 << 10,
+    ) -> None:
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
+        self.rotate_bytes = rotate_bytes
         self.errors = 0
         """Appends that failed (disk full, permissions): counted, and the record kept in memory only."""
         self.last_error: str | None = None
@@ -156,18 +165,24 @@ class Journal:
 
     def done(self, segment: Segment | None, count: int = 1) -> None:
         """Acknowledge `count` records of `segment` (committed by the sink, or no longer owed)."""
-        if segment is None:
-            return
+        if segment is not None:
+            self.done_all({segment: count})
+
+    def done_all(self, counts: dict[Segment, int]) -> None:
+        """Acknowledge records of several segments at once (one lock for a whole batch)."""
         with self._lock:
-            segment.pending -= count
-            if segment.pending > 0 or segment.fd < 0:
-                return
-            if segment.retired:
-                self._drop(segment)
-            elif segment.size:
-                with contextlib.suppress(OSError):
-                    os.ftruncate(segment.fd, 0)
-                    segment.size = 0
+            for segment, count in counts.items():
+                segment.pending -= count
+                if segment.pending > 0 or segment.fd < 0:
+                    continue
+                if not segment.retired and segment.size >= self.rotate_bytes:
+                    # Everything in it is committed: start a new file on the next append and
+                    # delete this one (cheaper for appenders than truncating it in place).
+                    segment.retired = True
+                    if self._current is segment:
+                        self._current = None
+                if segment.retired:
+                    self._drop(segment)
 
     def maintain(self) -> None:
         """Retire the current segment when it has grown past `segment_bytes` (the writer calls it)."""
