@@ -18,8 +18,9 @@ sink has committed it. What a dead process left is handed back, whole, by `orpha
   whose count is 0 and that has grown past `rotate_bytes` is deleted (a new one is opened on the
   next append); a segment past `segment_bytes` is retired (a new one opened) even while records in
   it are still owed, and deleted when they are acknowledged. (Deleting, not truncating: appends to
-  a file truncated under them cost the appending threads far more.) A record may stand for an obligation that ends
-  later (a call's start, closed by its end): the caller acknowledges it when the obligation ends.
+  a file truncated under them cost the appending threads far more.) A record may stand for an
+  obligation that ends later (a call's start, closed by its end): the caller acknowledges it when
+  the obligation ends.
 - **Orphans**: `orphans()` locks every file of each dead or closed owner and yields them grouped
   by owner; the caller replays the records (idempotently: the same record may be replayed twice
   if a replayer dies half-way) and then calls `remove()`.
