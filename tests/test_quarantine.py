@@ -212,11 +212,12 @@ def test_a_full_disk_then_freed_loses_nothing(tmp_path: Path) -> None:
         pytest.skip("cannot mount a tmpfs here")
     try:
         ledger = mnt / "ledger.db"
-        llmledger.init(ledger=str(ledger), flush_interval=0.02, journal=False)  # the ledger alone
         filler = mnt / "filler"
+        filler.touch()
+        llmledger.init(ledger=str(ledger), flush_interval=0.02, journal=False)  # the ledger alone
         _good(200)
         assert llmledger.flush(timeout=10)
-        with open(filler, "wb") as f:  # fill the disk
+        with open(filler, "ab") as f:  # fill the disk
             try:
                 while True:
                     f.write(b"\0" * 65536)
