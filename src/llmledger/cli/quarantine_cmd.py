@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from llmledger.cli.app import LedgerOpt, _fail, _open, app, console
+from llmledger.cli.app import LedgerOpt, _fail, app, console, open_ledger
 from llmledger.errors import LlmLedgerError
 
 __all__ = ["quarantine_app"]
@@ -26,7 +26,7 @@ def list_cmd(
     from llmledger.storage import quarantine
 
     try:
-        _open(ledger)
+        open_ledger(ledger)
         store = _rt.current().ledger
         rows, total = quarantine.rows(store, limit), quarantine.count(store)
     except LlmLedgerError as exc:
@@ -49,7 +49,7 @@ def retry_cmd(
     from llmledger.storage import quarantine
 
     try:
-        _open(ledger)
+        open_ledger(ledger)
         written, kept = quarantine.retry(_rt.current().ledger, ids or None)
     except LlmLedgerError as exc:
         raise _fail(str(exc)) from exc

@@ -372,6 +372,9 @@ def init(
         raise ConfigError(f"ledger must be a database URL or a file path, got {type(ledger).__name__}")
     if prices is not None and not isinstance(prices, (str, os.PathLike)):
         raise ConfigError(f"prices must be a file path, got {type(prices).__name__}")
+    for name, path in (("ledger", ledger), ("prices", prices)):
+        if path is not None and "\x00" in str(os.fspath(path)):
+            raise ConfigError(f"{name} must not contain a NUL character")
     if isinstance(ledger, str) and not ledger.strip():
         raise ConfigError(
             f"ledger must be a database URL or a file path, got {ledger!r}; "
