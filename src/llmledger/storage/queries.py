@@ -124,7 +124,8 @@ def where_clause(
         if value is None:
             continue
         if name == "status" and any(
-            v not in STATUSES for v in ([value] if isinstance(value, str) else value)
+            not isinstance(v, str) or v not in STATUSES
+            for v in (value if isinstance(value, (list, tuple, set, frozenset)) else [value])
         ):
             raise InvalidQueryError(f"status filter takes {', '.join(sorted(STATUSES))}, got {value!r}")
         if isinstance(value, str):
