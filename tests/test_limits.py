@@ -383,7 +383,11 @@ def test_ledger_failure_during_a_check_fails_open_and_is_counted(
     llmledger.set_limit(usd=1, per="day", tenant="acme")
     with sqlite3.connect(ledger_on) as db:  # the limit tables break under the running app
         db.execute("ALTER TABLE llmledger_reservations RENAME TO broken")
-    before = llmledger.stats().internal_errors
     reply = call(chat_client(fake), ledger_tenant="acme")
     assert reply.id == "chatcmpl-AbC123"  # the app's call went through
-    assert llmledger.stats().internal_errors == before + 1
+    # a ledger fault is not an internal error: it is the `on_ledger_fault="open"` policy, counted
+    stats = llmledger.stats()
+    assert stats.calls_unchecked == 1
+    assert stats.last_limit_fault is not None
+    assert "llmledger_reservations" in stats.last_limit_fault
+    assert "x-llmledger-attribution" not in fake.seen[-1].headers

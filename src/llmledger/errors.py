@@ -15,16 +15,19 @@ __all__ = [
     "InvalidEventError",
     "InvalidQueryError",
     "InvalidUsageError",
+    "LedgerBusy",
     "LedgerError",
     "LimitDefinitionError",
     "LimitExceeded",
     "LimitExceededException",
+    "LimitUndecided",
     "LlmLedgerError",
     "PriceOverrideError",
     "RateLimitError",
     "RateLimited",
     "ServerError",
     "ServerUnavailable",
+    "StaleReadError",
     "ValidationError",
 ]
 
@@ -149,3 +152,30 @@ class ValidationError(ServerError, ValueError):
 
 class ServerUnavailable(ServerError):
     """No answer (connection refused, timeout) or 5xx after every retry: try again later."""
+
+
+class LedgerBusy(LedgerError):
+    """The ledger did not answer within the bounded wait (`init(limit_timeout=...)`): it is locked by
+    another process or too slow. Raised inside llmledger; a limit check turns it into its
+    `on_ledger_fault` policy."""
+
+
+class LimitUndecided(LlmLedgerError):
+    """A spend limit applies but the ledger could not decide it (locked, unreachable, disk full, an
+    internal fault), and `init(on_ledger_fault="closed")` refuses such calls: nothing was sent.
+
+    `reason` says what failed; retry later, or use `on_ledger_fault="open"` (the default: send the
+    call, count it in `stats().calls_unchecked`, and meter it)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"a spend limit applies but the ledger could not decide it ({reason}); the call was not "
+            'sent (init(on_ledger_fault="closed")). Retry later, or check the ledger\'s health.'
+        )
+
+
+class StaleReadError(LedgerError):
+    """A read (`spend`, `usage`, `events`) could not see the writes it promises: events recorded
+    before it are still waiting (the ledger is locked or slow, the flush timed out). Retry, or pass
+    `flush=False` to read what the ledger holds now."""

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from llmledger._internal import internal_error
 from llmledger.attribution.context import Attribution
+from llmledger.errors import LimitExceeded, LimitUndecided
 from llmledger.events.event import UsageEvent
 from llmledger.events.ids import uuid7
 from llmledger.instrumentation.estimate import estimate_from_chars, request_text
@@ -60,6 +61,7 @@ class Call:
     """The state of one instrumented request, from its start to its one recorded event."""
 
     __slots__ = (
+        "built",
         "done",
         "duration",
         "endpoint",
@@ -101,6 +103,7 @@ class Call:
         self.ttft: float | None = None
         self.reader: StreamReader | None = None
         self.reservation: str | None = None
+        self.built: UsageEvent | None = None
         self.done = False
         self.duration = 0.0
         self.usage: Usage | None = None
@@ -246,10 +249,24 @@ class Call:
         runtime = _rt._runtime  # the current one (init() may have replaced it since the call began)
         if runtime is not None:  # None: shut down since, so record nothing (and never revive one)
             self.runtime = runtime
+            if self.reservation is not None:
+                self._settle(runtime, self.reservation)
             runtime.record_later(self)
 
+    def _settle(self, runtime: _rt.Runtime, reservation: str) -> None:
+        # The call has ended: its reservation holds its actual cost from now on, not its worst case
+        # until the writer commits the event (issue 8 part 4). The event is built here, once.
+        try:
+            self.built = self.event()
+            runtime.enforcer.settle(reservation, self.built)
+        except Exception as exc:
+            internal_error(exc, "settling a reservation")
+
     def event(self) -> UsageEvent:
-        """Price this finished call and build its event (called once, by the writer thread)."""
+        """Price this finished call and build its event (once: by the writer thread, or at the end of
+        a limited call, to settle its reservation)."""
+        if self.built is not None:
+            return self.built
         assert self.runtime is not None and self.usage is not None
         if self.estimate is not None:  # counted here, with the tokenizer (the journal has no text)
             self._count_estimate(self.usage)
@@ -266,20 +283,33 @@ class Call:
 
 
 def gate(call: Call) -> str | None:
-    """Reserve the call's worst case against the spend limits that apply (raises `LimitExceeded`).
+    """Reserve the call's worst case against the spend limits that apply.
 
     Returns the model to send instead when a soft limit's `downgrade` applies (None otherwise); the
-    event keeps the model the application asked for in `requested_model`.
+    event keeps the model the application asked for in `requested_model`. Raises `LimitExceeded`
+    when a limit refuses, and `LimitUndecided` when the ledger cannot decide and
+    `on_ledger_fault="closed"`; under `"open"` (the default) any other fault lets the call go on,
+    counted in `stats().calls_unchecked`. Nothing is sent before this returns.
     """
     runtime = _rt.current()
     enforcer = runtime.enforcer
-    if not enforcer.limits():
+    try:
+        if not enforcer.limits():
+            return None
+        who = runtime.config.defaults.merged(call.who)
+        scope = scope_of_call(who, call.requested_model, call.provider)
+        call.reservation, swap = enforcer.admit(
+            scope, provider=call.provider, model=call.requested_model, feature=who.feature, body=call.request
+        )
+    except (LimitExceeded, LimitUndecided):
+        raise
+    except Exception as exc:  # e.g. the limits could not be read: the on_ledger_fault policy
+        enforcer.undecided(exc)
         return None
-    who = runtime.config.defaults.merged(call.who)
-    scope = scope_of_call(who, call.requested_model, call.provider)
-    call.reservation, swap = enforcer.admit(
-        scope, provider=call.provider, model=call.requested_model, feature=who.feature, body=call.request
-    )
+    if call.reservation is not None:
+        # the call is counted when it is admitted (inside the lock or after), never earlier: a
+        # rolling window or throttle must not see it roll out before its time (issue 8 part 4)
+        call.wall_us = time.time_ns() // 1000
     return swap
 
 

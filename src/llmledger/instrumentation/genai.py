@@ -96,8 +96,22 @@ def _attach_header(kwargs: dict[str, Any], value: str) -> None:
         kwargs["config"] = config.model_copy(update={"http_options": with_header(config.http_options)})
 
 
+def _scrub(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The request without llmledger's header (the path of a request `_begin` did not rewrite)."""
+    if len(args) > 4:
+        http_options, header = _split_header(args[4])
+        if header is not None:
+            return (*args[:4], http_options, *args[5:]), kwargs
+        return args, kwargs
+    if "http_options" in kwargs:
+        http_options, header = _split_header(kwargs["http_options"])
+        if header is not None:
+            return args, {**kwargs, "http_options": http_options}
+    return args, kwargs
+
+
 def _hooked(original: Callable[..., Any], finish: Callable[[Call, Any], Any]) -> Callable[..., Any]:
-    return request_hook(original, _begin, finish)
+    return request_hook(original, _begin, finish, _scrub)
 
 
 def install(patches: PatchSet) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from llmledger._internal import internal_error
 from llmledger.attribution.context import Attribution, make_attribution
 from llmledger.attribution.labels import LABELS_HEADER
-from llmledger.errors import InvalidUsageError, LimitExceeded
+from llmledger.errors import InvalidUsageError, LimitExceeded, LimitUndecided, LlmLedgerError
 from llmledger.instrumentation.call import Call
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "LEDGER_KWARGS",
     "Begin",
     "Finish",
+    "Scrub",
     "decode_attribution",
     "kwargs_hook",
     "request_hook",
@@ -48,16 +49,25 @@ _LEDGER_KEYS = frozenset(LEDGER_KWARGS)
 
 Begin = Callable[[tuple[Any, ...], dict[str, Any]], "tuple[Call, tuple[Any, ...], dict[str, Any]] | None"]
 Finish = Callable[[Call, Any], Any]
+Scrub = Callable[[tuple[Any, ...], dict[str, Any]], "tuple[tuple[Any, ...], dict[str, Any]]"]
+"""(args, kwargs) of a request -> the same without llmledger's attribution header."""
 
 
-def request_hook(original: Callable[..., Any], begin: Begin, finish: Finish) -> Callable[..., Any]:
-    """Wrap an SDK request method (sync or async) with `begin` / original / `finish`."""
+def request_hook(
+    original: Callable[..., Any], begin: Begin, finish: Finish, scrub: Scrub
+) -> Callable[..., Any]:
+    """Wrap an SDK request method (sync or async) with `begin` / original / `finish`.
+
+    Whatever happens in `begin` (a fault, a non-billable request), the request that goes out has
+    been through `begin`'s rewrite or through `scrub`: llmledger's header never reaches the provider.
+    """
     if inspect.iscoroutinefunction(original):
 
         @functools.wraps(original)
         async def async_hooked(*args: Any, **kwargs: Any) -> Any:
             plan = _begin(begin, args, kwargs)
             if plan is None:
+                args, kwargs = _scrub(scrub, args, kwargs)
                 return await original(*args, **kwargs)
             call, args, kwargs = plan
             try:
@@ -73,6 +83,7 @@ def request_hook(original: Callable[..., Any], begin: Begin, finish: Finish) -> 
     def hooked(*args: Any, **kwargs: Any) -> Any:
         plan = _begin(begin, args, kwargs)
         if plan is None:
+            args, kwargs = _scrub(scrub, args, kwargs)
             return original(*args, **kwargs)
         call, args, kwargs = plan
         try:
@@ -91,11 +102,24 @@ def _begin(begin: Begin, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if plan is not None:
             plan[0].sent()  # journaled before the request goes out (survives a kill mid-call)
         return plan
-    except LimitExceeded:  # an enforcement decision: raised on purpose, before anything is sent
+    except (LimitExceeded, LimitUndecided):  # enforcement decisions: raised on purpose, nothing sent
         raise
     except Exception as exc:
         internal_error(exc, "starting a metered call")
         return None
+
+
+def _scrub(
+    scrub: Scrub, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    try:
+        return scrub(args, kwargs)
+    except Exception as exc:
+        # The header could not be taken off: refuse rather than send llmledger's labels out.
+        raise LlmLedgerError(
+            f"llmledger could not remove its attribution header from the request ({exc!r}); "
+            "nothing was sent. Please report this."
+        ) from exc
 
 
 def _finish(finish: Finish, call: Call, result: Any) -> Any:

@@ -138,7 +138,21 @@ def _hook(spec: StainlessSpec, original: Callable[..., Any]) -> Callable[..., An
         _deliver(spec, call, result, deferred=True)
         return result
 
-    return request_hook(original, begin, finish)
+    return request_hook(original, begin, finish, _scrub)
+
+
+def _scrub(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The request without llmledger's header (the path of a request `begin` did not rewrite)."""
+    positional = len(args) > 2
+    options: Any = args[2] if positional else kwargs.get("options")
+    headers = getattr(options, "headers", None)
+    if not isinstance(headers, Mapping) or ATTRIBUTION_HEADER not in headers:
+        return args, kwargs
+    clean = copy.copy(options)
+    clean.headers = {k: v for k, v in headers.items() if k != ATTRIBUTION_HEADER}
+    if positional:
+        return (*args[:2], clean, *args[3:]), kwargs
+    return args, {**kwargs, "options": clean}
 
 
 def _provider(spec: StainlessSpec, client: Any) -> tuple[str, bool]:

@@ -14,6 +14,7 @@ from llmledger.identity import model_identity
 __all__ = [
     "METRICS",
     "SCOPE_KEYS",
+    "Alert",
     "Limit",
     "Window",
     "make_limit",
@@ -67,6 +68,12 @@ class Limit:
     downgrade: tuple[tuple[str, str], ...] = ()
     """`soft` mode: requested model -> cheaper model, applied to calls once the limit is reached."""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    unpriced: str = "refuse"
+    """A USD limit's policy for a model with no known price: `refuse` (the default: a blocking limit
+    refuses the call), `fallback` (reserve and count it at `fallback_price`), or `tokens` (admit it
+    when a token limit on the call bounds it; it counts $0 here)."""
+    fallback_price: tuple[Decimal, Decimal] | None = None
+    """(input, output) USD per million tokens, for `unpriced="fallback"`."""
 
     @property
     def blocks(self) -> bool:
@@ -108,6 +115,8 @@ class Limit:
             "name": self.name,
             "max_wait": self.max_wait,
             "downgrade": dict(self.downgrade),
+            "unpriced": self.unpriced,
+            "fallback_price": None if self.fallback_price is None else [str(p) for p in self.fallback_price],
         }
 
     @classmethod
@@ -125,7 +134,34 @@ class Limit:
             name=data.get("name"),
             max_wait=float(data.get("max_wait", 0.0)),
             downgrade=tuple(sorted((data.get("downgrade") or {}).items())),
+            unpriced=data.get("unpriced") or "refuse",
+            fallback_price=_pair(data.get("fallback_price")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A limit's threshold crossed by COMMITTED spend, or a blocking limit's refusal (`on_threshold`
+    receives each once per limit, subject and window, across processes).
+
+    `kind`: `threshold` (committed spend reached `threshold` x `allowed`: `spent` is the committed
+    spend after the commit that crossed it) or `refused` (a call was refused; `threshold` is 1 and
+    `spent` the committed spend then). `allowed` is the limit's amount plus any credit.
+    """
+
+    limit: Limit
+    subject: str
+    threshold: Decimal
+    spent: Decimal
+    allowed: Decimal
+    kind: str = "threshold"
+
+
+def _pair(value: Any) -> tuple[Decimal, Decimal] | None:
+    if value is None:
+        return None
+    first, second = value
+    return Decimal(first), Decimal(second)
 
 
 def scope_of_call(
@@ -228,6 +264,8 @@ def make_limit(
     tags: Mapping[str, str] | None = None,
     max_wait: float = 0.0,
     downgrade: Mapping[str, str] | None = None,
+    unpriced: str = "refuse",
+    fallback_price: Any = None,
     **scope: Any,
 ) -> Limit:
     """Build a validated `Limit`; raises `LimitDefinitionError` saying what to fix."""
@@ -269,6 +307,9 @@ def make_limit(
         ) from exc
     if any(not 0 < t <= 10 for t in levels):
         raise LimitDefinitionError(f"thresholds must be fractions above 0, got {thresholds!r}")
+    fallback = _fallback(unpriced, fallback_price, metric)
+    if not isinstance(name, (str, type(None))) or (isinstance(name, str) and len(name) > 256):
+        raise LimitDefinitionError(f"name must be a string of at most 256 characters, got {name!r:.80}")
     return Limit(
         limit_id,
         tuple(sorted(items.items())),
@@ -281,7 +322,30 @@ def make_limit(
         name,
         float(max_wait),
         tuple(sorted(models.items())),
+        unpriced=unpriced,
+        fallback_price=fallback,
     )
+
+
+def _fallback(unpriced: Any, price: Any, metric: str) -> tuple[Decimal, Decimal] | None:
+    if unpriced not in ("refuse", "fallback", "tokens"):
+        raise LimitDefinitionError(
+            f"unpriced={unpriced!r}: use 'refuse' (the default), 'fallback' (with fallback_price="
+            "(input, output) USD per million tokens) or 'tokens' (a token limit bounds such calls)"
+        )
+    if unpriced != "fallback":
+        if price is not None:
+            raise LimitDefinitionError("fallback_price only applies with unpriced='fallback'")
+        return None
+    if metric != "usd":
+        raise LimitDefinitionError("unpriced='fallback' only applies to usd= limits")
+    if isinstance(price, Mapping):
+        price = (price.get("input"), price.get("output"))
+    if not isinstance(price, (list, tuple)) or len(price) != 2:
+        raise LimitDefinitionError(
+            f"fallback_price must be (input, output) USD per million tokens, got {price!r:.80}"
+        )
+    return _amount("fallback_price", price[0]), _amount("fallback_price", price[1])
 
 
 def _label(what: str, value: Any) -> str:

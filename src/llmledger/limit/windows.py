@@ -2,8 +2,10 @@
 
 A counter row is keyed by a bucket number. Calendar windows have one bucket per window (its start,
 in Unix seconds). A rolling window of span S is cut into 60 slots of S/60 seconds: the window at
-time t is the slot holding t and the 59 before it, so it may count up to one slot (1/60 of the span)
-of older spend — never less than the true rolling sum, so a limit can only err on the safe side.
+time t is the slot holding t and the 60 before it (61 slots: at least S, at most S + S/60), so it
+may count up to one slot (1/60 of the span) of older spend — never less than the true rolling sum,
+so a limit can only err on the safe side. (With 60 slots the window spanned 59-60 slots' time and
+missed use made up to a slot earlier than S ago: issue 8 part 4.)
 Lifetime counters have the single bucket 0.
 """
 
@@ -55,7 +57,7 @@ def span(window: Window, at: datetime) -> Span:
         slot = max(1, window.seconds // ROLLING_SLOTS)
         now = int(at.timestamp())
         current = now // slot
-        first = current - (ROLLING_SLOTS - 1)
+        first = current - ROLLING_SLOTS
         return Span(first, current, datetime.fromtimestamp((current + 1) * slot, timezone.utc))
     zone = _zone(window.tz)
     local = at.astimezone(zone).date()

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from llmledger._time import TimeBound, parse_time_bound
-from llmledger.errors import InvalidQueryError
+from llmledger.errors import InvalidQueryError, StaleReadError
 from llmledger.events.event import UsageEvent
 from llmledger.sdk import runtime as _rt
 
@@ -24,21 +24,45 @@ def flush(timeout: float | None = 30.0) -> bool:
     return _rt.current().writer.flush(timeout)
 
 
-def _read_ledger() -> Ledger:
+def _read_ledger(flush: bool = True, flush_timeout: float = 10.0) -> Ledger:
+    """The ledger, once every event recorded before this read is written (`flush`), or
+    `StaleReadError` when they cannot be within `flush_timeout` seconds (the ledger locked or down):
+    a read never returns stale figures silently."""
     runtime = _rt.current()
-    runtime.writer.flush(30.0)
+    if not isinstance(flush, bool):
+        raise InvalidQueryError(f"flush must be True or False, got {flush!r}")
+    if (
+        isinstance(flush_timeout, bool)
+        or not isinstance(flush_timeout, (int, float))
+        or not 0 <= flush_timeout <= 3600
+    ):
+        raise InvalidQueryError(f"flush_timeout must be seconds between 0 and 3600, got {flush_timeout!r}")
+    if flush and not runtime.writer.flush(float(flush_timeout)):
+        counters = runtime.writer.counters
+        raise StaleReadError(
+            f"{runtime.writer.pending} event(s) recorded before this read are not written yet "
+            f"(waited {flush_timeout} s; last write error: {counters.last_error or 'none'}): the ledger "
+            "is locked or unreachable. Retry, or pass flush=False to read what it holds now."
+        )
     return runtime.ledger
 
 
 def events(
-    *, since: TimeBound = None, until: TimeBound = None, limit: int | None = 100, **filters: Any
+    *,
+    since: TimeBound = None,
+    until: TimeBound = None,
+    limit: int | None = 100,
+    flush: bool = True,
+    flush_timeout: float = 10.0,
+    **filters: Any,
 ) -> list[UsageEvent]:
     """Recorded events, newest first. Filters: provider, model, tenant, user, org, feature, agent,
     session, status, ... (a value or a list of values) and `tags={"plan": "free"}`.
-    `since` / `until`: a datetime, a date, a timedelta or a duration such as `"30d"`."""
+    `since` / `until`: a datetime, a date, a timedelta or a duration such as `"30d"`. Pending events
+    are written first (`flush`); `StaleReadError` if they cannot be within `flush_timeout` seconds."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise InvalidQueryError(f"limit must be a positive int or None, got {limit!r}")
-    return list(_read_ledger().events(filters, *_window(since, until), limit))
+    return list(_read_ledger(flush, flush_timeout).events(filters, *_window(since, until), limit))
 
 
 def usage(
@@ -46,25 +70,35 @@ def usage(
     *,
     since: TimeBound = None,
     until: TimeBound = None,
+    flush: bool = True,
+    flush_timeout: float = 10.0,
     **filters: Any,
 ) -> list[UsageRow]:
     """Requests, token sums and exact cost per group (e.g. `group_by=("tenant", "model")`;
     also `day`, `month`, `tag:<name>`), most expensive first; grouped by `day` or `month`, the rows
-    come in date order (most expensive first within a date)."""
+    come in date order (most expensive first within a date). `flush` / `flush_timeout` as `events()`."""
     keys = [k.strip() for k in group_by.split(",")] if isinstance(group_by, str) else list(group_by)
     if not keys or not all(isinstance(k, str) and k for k in keys):
         raise InvalidQueryError(f"group_by needs one or more keys such as 'tenant,model', got {group_by!r}")
-    rows = list(_read_ledger().usage(keys, filters, *_window(since, until)))
+    rows = list(_read_ledger(flush, flush_timeout).usage(keys, filters, *_window(since, until)))
     dates = [k for k in keys if k in ("day", "month")]
     if dates:  # stable: keeps the most expensive first within a date
         rows.sort(key=lambda row: tuple(str(row.group[k] or "") for k in dates))
     return rows
 
 
-def spend(*, since: TimeBound = None, until: TimeBound = None, **filters: Any) -> Decimal:
+def spend(
+    *,
+    since: TimeBound = None,
+    until: TimeBound = None,
+    flush: bool = True,
+    flush_timeout: float = 10.0,
+    **filters: Any,
+) -> Decimal:
     """The exact USD spent by the matching calls, e.g. `spend(tenant="acme", since="30d")`.
-    Unpriced calls are not included (see `stats().events_unpriced`)."""
-    return _read_ledger().spend(filters, *_window(since, until))
+    Unpriced calls are not included (see `stats().events_unpriced`). `flush` / `flush_timeout` as
+    `events()`: `StaleReadError` rather than a figure that misses calls already made."""
+    return _read_ledger(flush, flush_timeout).spend(filters, *_window(since, until))
 
 
 def _window(since: TimeBound, until: TimeBound) -> tuple[datetime | None, datetime | None]:

@@ -59,6 +59,8 @@ class Config:
     default_output_cap: int = 4096
     reservation_ttl: float = 900.0
     journal: bool = True
+    limit_timeout: float = 0.5
+    on_ledger_fault: str = "open"
 
 
 class Deferred(Protocol):
@@ -94,6 +96,11 @@ class Stats:
     events_quarantined: int = 0
     """Events this process could not store (a value no store holds): kept in the ledger's
     quarantine with the reason (`llmledger quarantine list|retry`)."""
+    calls_unchecked: int = 0
+    """Calls a limit applied to but the ledger could not decide (locked past `limit_timeout`, disk
+    full...): sent under `on_ledger_fault="open"`, refused (and counted in `calls_refused` too)
+    under `"closed"`."""
+    last_limit_fault: str | None = None
 
 
 class Runtime:
@@ -245,6 +252,8 @@ class Runtime:
             journal_errors=self.journal.errors if self.journal is not None else 0,
             events_replayed=self.sink.replayed,
             events_quarantined=self.sink.quarantined,
+            calls_unchecked=self._enforcer.unchecked if self._enforcer is not None else 0,
+            last_limit_fault=self._enforcer.last_fault if self._enforcer is not None else None,
         )
 
     def after_fork(self) -> None:
@@ -338,6 +347,8 @@ def init(
     default_output_cap: int = 4096,
     reservation_ttl: float = 900.0,
     journal: bool = True,
+    limit_timeout: float = 0.5,
+    on_ledger_fault: str = "open",
 ) -> Runtime:
     """Configure llmledger for this process. Idempotent and thread-safe: the same settings keep the
     same runtime.
@@ -355,6 +366,10 @@ def init(
     `journal` (default True) writes every call to the local journal before it returns, so that
     nothing is lost if the process dies (see docs/concepts.md, "Durability"); False keeps events
     in memory only until they are written.
+    `limit_timeout` (seconds, default 0.5) bounds the wait for a limit decision (the ledger's write
+    lock); when the ledger cannot decide in time (or at all: disk full, an internal fault),
+    `on_ledger_fault` chooses: `"open"` (default) sends the call, counts it in
+    `stats().calls_unchecked` and meters it; `"closed"` raises `LimitUndecided` (nothing is sent).
     """
     _check_int("max_buffer", max_buffer, 1, 10_000_000, "events")
     _check_number("flush_interval", flush_interval, 0.001, 3600.0)
@@ -380,6 +395,21 @@ def init(
             f"ledger must be a database URL or a file path, got {ledger!r}; "
             "leave it out to use LLMLEDGER_DB or ./llmledger.db"
         )
+    if (
+        isinstance(default_output_cap, bool)
+        or not isinstance(default_output_cap, int)
+        or default_output_cap < 1
+    ):
+        raise ConfigError(
+            f"default_output_cap must be a positive number of tokens, got {default_output_cap!r}"
+        )
+    _check_number("limit_timeout", limit_timeout, 0.001, 60.0)
+    if on_ledger_fault not in ("open", "closed"):
+        raise ConfigError(
+            f"on_ledger_fault must be 'open' (send unchecked calls, counted) or 'closed' (refuse them), "
+            f"got {on_ledger_fault!r}"
+        )
+    provider_names = None if providers is None else tuple(providers)
     if isinstance(providers, str):
         raise ConfigError(f"providers must be a list of names, e.g. [{providers!r}], not a string")
     try:
@@ -414,6 +444,8 @@ def init(
         default_output_cap=default_output_cap,
         reservation_ttl=float(reservation_ttl),
         journal=journal,
+        limit_timeout=float(limit_timeout),
+        on_ledger_fault=on_ledger_fault,
     )
     from llmledger import instrumentation
     from llmledger.instrumentation.hosts import configure_hosts

@@ -126,14 +126,15 @@ class LedgerSink:
         if self._full:  # the last write found the disk full: give the WAL's space back first
             with contextlib.suppress(Exception):
                 ledger.checkpoint()
+        alerts: list[Any] = []
         try:
-            ledger.write([r.event for r in good], releases, self._quarantine(rows))
+            alerts = ledger.write([r.event for r in good], releases, self._quarantine(rows))
             self._full = False
         except Exception as exc:
             if is_transient(exc):
                 self._full = "full" in str(exc)
                 raise
-            self._isolate(ledger, good)  # marks the rows at fault; writes the others
+            alerts = self._isolate(ledger, good)  # marks the rows at fault; writes the others
             try:
                 ledger.write([], releases, self._quarantine(rows))
             except Exception as again:
@@ -141,6 +142,8 @@ class LedgerSink:
                     raise
                 log.error("llmledger: quarantining failed (%s); rows dropped", describe_error(again))
                 ledger.write([], releases)
+        if alerts:  # thresholds the committed spend crossed (issue 8 part 5): announce once written
+            self.runtime.enforcer.announce(alerts)
         bad = sum(1 for r in rows if r.problem is not None)
         if bad:
             self.quarantined += bad
@@ -151,14 +154,15 @@ class LedgerSink:
             )
 
     @staticmethod
-    def _isolate(ledger: Ledger, rows: list[Ready]) -> None:
+    def _isolate(ledger: Ledger, rows: list[Ready]) -> list[Any]:
         # Split until each failing part is one row; a transient failure stops the search (the
-        # batch is retried, and rows found at fault so far stay marked).
+        # batch is retried, and rows found at fault so far stay marked). Returns the alerts fired.
         stack = [rows]
+        alerts: list[Any] = []
         while stack:
             part = stack.pop()
             try:
-                ledger.write([r.event for r in part])
+                alerts += ledger.write([r.event for r in part])
             except Exception as exc:
                 if is_transient(exc):
                     raise
@@ -167,6 +171,7 @@ class LedgerSink:
                 else:
                     mid = len(part) // 2
                     stack += [part[mid:], part[:mid]]
+        return alerts
 
     @staticmethod
     def _quarantine(rows: list[Ready]) -> list[tuple[str | None, str, str]]:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from llmledger.errors import ConfigError, LedgerError
 
-__all__ = ["IMMEDIATE", "create_ledger_engine", "normalize_url", "sqlite_path"]
+__all__ = ["IMMEDIATE", "create_ledger_engine", "normalize_url", "register_sqlite_functions", "sqlite_path"]
 
 IMMEDIATE = "llmledger_immediate"
 """Execution option: take the ledger's write lock when the transaction begins, so that writers (and
@@ -244,3 +244,9 @@ def _on_postgres_begin(conn: Connection) -> None:
 def _on_sqlite_begin(conn: Connection) -> None:
     immediate = conn.get_execution_options().get(IMMEDIATE, False)
     conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def register_sqlite_functions(dbapi_connection: sqlite3.Connection) -> None:
+    """Register llmledger's exact-decimal SQL functions (`dsum`, `dadd`) on a raw sqlite3 connection."""
+    dbapi_connection.create_aggregate("dsum", 1, _DecimalSum)  # type: ignore[arg-type]
+    dbapi_connection.create_function("dadd", 2, _decimal_add, deterministic=True)

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from llmledger.errors import LedgerError
 from llmledger.events.event import UsageEvent
+from llmledger.limit.model import Alert
 from llmledger.storage import migrate
 from llmledger.storage import quarantine as _quarantine
 from llmledger.storage.engine import IMMEDIATE, create_ledger_engine, normalize_url
@@ -60,24 +61,27 @@ class Ledger:
         batch: Sequence[UsageEvent],
         releases: Sequence[str] = (),
         quarantined: Sequence[tuple[str | None, str, str]] = (),
-    ) -> None:
+    ) -> list[Alert]:
         """Store events in one transaction; events already stored (same `event_id`) are skipped.
 
         In the same transaction, the spend-limit counters count the new events, the reservations
         in `releases` (those the events settle) are dropped, so counters always equal the events,
         and `quarantined` rows `(event_id, reason, record JSON)` are kept in the quarantine.
+        Returns the threshold alerts the committed spend crossed (each recorded once, across
+        processes): announce them (`on_threshold`) once this returns.
         """
         if not batch and not releases and not quarantined:
-            return
+            return []
         with self.engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
             _quarantine.insert(conn, quarantined)
-            self.limits.apply(conn, self.limits.active(conn), batch, releases)
+            alerts = self.limits.apply(conn, self.limits.active(conn), batch, releases)
             if not batch:
-                return
+                return alerts
             if self.dialect == "sqlite":
                 conn.exec_driver_sql(self._sqlite_insert, sqlite_tuples(batch))
             else:
                 conn.execute(self._insert, [event_to_row(e) for e in batch])
+        return alerts
 
     def events(
         self,
@@ -199,4 +203,5 @@ class Ledger:
 
     def close(self) -> None:
         """Release database connections."""
+        self.limits.close()
         self.engine.dispose()

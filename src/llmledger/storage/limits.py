@@ -9,9 +9,8 @@ transaction that inserts the events (`apply`), which keeps them equal to the led
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -20,12 +19,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from llmledger.events.event import UsageEvent
-from llmledger.limit.model import Limit, scope_of_call
+from llmledger.limit.model import Alert, Limit, scope_of_call
 from llmledger.limit.windows import span
+from llmledger.storage import decide
+from llmledger.storage.decide import Decision, Held, Standing
 from llmledger.storage.engine import IMMEDIATE
+from llmledger.storage.hotpath import Exec, HotPath, now_us
 from llmledger.storage.tables import alerts, counters, credits, events, limits, meta, reservations
 
 __all__ = ["Decision", "Held", "LimitStore", "Standing", "event_amount", "event_scope"]
+# Decision, Held and Standing live in storage/decide.py; they are re-exported here.
 
 _ZERO = Decimal(0)
 _VERSION = "limits_version"
@@ -33,18 +36,10 @@ _UPSERT_COUNTER = (
     "INSERT INTO llmledger_counters (limit_id, subject, bucket, used) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (limit_id, subject, bucket) DO UPDATE SET used = dadd(used, excluded.used)"
 )
-_INSERT_RESERVATION = (
-    "INSERT INTO llmledger_reservations (reservation_id, limit_id, subject, bucket, amount, expires_us)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
 
 
 def _dec(value: Any) -> Decimal:
     return _ZERO if value is None else value if isinstance(value, Decimal) else Decimal(str(value))
-
-
-def _named(params: tuple[Any, ...]) -> dict[str, Any]:
-    return {f"p{i}": v for i, v in enumerate(params)}
 
 
 def _us(at: datetime) -> int:
@@ -54,7 +49,12 @@ def _us(at: datetime) -> int:
 def event_amount(limit: Limit, event: UsageEvent) -> Decimal:
     """What an event uses of a limit's metric (an unpriced event uses $0: it is flagged instead)."""
     if limit.metric == "usd":
-        return event.cost_usd if event.cost_usd is not None else _ZERO
+        if event.cost_usd is not None:
+            return event.cost_usd
+        if limit.fallback_price is not None:  # `unpriced="fallback"`: counted at the limit's price
+            per_in, per_out = limit.fallback_price
+            return (event.input_tokens * per_in + event.output_tokens * per_out) / 1_000_000
+        return _ZERO
     if limit.metric == "tokens":
         return Decimal(event.input_tokens + event.output_tokens)
     return Decimal(1)
@@ -65,53 +65,15 @@ def event_scope(event: UsageEvent) -> dict[str, str | None]:
     return scope_of_call(event, event.model, event.provider)
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
-    """One limit's share of a reservation request: the counter (`subject`) and the worst case."""
-
-    limit: Limit
-    subject: str
-    amount: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The outcome of `reserve`: allowed (nothing violated) or refused."""
-
-    standings: list[Standing]
-    violated: list[tuple[Standing, Decimal]]
-    """(standing, amount this call needed) of each hard limit that refused, tightest first."""
-    fired: list[tuple[Standing, Decimal]]
-    """(standing, threshold) of each alert this call newly crossed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Standing:
-    """Where a limit's counter stands now."""
-
-    limit: Limit
-    subject: str
-    spent: Decimal
-    reserved: Decimal
-    allowed: Decimal
-    """The limit's amount plus any credit topped up."""
-    resets_at: datetime | None
-
-    def refuses(self, amount: Decimal) -> bool:
-        """Whether `amount` more would not fit (what a blocking limit refuses)."""
-        return self.spent + self.reserved + amount > self.allowed
-
-    @property
-    def remaining(self) -> Decimal:
-        return max(_ZERO, self.allowed - self.spent - self.reserved)
-
-
 class LimitStore:
     """The limit tables of one ledger database."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._cached: tuple[int, list[Limit]] = (-1, [])
+        self.decision_timeout = 0.5
+        """Seconds a limit decision may wait for the ledger's write lock (`init(limit_timeout=)`)."""
+        self._hot: HotPath | None = None
 
     # -- definitions ----------------------------------------------------------------------------
 
@@ -175,135 +137,65 @@ class LimitStore:
                 conn.execute(sa.update(credits).where(where).values(granted=total))
         return total
 
-    # -- the hot path ---------------------------------------------------------------------------
+    # -- the hot path (storage/hotpath.py, storage/decide.py) --------------------------------------
 
-    def reserve(
-        self, held: Sequence[Held], reservation_id: str, now: datetime, ttl_seconds: float
-    ) -> Decision:
-        """Check every hard limit and hold each worst case, atomically.
+    @property
+    def hot(self) -> HotPath:
+        """The short write transactions of limit decisions (bounded by `decision_timeout`)."""
+        hot = self._hot
+        if hot is None or hot.timeout != self.decision_timeout:
+            hot = self._hot = HotPath(self.engine, self.decision_timeout)
+        return hot
 
-        If a hard limit would be exceeded, nothing is held and `violated` lists the limits that
-        refuse, tightest first. Otherwise every share is held under `reservation_id` and `fired`
-        lists the thresholds this call newly crosses. Expired reservations are ignored (and removed).
+    def close(self) -> None:
+        """Close the decision connection."""
+        if self._hot is not None:
+            self._hot.close()
+
+    def reserve(self, held: Sequence[Held], reservation_id: str, ttl_seconds: float) -> Decision:
+        """Check every blocking limit and hold each worst case, atomically, at the clock read inside
+        the write lock.
+
+        If a blocking limit would be exceeded, nothing is held and `violated` lists the limits that
+        refuse, tightest first (and `fired` the refusal alert, once per window). Expired reservations
+        are dropped. Raises `LedgerBusy` if the write lock is not had within `decision_timeout`.
         """
-        now_us = _us(now)
-        with self._write() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("DELETE FROM llmledger_reservations WHERE expires_us < ?", (now_us,))
-            else:
-                conn.execute(sa.delete(reservations).where(reservations.c.expires_us < now_us))
-            standings = [self._standing(conn, h.limit, h.subject, now, now_us) for h in held]
-            violated = [
-                (s, h) for s, h in zip(standings, held, strict=True) if h.limit.blocks and s.refuses(h.amount)
-            ]
-            if violated:  # hold nothing (only the expired reservations above are dropped)
-                violated.sort(key=lambda pair: pair[0].remaining - pair[1].amount)
-                return Decision(standings, [(s, h.amount) for s, h in violated], [])
-            expires = now_us + int(ttl_seconds * 1_000_000)
-            fired: list[tuple[Standing, Decimal]] = []
-            for standing, h in zip(standings, held, strict=True):
-                bucket = span(h.limit.window, now).last
-                if conn.dialect.name == "sqlite":
-                    conn.exec_driver_sql(
-                        _INSERT_RESERVATION,
-                        (reservation_id, h.limit.id, h.subject, bucket, str(h.amount), expires),
-                    )
-                else:
-                    conn.execute(
-                        sa.insert(reservations).values(
-                            reservation_id=reservation_id,
-                            limit_id=h.limit.id,
-                            subject=h.subject,
-                            bucket=bucket,
-                            amount=h.amount,
-                            expires_us=expires,
-                        )
-                    )
-                fired += self._cross(conn, standing, h.amount, bucket, now_us)
-        return Decision(standings, [], fired)
+        ttl_us = int(ttl_seconds * 1_000_000)
+        with self.hot.write() as run:
+            return decide.reserve(run, held, reservation_id, ttl_us, now_us())
 
-    def _cross(
-        self, conn: Connection, s: Standing, amount: Decimal, bucket: int, now_us: int
-    ) -> list[tuple[Standing, Decimal]]:
-        if not s.allowed:
-            return []
-        before = (s.spent + s.reserved) / s.allowed
-        after = (s.spent + s.reserved + amount) / s.allowed
-        out = []
-        for level in s.limit.thresholds:
-            if before < level <= after:
-                values = {"limit_id": s.limit.id, "subject": s.subject, "bucket": bucket}
-                exists = conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(alerts)
-                    .where(*(alerts.c[k] == v for k, v in values.items()), alerts.c.threshold == str(level))
-                ).scalar()
-                if not exists:
-                    conn.execute(sa.insert(alerts).values(**values, threshold=str(level), fired_us=now_us))
-                    out.append((s, level))
-        return out
+    def settle(self, reservation_id: str, amounts: Mapping[str, Decimal]) -> None:
+        """A finished call's reservation now holds its actual use (limit id -> amount), until its
+        event is written. Raises `LedgerBusy` past `decision_timeout` (the worst case then stays
+        held until the event is written: safe)."""
+        if amounts:
+            with self.hot.write() as run:
+                decide.settle(run, reservation_id, amounts)
 
     def release(self, reservation_ids: Iterable[str]) -> None:
         """Drop reservations (a call that ended without an event, or a guard left unused)."""
         ids = list(reservation_ids)
         if ids:
-            with self._write() as conn:
-                conn.execute(sa.delete(reservations).where(reservations.c.reservation_id.in_(ids)))
+            with self.hot.write() as run:
+                decide.release(run, ids)
 
     def standing(self, limit: Limit, subject: str, now: datetime) -> Standing:
+        """Where `limit` stands for `subject` at `now` (a read; reserves nothing)."""
         with self.engine.connect() as conn:
-            return self._standing(conn, limit, subject, now, _us(now))
-
-    def _standing(self, conn: Connection, limit: Limit, subject: str, now: datetime, now_us: int) -> Standing:
-        # One round trip; sums are exact (`dsum` on SQLite), and the statement is plain SQL so the
-        # hot path pays no SQL compilation.
-        window = span(limit.window, now)
-        sql = self._standing_sql(conn)
-        params = (
-            limit.id,
-            subject,
-            window.first,
-            window.last,
-            limit.id,
-            subject,
-            now_us,
-            window.first,
-            limit.id,
-            subject,
-        )
-        used, held, granted = conn.exec_driver_sql(sql, params if "?" in sql else _named(params)).one()
-        return Standing(
-            limit,
-            subject,
-            _dec(used),
-            _dec(held),
-            limit.amount + _dec(granted),
-            window.resets_at,
-        )
-
-    @staticmethod
-    def _standing_sql(conn: Connection) -> str:
-        if conn.dialect.name == "sqlite":
-            total, mark = "dsum", ["?"] * 10
-        else:
-            total, mark = "sum", [f"%(p{i})s" for i in range(10)]
-        return (
-            f"SELECT (SELECT {total}(used) FROM llmledger_counters"
-            f" WHERE limit_id = {mark[0]} AND subject = {mark[1]}"
-            f" AND bucket BETWEEN {mark[2]} AND {mark[3]}),"
-            f" (SELECT {total}(amount) FROM llmledger_reservations"
-            f" WHERE limit_id = {mark[4]} AND subject = {mark[5]}"
-            f" AND expires_us >= {mark[6]} AND bucket >= {mark[7]}),"
-            f" (SELECT granted FROM llmledger_credits WHERE limit_id = {mark[8]} AND subject = {mark[9]})"
-        )
+            return decide.standing(Exec.on(conn), limit, subject, _us(now))
 
     # -- called by the ledger, inside the transaction that inserts the events ---------------------
 
     def apply(
         self, conn: Connection, active: Sequence[Limit], batch: Sequence[UsageEvent], releases: Sequence[str]
-    ) -> None:
-        """Add the batch's events to the counters and drop the reservations they settle."""
+    ) -> list[Alert]:
+        """Add the batch's events to the counters and drop the reservations they settle.
+
+        Returns the threshold alerts the committed spend crossed (recorded once per limit, subject
+        and window: the caller announces them after the transaction commits).
+        """
         sqlite = conn.dialect.name == "sqlite"
+        fired: list[Alert] = []
         if active and batch:
             known = self._known(conn, [e.event_id for e in batch], sqlite)
             totals: dict[tuple[str, str, int], Decimal] = defaultdict(Decimal)
@@ -316,22 +208,18 @@ class LimitStore:
                     if subject is not None:
                         bucket = span(limit.window, event.timestamp).last
                         totals[(limit.id, subject, bucket)] += event_amount(limit, event)
-            if sqlite and totals:  # one exact upsert per counter (`dadd`: decimal addition in SQLite)
-                conn.exec_driver_sql(_UPSERT_COUNTER, [(*key, str(amount)) for key, amount in totals.items()])
-            else:
-                for (limit_id, subject, bucket), amount in totals.items():
-                    self._add(conn, limit_id, subject, bucket, amount)
+            run = Exec.on(conn)
+            by_id = {limit.id: limit for limit in active}
+            at = now_us()
+            for key in sorted(totals):  # each counter: its alerts (spend before), then the addition
+                fired += decide.commit_alerts(run, by_id, key, totals[key], at)
+                if sqlite:  # an exact upsert (`dadd`: decimal addition in SQLite)
+                    run(_UPSERT_COUNTER, (*key, str(totals[key])))
+                else:
+                    self._add(conn, *key, totals[key])
         if releases:
-            ids = list(releases)
-            if sqlite:
-                for i in range(0, len(ids), 500):
-                    chunk = ids[i : i + 500]
-                    marks = ", ".join("?" * len(chunk))
-                    conn.exec_driver_sql(
-                        f"DELETE FROM llmledger_reservations WHERE reservation_id IN ({marks})", tuple(chunk)
-                    )
-            else:
-                conn.execute(sa.delete(reservations).where(reservations.c.reservation_id.in_(ids)))
+            decide.release(Exec.on(conn), releases)
+        return fired
 
     @staticmethod
     def _known(conn: Connection, ids: list[str], sqlite: bool) -> set[str]:
