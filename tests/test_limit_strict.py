@@ -168,10 +168,9 @@ def test_rolling_window_counts_a_full_span(ledger_path: Path) -> None:
         for _ in range(3):
             llmledger.track(provider="openai", model="gpt-4o", input_tokens=1, output_tokens=1, tenant="acme")
         llmledger.flush()
-    with time_machine.travel(datetime(2026, 3, 1, 12, 1, 0, 100_000, tzinfo=timezone.utc), tick=False):
-        # 59.5 s later: those 3 requests are still within the last minute
-        with pytest.raises(llmledger.LimitExceeded):
-            llmledger.check(model="gpt-4o", tenant="acme")
+    later = datetime(2026, 3, 1, 12, 1, 0, 100_000, tzinfo=timezone.utc)  # 59.5 s later: still in the minute
+    with time_machine.travel(later, tick=False), pytest.raises(llmledger.LimitExceeded):
+        llmledger.check(model="gpt-4o", tenant="acme")
 
 
 # -- what multiplies cost: a property over request shapes ------------------------------------------

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from llmledger.errors import LimitDefinitionError
-from llmledger.limit.model import make_limit, parse_window
+from llmledger.limit.define import make_limit
+from llmledger.limit.model import parse_window
 from llmledger.limit.windows import span
 
 UTC = timezone.utc
@@ -70,7 +71,7 @@ def test_month_in_tokyo() -> None:
 def test_rolling_and_lifetime() -> None:
     w = parse_window("rolling:1h")
     s = span(w, at("2026-05-05T10:30:30"))
-    assert s.last - s.first == 59  # 60 one-minute slots
+    assert s.last - s.first == 60  # 61 one-minute slots: at least the full hour (issue 8 part 4)
     assert s.resets_at == at("2026-05-05T10:31:00")  # the next slide of the window
     assert span(parse_window("lifetime"), at("2026-05-05T10:30:30")).resets_at is None
 

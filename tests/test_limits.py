@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import threading
@@ -18,16 +17,15 @@ from tests.fakes.server import Fake
 
 import llmledger
 from llmledger.events import UsageEvent
+from llmledger.tokens import prompt_tokens_bound
 
 PROMPT = [{"role": "user", "content": "hello world, please"}]
 # The fake answers 5 prompt tokens and max_tokens of output, so a call costs exactly
-# 5 x $2.50/M + 1000 x $10/M = $0.0100125 on gpt-4o; strict reserves the request body's bytes as input.
+# 5 x $2.50/M + 1000 x $10/M = $0.0100125 on gpt-4o; strict bounds the input with the tokenizer.
 USAGE = {"prompt_tokens": 5, "completion_tokens": 1000, "total_tokens": 1005}
 COST = Decimal("0.0100125")
-BODY_BYTES = len(
-    json.dumps({"messages": PROMPT, "model": "gpt-4o", "max_tokens": 1000}, separators=(",", ":"))
-)
-WORST = Decimal("2.5") * BODY_BYTES / 10**6 + Decimal("0.01")  # strict: the body's bytes bound the input
+BOUND = prompt_tokens_bound({"messages": PROMPT, "model": "gpt-4o", "max_tokens": 1000}, "gpt-4o")
+WORST = Decimal("2.5") * BOUND / 10**6 + Decimal("0.01")  # strict: the real tokenizer bounds the input
 
 
 def chat_client(fake: Fake) -> openai.OpenAI:

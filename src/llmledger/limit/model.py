@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from llmledger.errors import LimitDefinitionError
@@ -17,7 +17,6 @@ __all__ = [
     "Alert",
     "Limit",
     "Window",
-    "make_limit",
     "parse_window",
     "scope_of_call",
 ]
@@ -231,126 +230,3 @@ def parse_window(
     if isinstance(month_anchor, bool) or not isinstance(month_anchor, int) or not 1 <= month_anchor <= 28:
         raise LimitDefinitionError(f"month_anchor={month_anchor!r}: use a day of the month from 1 to 28")
     return Window(kind, seconds, tz, start, month_anchor)
-
-
-def _amount(name: str, value: Any) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise LimitDefinitionError(f"{name} must be a number, got {value!r}")
-    try:
-        dec = value if isinstance(value, Decimal) else Decimal(str(value))
-    except InvalidOperation as exc:
-        raise LimitDefinitionError(f"{name} must be a number, got {value!r}") from exc
-    if not dec.is_finite() or dec < 0:
-        raise LimitDefinitionError(f"{name} must be a finite amount >= 0, got {value!r}")
-    if name != "usd" and dec != dec.to_integral_value():
-        raise LimitDefinitionError(f"{name} must be a whole number, got {value!r}")
-    return dec
-
-
-def make_limit(
-    limit_id: str,
-    *,
-    usd: Any = None,
-    tokens: Any = None,
-    requests: Any = None,
-    per: str = "month",
-    tz: str = "UTC",
-    week_start: str | int = "monday",
-    month_anchor: int = 1,
-    mode: str = "hard",
-    enforcement: str | None = None,
-    thresholds: Any = (0.5, 0.8, 1.0),
-    name: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    max_wait: float = 0.0,
-    downgrade: Mapping[str, str] | None = None,
-    unpriced: str = "refuse",
-    fallback_price: Any = None,
-    **scope: Any,
-) -> Limit:
-    """Build a validated `Limit`; raises `LimitDefinitionError` saying what to fix."""
-    given = [(m, v) for m, v in (("usd", usd), ("tokens", tokens), ("requests", requests)) if v is not None]
-    if len(given) != 1:
-        raise LimitDefinitionError("give exactly one of usd=, tokens= or requests=")
-    metric, raw = given[0]
-    amount = _amount(metric, raw)
-    window = parse_window(per, tz, week_start, month_anchor)
-    if mode not in ("hard", "soft", "throttle"):
-        raise LimitDefinitionError(
-            f"mode={mode!r}: use 'hard' (block), 'soft' (allow and alert) or 'throttle' (wait or RateLimited)"
-        )
-    if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)) or not 0 <= max_wait <= 3600:
-        raise LimitDefinitionError(f"max_wait must be seconds between 0 and 3600, got {max_wait!r}")
-    if max_wait and mode != "throttle":
-        raise LimitDefinitionError("max_wait only applies to mode='throttle'")
-    models: dict[str, str] = {}
-    for old, new in (downgrade or {}).items():
-        models[_label("downgrade model", old)] = _label("downgrade model", new)
-    if models and mode != "soft":
-        raise LimitDefinitionError("downgrade only applies to mode='soft' (a hard limit blocks instead)")
-    enforcement = enforcement or "strict"
-    if enforcement not in ("strict", "estimate"):
-        raise LimitDefinitionError(f"enforcement={enforcement!r}: use 'strict' or 'estimate'")
-    items: dict[str, str] = {}
-    for key, value in scope.items():
-        if key not in SCOPE_KEYS and not key.startswith("tag:"):
-            raise LimitDefinitionError(f"unknown scope {key!r}; use {', '.join(SCOPE_KEYS)} or tags={{...}}")
-        if value is not None:
-            items[key] = _label(key, value)
-    for tag, value in (tags or {}).items():
-        items[f"tag:{_label('tag name', tag)}"] = _label(f"tag {tag!r}", value)
-    try:
-        levels = tuple(sorted({Decimal(str(t)) for t in thresholds}))
-    except (InvalidOperation, TypeError) as exc:
-        raise LimitDefinitionError(
-            f"thresholds must be fractions such as (0.5, 0.8, 1.0), got {thresholds!r}"
-        ) from exc
-    if any(not 0 < t <= 10 for t in levels):
-        raise LimitDefinitionError(f"thresholds must be fractions above 0, got {thresholds!r}")
-    fallback = _fallback(unpriced, fallback_price, metric)
-    if not isinstance(name, (str, type(None))) or (isinstance(name, str) and len(name) > 256):
-        raise LimitDefinitionError(f"name must be a string of at most 256 characters, got {name!r:.80}")
-    return Limit(
-        limit_id,
-        tuple(sorted(items.items())),
-        metric,
-        amount,
-        window,
-        mode,
-        enforcement,
-        levels,
-        name,
-        float(max_wait),
-        tuple(sorted(models.items())),
-        unpriced=unpriced,
-        fallback_price=fallback,
-    )
-
-
-def _fallback(unpriced: Any, price: Any, metric: str) -> tuple[Decimal, Decimal] | None:
-    if unpriced not in ("refuse", "fallback", "tokens"):
-        raise LimitDefinitionError(
-            f"unpriced={unpriced!r}: use 'refuse' (the default), 'fallback' (with fallback_price="
-            "(input, output) USD per million tokens) or 'tokens' (a token limit bounds such calls)"
-        )
-    if unpriced != "fallback":
-        if price is not None:
-            raise LimitDefinitionError("fallback_price only applies with unpriced='fallback'")
-        return None
-    if metric != "usd":
-        raise LimitDefinitionError("unpriced='fallback' only applies to usd= limits")
-    if isinstance(price, Mapping):
-        price = (price.get("input"), price.get("output"))
-    if not isinstance(price, (list, tuple)) or len(price) != 2:
-        raise LimitDefinitionError(
-            f"fallback_price must be (input, output) USD per million tokens, got {price!r:.80}"
-        )
-    return _amount("fallback_price", price[0]), _amount("fallback_price", price[1])
-
-
-def _label(what: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > 256:
-        raise LimitDefinitionError(
-            f"{what} must be a non-empty string (or '*' for each value), got {value!r}"
-        )
-    return value

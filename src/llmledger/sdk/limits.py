@@ -7,6 +7,7 @@ yourself (record them with `track()` inside the block).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,8 +23,9 @@ from typing import Any
 
 from llmledger.attribution.context import _current, make_attribution
 from llmledger.errors import LimitDefinitionError
+from llmledger.limit.define import make_limit
 from llmledger.limit.enforce import exceeded
-from llmledger.limit.model import SCOPE_KEYS, Limit, make_limit, scope_of_call
+from llmledger.limit.model import SCOPE_KEYS, Limit, scope_of_call
 from llmledger.sdk import runtime as _rt
 from llmledger.storage.limits import Standing
 
@@ -85,6 +87,8 @@ def set_limit(
     tags: Mapping[str, str] | None = None,
     max_wait: float = 0.0,
     downgrade: Mapping[str, str] | None = None,
+    unpriced: str = "refuse",
+    fallback_price: Any = None,
     **scope: Any,
 ) -> Limit:
     """Create (or replace) a spend limit and return it.
@@ -96,8 +100,10 @@ def set_limit(
     (wait up to 5 s for room, else `RateLimited`); `set_limit(usd=200, per="month", tenant="acme",
     mode="soft", downgrade={"gpt-4o": "gpt-4o-mini"})` (cheaper model once reached). Scope keys:
     tenant, user, org, feature, agent, model, provider, tags; a value or `*`.
-    The same scope, metric and window replace the earlier limit (its id is derived from them).
-    Bad definitions raise `LimitDefinitionError`.
+    `unpriced`: what a USD limit does with a model that has no known price — `"refuse"` (default),
+    `"fallback"` with `fallback_price=(input, output)` USD per million tokens, or `"tokens"` (admit
+    when a token limit bounds the call). The same scope, metric and window replace the earlier limit
+    (its id is derived from them). Bad definitions raise `LimitDefinitionError` listing every problem.
     """
     for name, value in (("tags", tags), ("downgrade", downgrade)):
         if value is not None and not isinstance(value, Mapping):
@@ -119,21 +125,11 @@ def set_limit(
         tags=tags,
         max_wait=max_wait,
         downgrade=downgrade,
+        unpriced=unpriced,
+        fallback_price=fallback_price,
         **scope,
     )
-    limit = Limit(
-        _limit_id(draft),
-        draft.scope,
-        draft.metric,
-        draft.amount,
-        draft.window,
-        draft.mode,
-        draft.enforcement,
-        draft.thresholds,
-        draft.name,
-        draft.max_wait,
-        draft.downgrade,
-    )
+    limit = dataclasses.replace(draft, id=_limit_id(draft))
     runtime = _rt.current()
     runtime.ledger.limits.put(limit, datetime.now(timezone.utc))
     runtime.enforcer.limits(fresh=True)
