@@ -14,8 +14,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +22,9 @@ import openai
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from tests.fakes.honest import Honest  # noqa: E402
+from tests.fakes.honest import Honest, billed  # noqa: E402
 
 import llmledger  # noqa: E402
-from llmledger.pricing.pricer import Pricer  # noqa: E402
 
 SYSTEM = (
     "You are a support assistant for Acme Cloud. Answer in the customer's language, cite the relevant "
@@ -40,16 +37,6 @@ SHORT = [{"role": "user", "content": "Summarise this ticket for the support agen
 
 def _db() -> str:
     return str(Path(tempfile.mkdtemp(prefix="issue8-")) / "ledger.db")
-
-
-def billed(log: Path, model: str) -> Decimal:
-    pricer, now, total = Pricer(), datetime.now(timezone.utc), Decimal(0)
-    for line in log.read_text().splitlines():
-        prompt, completion, tier = line.split()
-        usage = {"input_tokens": int(prompt), "output_tokens": int(completion)}
-        cost = pricer.price("openai", model, usage, now, None if tier == "default" else tier).cost
-        total += cost or 0
-    return total
 
 
 # -- part 3: a locked ledger -----------------------------------------------------------------------

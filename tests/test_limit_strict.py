@@ -17,7 +17,7 @@ import pytest
 import time_machine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.fakes.honest import Honest
+from tests.fakes.honest import Honest, billed
 from tests.fakes.prompt_tokens import openai_prompt_tokens
 
 import llmledger
@@ -33,19 +33,6 @@ SYSTEM = (
 ) * 47
 LONG = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Why was I billed twice?"}]
 _PRICER = Pricer()
-
-
-def billed(log: Path, model: str) -> Decimal:
-    """What the honest provider billed, from its log (prompt, completion, tier per request)."""
-    total = Decimal(0)
-    now = datetime.now(timezone.utc)
-    for line in log.read_text().splitlines():
-        prompt, completion, tier = line.split()
-        usage = {"input_tokens": int(prompt), "output_tokens": int(completion)}
-        priced = _PRICER.price("openai", model, usage, now, None if tier == "default" else tier)
-        assert priced.cost is not None
-        total += priced.cost
-    return total
 
 
 @pytest.fixture(autouse=True)

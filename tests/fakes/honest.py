@@ -12,10 +12,15 @@ import json
 import random
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx2
 from tests.fakes.prompt_tokens import openai_prompt_tokens
+
+from llmledger.pricing.pricer import Pricer
 
 
 class Honest:
@@ -73,3 +78,15 @@ class Honest:
 
     def client(self) -> httpx2.Client:
         return httpx2.Client(transport=httpx2.MockTransport(self.handle))
+
+
+def billed(log: Any, model: str) -> Decimal:
+    """What an `Honest` provider billed, from its log, at the tier it served (genai-prices' price)."""
+    pricer, now, total = Pricer(), datetime.now(timezone.utc), Decimal(0)
+    for line in Path(log).read_text().splitlines():
+        prompt, completion, tier = line.split()
+        usage = {"input_tokens": int(prompt), "output_tokens": int(completion)}
+        cost = pricer.price("openai", model, usage, now, None if tier == "default" else tier).cost
+        assert cost is not None
+        total += cost
+    return total

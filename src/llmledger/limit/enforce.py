@@ -15,9 +15,11 @@ internal fault) the `on_ledger_fault` policy applies: `open` sends the call (cou
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -57,6 +59,9 @@ class Enforcer:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # a parent thread may hold the lock at a fork
+            ref = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _fresh_lock(ref))
         self._limits: list[Limit] = []
         self._checked = 0.0
         self._averages: dict[tuple[str, str, str | None], Decimal] = {}
@@ -358,6 +363,12 @@ class Enforcer:
         with self._lock:
             self._held.pop(reservation_id, None)
         self.runtime.ledger.limits.release([reservation_id])
+
+
+def _fresh_lock(ref: weakref.ref[Enforcer]) -> None:
+    enforcer = ref()
+    if enforcer is not None:
+        enforcer._lock = threading.Lock()
 
 
 def _now() -> datetime:

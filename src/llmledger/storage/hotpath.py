@@ -104,6 +104,10 @@ class HotPath:
     @contextmanager
     def write(self) -> Iterator[Exec]:
         """A write transaction, taken within `timeout` seconds without progress, or `LedgerBusy`."""
+        if self._pid != os.getpid() and self._conn is not None:
+            # a forked child: the parent's lock may have been held by one of its threads at the fork
+            self._lock = threading.Lock()
+            self._conn = None
         start = time.monotonic()
         cap = start + self.timeout * PROGRESS_CAP
         seen = self._done

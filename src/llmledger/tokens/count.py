@@ -10,6 +10,7 @@ so the load happens on first use (or on a background thread via `warm()`), never
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from typing import Protocol
@@ -47,6 +48,16 @@ class _Encoding(Protocol):
 _lock = threading.Lock()
 _encodings: dict[str, _Encoding | None] = {}
 _missing_logged = False
+
+
+def _after_fork_in_child() -> None:
+    # A thread of the parent (e.g. `warm()`) may hold the lock at the fork: the child starts free.
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def encoding_for_model(model: str | None) -> str | None:
