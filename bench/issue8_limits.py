@@ -43,6 +43,12 @@ def _db() -> str:
 
 
 def locked() -> None:
+    try:  # (the tokenizer's one-time load is not the lock's wait)
+        from llmledger.tokens import warm
+
+        warm().join()
+    except ImportError:
+        pass
     path = _db()
     llmledger.init(ledger=path, flush_interval=0.01)
     llmledger.set_limit(usd=100, per="day", tenant="acme")

@@ -54,7 +54,7 @@ KEYS = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(KEYS, WEIRD, max_size=6), st.sampled_from([{"usd": 1}, {"tokens": 10}, {}]))
 def test_make_limit_raises_typed_errors_only(fields: dict[str, Any], base: dict[str, Any]) -> None:
     try:
@@ -65,7 +65,11 @@ def test_make_limit_raises_typed_errors_only(fields: dict[str, Any], base: dict[
     assert limit.metric in ("usd", "tokens", "requests")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.dictionaries(KEYS, WEIRD, max_size=4))
 def test_set_limit_never_raises_raw(ledger_path: Path, fields: dict[str, Any]) -> None:
     llmledger.init(ledger=str(ledger_path))
