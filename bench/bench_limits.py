@@ -73,6 +73,7 @@ def _floor_worker(path: str, n: int, start: Any, out: Any) -> None:
     from llmledger.storage.engine import register_sqlite_functions
 
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.execute("PRAGMA synchronous=NORMAL")  # as llmledger's connections (WAL, no fsync per commit)
     register_sqlite_functions(conn)
     reserve_us, settle_us = [], []
     start.wait()
