@@ -65,7 +65,7 @@ def test_no_overshoot_with_8_processes_x_16_threads(ledger_path: Path, tmp_path:
     llmledger.set_limit(usd=1, per=per, tenant="acme")
     llmledger.shutdown()
     log = tmp_path / "served.log"
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_hammer, args=(str(ledger_path), body, 16, str(log), i)) for i in range(8)]
     for p in procs:
         p.start()
@@ -109,7 +109,7 @@ def test_throttle_admits_no_more_than_its_rate_across_processes(ledger_path: Pat
     llmledger.set_limit(requests=20, per="rolling:1m", tenant="acme", mode="throttle", max_wait=1)
     llmledger.shutdown()
     log = tmp_path / "served.log"
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_throttled, args=(str(ledger_path), str(log), i)) for i in range(4)]
     for p in procs:
         p.start()
