@@ -418,3 +418,30 @@ def test_a_chat_search_model_pays_one_search_per_request(recorded: list[UsageEve
     for e in recorded:
         assert e.units == {"web_searches": Decimal(1)} and e.cost_usd == expected + Decimal("0.01")
     assert len(recorded) == 2
+
+
+def test_vertex_flex_and_priority_traffic_are_priced_as_their_tier(recorded: list[UsageEvent]) -> None:
+    # Vertex reports the tier only as `trafficType` (ON_DEMAND_FLEX / ON_DEMAND_PRIORITY, google-genai
+    # `types.TrafficType`): the same Flex and Priority PayGo the catalogue prices as service tiers.
+    for traffic in ("ON_DEMAND_FLEX", "ON_DEMAND_PRIORITY", "ON_DEMAND"):
+        gemini_client(Replay(tts_body(None, traffic)), vertex=True).models.generate_content(
+            model="gemini-3.8-flash-tts", contents="Read this aloud."
+        )
+    flex, priority, standard = recorded
+    usage = Usage(input_tokens=2400, output_tokens=48000)
+
+    def price(tier: str | None) -> Decimal:
+        context = {"service_tier": tier} if tier else None
+        return calc_price(
+            usage,
+            "gemini-3.8-flash-tts",
+            provider_id="google",
+            genai_request_timestamp=flex.timestamp,
+            price_context=context,
+        ).total_price  # type: ignore[call-arg]
+
+    assert price("flex") == Decimal("0.2166") and price(None) == Decimal("0.4332")
+    assert (flex.service_tier, flex.cost_usd, flex.partially_priced) == ("flex", price("flex"), False)
+    assert (priority.service_tier, priority.cost_usd) == ("priority", price("priority"))
+    assert not priority.partially_priced and priority.cost_usd == Decimal("0.77976")
+    assert (standard.service_tier, standard.cost_usd) == (None, Decimal("0.4332"))

@@ -66,18 +66,26 @@ def read_metadata(um: Mapping[str, Any]) -> Usage:
     return usage
 
 
+_TRAFFIC_TIERS = {"ON_DEMAND_FLEX": "flex", "ON_DEMAND_PRIORITY": "priority"}
+"""Vertex pay-as-you-go traffic types that are the service tiers the catalogue prices by name."""
+
+
 def _tier(um: Mapping[str, Any]) -> str | None:
     """The tier that served the call, as reported (lowercase): Gemini API `serviceTier` (standard,
-    flex, priority); Vertex `trafficType` (`PROVISIONED_THROUGHPUT` is prepaid capacity; on-demand
-    is the standard and recorded as None)."""
+    flex, priority); Vertex `trafficType` (`ON_DEMAND_FLEX` / `ON_DEMAND_PRIORITY` are the flex /
+    priority tiers; `PROVISIONED_THROUGHPUT` is prepaid capacity and other types keep their own
+    name; on-demand is the standard and recorded as None)."""
     tier = um.get("serviceTier")
     if isinstance(tier, str) and tier:
         name = tier.lower().removeprefix("service_tier_")
         return None if name == "unspecified" else name
     traffic = um.get("trafficType")
-    if isinstance(traffic, str) and traffic.upper() not in ("ON_DEMAND", "TRAFFIC_TYPE_UNSPECIFIED", ""):
-        return traffic.lower()
-    return None
+    if not isinstance(traffic, str):
+        return None
+    upper = traffic.upper()
+    if upper in ("ON_DEMAND", "TRAFFIC_TYPE_UNSPECIFIED", ""):
+        return None
+    return _TRAFFIC_TIERS.get(upper, traffic.lower())
 
 
 def grounding_searches(data: Mapping[str, Any]) -> int:
