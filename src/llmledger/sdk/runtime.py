@@ -395,21 +395,12 @@ def init(
             f"ledger must be a database URL or a file path, got {ledger!r}; "
             "leave it out to use LLMLEDGER_DB or ./llmledger.db"
         )
-    if (
-        isinstance(default_output_cap, bool)
-        or not isinstance(default_output_cap, int)
-        or default_output_cap < 1
-    ):
-        raise ConfigError(
-            f"default_output_cap must be a positive number of tokens, got {default_output_cap!r}"
-        )
     _check_number("limit_timeout", limit_timeout, 0.001, 60.0)
     if on_ledger_fault not in ("open", "closed"):
         raise ConfigError(
             f"on_ledger_fault must be 'open' (send unchecked calls, counted) or 'closed' (refuse them), "
-            f"got {on_ledger_fault!r}"
+            f"got {on_ledger_fault!r:.80}"
         )
-    provider_names = None if providers is None else tuple(providers)
     if isinstance(providers, str):
         raise ConfigError(f"providers must be a list of names, e.g. [{providers!r}], not a string")
     try:

@@ -33,7 +33,7 @@ from llmledger.storage.engine import IMMEDIATE, register_sqlite_functions
 
 __all__ = ["PROGRESS_CAP", "Exec", "HotPath", "now_us", "pg"]
 
-PROGRESS_CAP = 20
+PROGRESS_CAP = 4
 """A decision waits at most this many `timeout`s in all, even while the ledger makes progress."""
 
 
