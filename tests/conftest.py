@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from tests.fakes.recorded import Recorded
 from tests.fakes.server import Fake
 from tests.pg import PostgresServer, start_server
@@ -13,6 +14,11 @@ from tests.pg import PostgresServer, start_server
 import llmledger
 from llmledger.events import UsageEvent
 from llmledger.sdk import runtime as _rt
+
+# Input generation may be slow on a loaded 2-core CI machine: that is not a failure of llmledger
+# (each test's own assertions and example counts are unchanged).
+settings.register_profile("llmledger", suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("llmledger")
 
 
 @pytest.fixture(autouse=True)

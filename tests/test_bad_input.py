@@ -18,7 +18,9 @@ import llmledger
 from llmledger.errors import LlmLedgerError
 
 SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 # Values of every awkward kind: huge and negative ints, non-finite floats, lone surrogates, NUL,

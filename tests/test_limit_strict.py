@@ -190,7 +190,11 @@ TOOLS = [
 ]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(shape=shapes)
 def test_worst_case_covers_every_request_shape(ledger_path: Path, shape: dict[str, Any]) -> None:
     """For every shape: the strict reservation >= the dearest bill the provider may send for it."""

@@ -115,6 +115,8 @@ class Overrides:
             raise PriceOverrideError(f"price overrides file not found: {p}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise PriceOverrideError(f"price overrides file {p} is not valid TOML: {exc}") from exc
+        except (OSError, UnicodeError, ValueError) as exc:  # a bad path (too long, invalid Unicode...)
+            raise PriceOverrideError(f"cannot read the price overrides file {str(p)!r}: {exc}") from exc
         out = cls.from_dict(data, origin=str(p))
         out.path = p
         return out
