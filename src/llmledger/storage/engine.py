@@ -7,6 +7,8 @@ import sqlite3
 import threading
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,19 @@ from sqlalchemy.engine import Connection, Engine
 
 from llmledger.errors import ConfigError, LedgerError
 
-__all__ = ["IMMEDIATE", "create_ledger_engine", "normalize_url", "register_sqlite_functions", "sqlite_path"]
+__all__ = [
+    "FORK_WAIT",
+    "IMMEDIATE",
+    "create_ledger_engine",
+    "normalize_url",
+    "register_sqlite_functions",
+    "sqlite_in_use",
+    "sqlite_path",
+]
+
+FORK_WAIT = 30.0
+"""Seconds `os.fork()` waits at most for this process's threads to leave SQLite (the busy timeout of
+the writer's connections: a transaction cannot wait longer for another process's lock)."""
 
 IMMEDIATE = "llmledger_immediate"
 """Execution option: take the ledger's write lock when the transaction begins, so that writers (and
@@ -156,11 +170,16 @@ def _create_private(path: Path) -> None:
 
 
 class _ForkGuard:
-    """Keeps SQLite state from crossing `os.fork()` mid-transaction (gunicorn --preload, Celery
-    prefork, multiprocessing): a fork waits (up to 2 s) until no connection is in use, holding new
-    checkouts meanwhile, so that SQLite's in-process lock bookkeeping the child inherits says no lock
-    is held; the child then drops the pooled connections without closing them (they belong to the
-    parent) and never checks out a connection opened by another process."""
+    """Keeps SQLite state from crossing `os.fork()` mid-use (gunicorn --preload, Celery prefork,
+    multiprocessing): a fork waits until no thread of this process is inside SQLite — a pooled
+    connection checked out, a connection being opened, or the limits hot path's raw connection in a
+    transaction (`in_use()`) — holding new entries meanwhile. SQLite keeps process-wide mutexes (its
+    allocator's, its per-file lock bookkeeping) that a thread may hold at the instant of the fork; the
+    child would inherit them locked and hang forever in its first `connect` or `BEGIN` (seen: 1 of
+    40 children stuck for minutes). The wait is capped at `FORK_WAIT` seconds (a transaction waiting
+    for another process's lock can last that long); the child then drops the pooled connections
+    without closing them (they belong to the parent) and never checks out a connection opened by
+    another process."""
 
     def __init__(self) -> None:
         self._engines: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -173,6 +192,7 @@ class _ForkGuard:
 
     def watch(self, engine: Engine) -> None:
         self._engines.add(engine)
+        sa.event.listen(engine, "do_connect", self._do_connect)
         sa.event.listen(engine, "connect", _remember_pid)
         sa.event.listen(engine, "checkout", self._checkout)
         sa.event.listen(engine, "checkin", self._checkin)
@@ -181,22 +201,43 @@ class _ForkGuard:
         if record.info.get("pid") != os.getpid():  # opened by the parent: never used here
             record.dbapi_connection = proxy.dbapi_connection = None
             raise sa.exc.DisconnectionError("connection opened by another process")
+        self._enter()
+        record.info["active"] = True
+
+    def _checkin(self, dbapi_connection: Any, record: Any) -> None:
+        if record.info.pop("active", False):
+            self._leave()
+
+    def _enter(self) -> None:
         with self._cond:
             while self._forking:
                 self._cond.wait()
             self._active += 1
-            record.info["active"] = True
 
-    def _checkin(self, dbapi_connection: Any, record: Any) -> None:
-        if record.info.pop("active", False):
-            with self._cond:
-                self._active -= 1
-                self._cond.notify_all()
+    def _leave(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Mark the calling thread as inside SQLite until the block ends (a fork waits for it)."""
+        self._enter()
+        try:
+            yield
+        finally:
+            self._leave()
+
+    def _do_connect(self, dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        # Opening a connection runs inside SQLite (and a server driver's sockets): gate it too, and
+        # return the connection so SQLAlchemy uses it.
+        with self.in_use():
+            return dialect.connect(*cargs, **cparams)
 
     def _before(self) -> None:
         self._cond.acquire()
         self._forking = True
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + FORK_WAIT
         while self._active > 0 and (left := deadline - time.monotonic()) > 0:
             self._cond.wait(left)
 
@@ -218,6 +259,8 @@ def _remember_pid(dbapi_connection: Any, record: Any) -> None:
 
 
 _FORK = _ForkGuard()
+sqlite_in_use = _FORK.in_use
+"""`with sqlite_in_use(): ...` around SQLite work on a raw connection, so that `os.fork()` waits for it."""
 
 
 def _on_sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

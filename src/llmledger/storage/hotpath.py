@@ -22,6 +22,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from llmledger.errors import LedgerBusy
-from llmledger.storage.engine import IMMEDIATE, register_sqlite_functions
+from llmledger.storage.engine import IMMEDIATE, register_sqlite_functions, sqlite_in_use
 
 __all__ = ["PROGRESS_CAP", "Exec", "HotPath", "now_us", "pg"]
 
@@ -79,12 +80,15 @@ class HotPath:
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._done = 0  # decisions committed by this process (progress seen by waiting threads)
+        ref = weakref.ref(self)  # a parent thread may hold the lock at a fork: the child starts free
+        os.register_at_fork(after_in_child=lambda: _fresh_in_child(ref))
 
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None and self._pid == os.getpid():
-            conn.close()
+            with sqlite_in_use():
+                conn.close()
 
     def _connect(self) -> sqlite3.Connection:
         conn = self._conn
@@ -104,10 +108,6 @@ class HotPath:
     @contextmanager
     def write(self) -> Iterator[Exec]:
         """A write transaction, taken within `timeout` seconds without progress, or `LedgerBusy`."""
-        if self._pid != os.getpid() and self._conn is not None:
-            # a forked child: the parent's lock may have been held by one of its threads at the fork
-            self._lock = threading.Lock()
-            self._conn = None
         start = time.monotonic()
         cap = start + self.timeout * PROGRESS_CAP
         seen = self._done
@@ -121,7 +121,7 @@ class HotPath:
             seen = self._done
         try:
             if self.sqlite:
-                with self._sqlite(cap) as run:
+                with sqlite_in_use(), self._sqlite(cap) as run:  # a fork waits for the transaction
                     yield run
             else:
                 with self._sqlalchemy() as run:
@@ -165,6 +165,13 @@ class HotPath:
     def _sqlalchemy(self) -> Iterator[Exec]:
         with self.engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
             yield Exec.on(conn)
+
+
+def _fresh_in_child(ref: weakref.ref[HotPath]) -> None:
+    path = ref()
+    if path is not None:  # the parent's connection stays the parent's; the child opens its own
+        path._lock = threading.Lock()
+        path._conn = None
 
 
 def pg(sql: str) -> str:
