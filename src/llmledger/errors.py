@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 __all__ = [
+    "AttributionRefused",
     "AuthenticationError",
     "ConfigError",
     "InvalidEventError",
@@ -28,6 +29,7 @@ __all__ = [
     "ServerError",
     "ServerUnavailable",
     "StaleReadError",
+    "UpstreamRefused",
     "ValidationError",
 ]
 
@@ -179,3 +181,18 @@ class StaleReadError(LedgerError):
     """A read (`spend`, `usage`, `events`) could not see the writes it promises: events recorded
     before it are still waiting (the ledger is locked or slow, the flush timed out). Retry, or pass
     `flush=False` to read what the ledger holds now."""
+
+
+class AttributionRefused(LlmLedgerError, ValueError):
+    """A gateway request's attribution headers are invalid (HTTP 400), or name a tenant its key may
+    not act for (HTTP 403: `forbidden` is True). The message names the header and what to send."""
+
+    def __init__(self, message: str, *, forbidden: bool = False) -> None:
+        super().__init__(message)
+        self.forbidden = forbidden
+
+
+class UpstreamRefused(LlmLedgerError, OSError):
+    """An upstream the gateway will not call: not on its allow-list, or leading to an address it
+    may not reach (loopback, private, link-local, cloud metadata). The message says which and how
+    an operator allows it (`--allow-upstream URL`, `LLMLEDGER_ALLOWED_UPSTREAMS`)."""

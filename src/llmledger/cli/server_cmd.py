@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from llmledger.cli.app import LedgerOpt, _fail, app, console, errors
+from llmledger.cli.proxy_cmd import AllowOpt, with_gateway
 from llmledger.errors import LlmLedgerError
 
 if TYPE_CHECKING:
@@ -28,12 +29,14 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port [default: 8787]")] = None,
     config: Annotated[Path | None, typer.Option(help="A TOML settings file ([server] table)")] = None,
     prices: Annotated[Path | None, typer.Option(help="A price overrides TOML file")] = None,
+    allow_upstream: AllowOpt = None,
 ) -> None:
-    """Serve the ledger over HTTP: ingest, reports, keys, metrics (see docs/server.md)."""
+    """Serve the ledger over HTTP: ingest, reports, keys, metrics (see docs/server.md), and the
+    metering gateway under /v1 and /anthropic (docs/gateway.md)."""
     try:
         import uvicorn
 
-        from llmledger.server import ServerSettings, create_app
+        from llmledger.server import ServerSettings
     except ImportError as exc:
         raise _fail(f"{_NEEDS_EXTRA} ({exc})") from exc
     try:
@@ -41,7 +44,7 @@ def serve(
             {"ledger": ledger, "host": host, "port": port, "prices": str(prices) if prices else None},
             file=config,
         )
-        application = create_app(settings)
+        application = with_gateway(settings, allow_upstream, config)
     except LlmLedgerError as exc:
         raise _fail(str(exc)) from exc
     errors.print(f"llmledger {settings.ledger} serving on http://{settings.host}:{settings.port}")

@@ -1,0 +1,89 @@
+"""`llmledger proxy`: the metering gateway alone (the server's extra: `[server]`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from llmledger.cli.app import LedgerOpt, _fail, app, errors
+from llmledger.errors import LlmLedgerError
+
+if TYPE_CHECKING:
+    from llmledger.server import ServerSettings
+
+__all__ = ["AllowOpt", "proxy", "with_gateway"]
+
+AllowOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-upstream",
+        metavar="URL",
+        help="Also allow this upstream base URL (repeatable; also LLMLEDGER_ALLOWED_UPSTREAMS)",
+    ),
+]
+
+
+@app.command()
+def proxy(
+    ledger: LedgerOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8787]")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="A TOML settings file ([server] and [gateway] tables)")
+    ] = None,
+    prices: Annotated[Path | None, typer.Option(help="A price overrides TOML file")] = None,
+    allow_upstream: AllowOpt = None,
+) -> None:
+    """Serve the OpenAI- and Anthropic-compatible metering gateway alone (see docs/gateway.md)."""
+    try:
+        import uvicorn
+
+        from llmledger.engine import Engine
+        from llmledger.gateway import GatewaySettings, create_gateway
+        from llmledger.server import ServerSettings
+    except ImportError as exc:
+        raise _fail(f"the gateway needs the server's extra: pip install 'llmledger[server]' ({exc})") from exc
+    try:
+        settings = ServerSettings.load(
+            {"ledger": ledger, "host": host, "port": port, "prices": str(prices) if prices else None},
+            file=config,
+        )
+        gateway_settings = GatewaySettings.load({"allow_upstreams": allow_upstream}, file=config)
+        engine = Engine(settings.ledger, prices=settings.prices)
+        gateway = create_gateway(gateway_settings, engine, ledger=settings.ledger)
+    except LlmLedgerError as exc:
+        raise _fail(str(exc)) from exc
+    if settings.admin_key is not None:
+        engine.keys.create("admin", name="LLMLEDGER_ADMIN_KEY", secret=settings.admin_key.get_secret_value())
+    errors.print(f"llmledger gateway on http://{settings.host}:{settings.port} (ledger {settings.ledger})")
+    try:
+        uvicorn.run(
+            gateway,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        engine.close()
+
+
+def with_gateway(settings: ServerSettings, allow_upstream: list[str] | None, config: Path | None) -> Any:
+    """The server's app with the gateway mounted beside it, on one engine (for `llmledger serve`).
+    Raises `LlmLedgerError` for bad settings."""
+    from llmledger.engine import Engine
+    from llmledger.gateway import GatewaySettings, create_gateway
+    from llmledger.gateway.mount import WithGateway
+    from llmledger.server import create_app
+
+    gateway_settings = GatewaySettings.load({"allow_upstreams": allow_upstream}, file=config)
+    engine = Engine(settings.ledger, prices=settings.prices)
+    try:
+        gateway = create_gateway(gateway_settings, engine, ledger=settings.ledger)
+        return WithGateway(create_app(settings, engine=engine), gateway, engine)
+    except BaseException:
+        engine.close()
+        raise

@@ -1,0 +1,236 @@
+"""The gateway as a raw ASGI application: `create_gateway(settings, engine)`.
+
+Raw ASGI rather than framework routes: the gateway's work per request is a few dictionary look-ups
+around one upstream call, and a framework's request objects, dependency injection and middleware
+cost more CPU than all of it (measured: docs/performance.md). Paths it serves:
+
+| path | method | upstream path | metered |
+|---|---|---|---|
+| `/v1/chat/completions`, `/v1/responses`, `/v1/completions`, `/v1/embeddings` | POST | the same | yes |
+| `/v1/models`, `/v1/models/{id}` | GET | the same | no |
+| `/anthropic/v1/messages` | POST | `/v1/messages` | yes |
+| `/anthropic/v1/messages/count_tokens` | POST | `/v1/messages/count_tokens` | no (free) |
+| `/anthropic/v1/models`, `/anthropic/v1/models/{id}` | GET | `/v1/models...` | no |
+| `/healthz` | GET | – | – |
+
+Any other path is 404: nothing is relayed that is not metered or free (no side door around the
+limits, such as batch or file APIs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import aiohttp
+
+from llmledger.engine import Engine
+from llmledger.gateway.provider_errors import error_body
+from llmledger.gateway.recorder import Recorder, journal_dir
+from llmledger.gateway.relay import open_session
+from llmledger.gateway.routes import Router
+from llmledger.gateway.settings import GatewaySettings
+from llmledger.storage.keys import ApiKey
+
+__all__ = ["ENDPOINTS", "Gateway", "Refusal", "create_gateway"]
+
+log = logging.getLogger("llmledger.gateway")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+ENDPOINTS: dict[str, tuple[str, str | None, str]] = {
+    "/v1/chat/completions": ("openai", "chat.completions", "/chat/completions"),
+    "/v1/responses": ("openai", "responses", "/responses"),
+    "/v1/completions": ("openai", "completions", "/completions"),
+    "/v1/embeddings": ("openai", "embeddings", "/embeddings"),
+    "/anthropic/v1/messages": ("anthropic", "messages", "/v1/messages"),
+    "/anthropic/v1/messages/count_tokens": ("anthropic", None, "/v1/messages/count_tokens"),
+}
+"""Gateway path -> (API, billable endpoint or None for a free one, upstream path after the base)."""
+
+KEY_CACHE_SECONDS = 5.0
+
+
+class Refusal(Exception):
+    """An answer the gateway gives itself (in the provider's error format)."""
+
+    def __init__(
+        self, status: int, message: str, code: str, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+        self.headers = headers or []
+
+
+def _ledger_key(value: bytes) -> str | None:
+    text = value.decode("latin-1").strip()
+    if text[:7].lower() == "bearer ":
+        text = text[7:].strip()
+    return text if text.startswith("llk_") else None
+
+
+class Gateway:
+    """One gateway: its settings, router, engine, recorder and upstream session (opened in the
+    event loop on first use). Serve it with any ASGI server; `aclose()` when done."""
+
+    def __init__(self, settings: GatewaySettings, engine: Engine, *, ledger_url: str | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.router = Router(settings)
+        journal = journal_dir(ledger_url) if settings.journal and ledger_url else None
+        self.recorder = Recorder(engine, journal)
+        self._session: aiohttp.ClientSession | None = None
+        self._keys: dict[str, tuple[ApiKey, float]] = {}
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            s = self.settings
+            self._session = open_session(self.router.allow, s.connect_timeout, s.read_timeout)
+        return self._session
+
+    async def aclose(self) -> None:
+        """Close the upstream session and flush the events (the engine stays open)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        await asyncio.get_running_loop().run_in_executor(None, self.recorder.close)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one HTTP request (a gateway path, or 404 in the OpenAI format)."""
+        from llmledger.gateway.exchange import exchange, forward_free
+
+        path: str = scope["path"]
+        spec = ENDPOINTS.get(path)
+        api = "anthropic" if path.startswith("/anthropic/") else "openai"
+        try:
+            if spec is not None:
+                if scope["method"] != "POST":
+                    raise Refusal(405, f"{path} takes POST", "method_not_allowed", [(b"allow", b"POST")])
+                key = await self.authenticate(scope["headers"])
+                if spec[1] is None:
+                    await forward_free(self, scope, receive, send, key, spec)
+                else:
+                    await exchange(self, scope, receive, send, key, spec)
+                return
+            models = "/anthropic/v1/models" if api == "anthropic" else "/v1/models"
+            if path == models or path.startswith(models + "/"):
+                if scope["method"] != "GET":
+                    raise Refusal(405, f"{path} takes GET", "method_not_allowed", [(b"allow", b"GET")])
+                key = await self.authenticate(scope["headers"])
+                suffix = path[len("/anthropic") :] if api == "anthropic" else path[len("/v1") :]
+                await forward_free(self, scope, receive, send, key, (api, None, suffix))
+                return
+            if path == "/healthz":
+                await respond(send, 200, b'{"status":"ok"}')
+                return
+            raise Refusal(404, f"the gateway does not serve {path}", "not_found")
+        except Refusal as refusal:
+            await refuse(send, api, refusal)
+
+    async def authenticate(self, headers: list[tuple[bytes, bytes]]) -> ApiKey:
+        """The calling llmledger key (`X-Ledger-Key`, else `Authorization: Bearer llk_...`, else
+        `x-api-key: llk_...`) with the `ingest` scope; raises `Refusal` 401 / 403."""
+        presented = None
+        for name, value in headers:
+            if name == b"x-ledger-key":
+                presented = value.decode("latin-1").strip()
+                break
+            if name in (b"authorization", b"x-api-key") and presented is None:
+                presented = _ledger_key(value)
+        if not presented:
+            raise Refusal(
+                401,
+                "missing llmledger key: send it in X-Ledger-Key (or as the API key when the "
+                "gateway's routes hold the provider keys)",
+                "missing_ledger_key",
+            )
+        key = await self._verify(presented)
+        if key is None:
+            raise Refusal(401, "invalid llmledger key", "invalid_ledger_key")
+        if not key.allows("ingest"):
+            raise Refusal(403, f"this llmledger key's scope ({key.scope}) cannot make calls", "forbidden")
+        return key
+
+    async def _verify(self, presented: str) -> ApiKey | None:
+        digest = hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()
+        now = time.monotonic()
+        cached = self._keys.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        if not presented.startswith("llk_") or len(presented) > 128:
+            return None
+        loop = asyncio.get_running_loop()
+        key = await loop.run_in_executor(None, self.engine.keys.verify, presented)
+        if key is None:
+            self._keys.pop(digest, None)
+        else:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[digest] = (key, now + KEY_CACHE_SECONDS)
+        return key
+
+
+_JSON = (b"content-type", b"application/json")
+
+
+async def respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Send a whole JSON answer."""
+    head = [_JSON, (b"content-length", str(len(body)).encode()), *(headers or ())]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def refuse(send: Send, api: str, refusal: Refusal) -> None:
+    """Answer a refusal in the API's error format, marked `X-Ledger-Error`."""
+    headers = [(b"x-ledger-error", refusal.code.encode()), *refusal.headers]
+    await respond(
+        send, refusal.status, error_body(api, refusal.status, refusal.message, refusal.code), headers
+    )
+
+
+def create_gateway(
+    settings: GatewaySettings | None = None, engine: Engine | None = None, *, ledger: str | None = None
+) -> Gateway:
+    """A gateway on `settings` (default: `GatewaySettings.load()`) recording into `engine`, or into a
+    new engine on `ledger` (a database URL). Raises `ConfigError` for bad settings or routes."""
+    settings = settings or GatewaySettings.load()
+    if engine is None:
+        if ledger is None:
+            raise ValueError("create_gateway needs an engine or a ledger URL")
+        engine = Engine(ledger)
+    return Gateway(settings, engine, ledger_url=ledger)
+
+
+def dumps(payload: Any) -> bytes:
+    """Compact JSON bytes."""
+    return json.dumps(payload, separators=(",", ":")).encode()

@@ -1,0 +1,389 @@
+"""One request through the gateway: authenticate -> attribute -> reserve -> forward -> meter.
+
+`exchange()` serves the metered endpoints, `forward_free()` the free ones (models, count_tokens).
+The response goes back as it comes: a JSON body whole (with `X-Ledger-Cost-USD`), a stream event by
+event as the upstream sends them. Upstream errors pass through unchanged and are recorded;
+timeouts and unreachable upstreams get a 504 / 502 in the provider's format, recorded too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from llmledger._internal import internal_error
+from llmledger.errors import AttributionRefused, UpstreamRefused
+from llmledger.gateway.app import Gateway, Receive, Refusal, Scope, Send, respond
+from llmledger.gateway.attribution import SHORT_NAMES, attribution_of
+from llmledger.gateway.meter import Metering
+from llmledger.gateway.relay import HOP_BY_HOP, response_headers
+from llmledger.gateway.routes import NoUpstream, Target
+from llmledger.gateway.wire import SSEFramer, WireReader, event_data, read_body, reader_for
+from llmledger.instrumentation.providers.openai import prepare
+from llmledger.instrumentation.usage import Usage
+from llmledger.storage.keys import ApiKey
+
+__all__ = ["exchange", "forward_free"]
+
+_NOT_FORWARDED = (
+    HOP_BY_HOP
+    | {b"host", b"content-length", b"accept-encoding", b"cookie", b"x-forwarded-for", b"forwarded"}
+    | {k.encode() for k in SHORT_NAMES}
+)
+_AUTH = frozenset((b"authorization", b"x-api-key", b"api-key"))
+_RETRY_STATUSES = frozenset((429, 500, 502, 503, 504, 529))
+
+
+async def _read(receive: Receive, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Refusal(413, f"request body over {limit} bytes", "body_too_large")
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _client_side(headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[str, str]], str | None, bool]:
+    """(headers to forward, `X-Ledger-Upstream`, whether a provider key is among them)."""
+    out: list[tuple[str, str]] = []
+    upstream = None
+    has_key = False
+    for name, value in headers:
+        if name in _NOT_FORWARDED:
+            continue
+        if name[:9] == b"x-ledger-":
+            if name == b"x-ledger-upstream":
+                upstream = value.decode("latin-1").strip()
+            continue
+        if name in _AUTH:
+            text = value.decode("latin-1")
+            if "llk_" in text:  # a ledger key never goes upstream
+                continue
+            has_key = True
+        out.append((name.decode("latin-1"), value.decode("latin-1")))
+    return out, upstream, has_key
+
+
+def _for_target(forwarded: list[tuple[str, str]], target: Target) -> list[tuple[str, str]]:
+    if target.auth is None:
+        return forwarded
+    name, value = target.auth
+    kept = [(k, v) for k, v in forwarded if k.encode() not in _AUTH]
+    kept.append((name.decode(), value.decode("latin-1")))
+    return kept
+
+
+async def _open(
+    gw: Gateway,
+    method: str,
+    targets: list[Target],
+    suffix: str,
+    query: bytes,
+    forwarded: list[tuple[str, str]],
+    payload: bytes | None,
+    on_failure: Any,
+) -> tuple[aiohttp.ClientResponse, Target]:
+    """Send to the first target that answers without a retryable failure (the last one's answer
+    is returned whatever it is). `on_failure(target, status, error_type)` records each failure."""
+    session = gw.session
+    last = len(targets) - 1
+    for i, target in enumerate(targets):
+        url = target.base + suffix + (f"?{query.decode('latin-1')}" if query else "")
+        try:
+            response = await session.request(
+                method, url, data=payload, headers=_for_target(forwarded, target), allow_redirects=False
+            )
+        except (aiohttp.ClientConnectorError, asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+            refused = getattr(exc, "os_error", None)
+            if isinstance(exc, UpstreamRefused) or isinstance(refused, UpstreamRefused):
+                on_failure(target, 403, "UpstreamRefused")
+                if i == last:
+                    raise Refusal(403, str(refused or exc), "upstream_refused") from None
+                continue
+            timeout = isinstance(exc, asyncio.TimeoutError)
+            on_failure(target, 504 if timeout else 502, "Timeout" if timeout else type(exc).__name__)
+            if i == last:
+                if timeout:
+                    raise Refusal(504, "the upstream did not answer in time", "upstream_timeout") from None
+                raise Refusal(
+                    502, f"the upstream could not be reached ({type(exc).__name__})", "upstream_unreachable"
+                ) from None
+            continue
+        if i < last and response.status in _RETRY_STATUSES:
+            on_failure(target, response.status, f"HTTP {response.status}")
+            response.release()
+            continue
+        return response, target
+    raise AssertionError("no target")  # pragma: no cover - targets is never empty
+
+
+async def exchange(
+    gw: Gateway, scope: Scope, receive: Receive, send: Send, key: ApiKey, spec: tuple[str, str | None, str]
+) -> None:
+    """Serve one metered request."""
+    api, endpoint, suffix = spec
+    assert endpoint is not None
+    t0 = time.perf_counter()
+    raw = await _read(receive, gw.settings.max_body_bytes)
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise Refusal(400, "the request body must be a JSON object", "bad_body")
+    headers = scope["headers"]
+    try:
+        who = attribution_of(headers, body, key.tenant)
+    except AttributionRefused as exc:
+        raise Refusal(403 if exc.forbidden else 400, str(exc), "bad_attribution") from None
+    forwarded, upstream, has_key = _client_side(headers)
+    model = body.get("model")
+    model = model if isinstance(model, str) and model else None
+    try:
+        targets = gw.router.targets(api, model, upstream, has_key)
+    except UpstreamRefused as exc:
+        raise Refusal(403, str(exc), "upstream_refused") from None
+    except NoUpstream as exc:
+        raise Refusal(400, str(exc), "no_upstream") from None
+    stream = body.get("stream") is True
+    meter = Metering(targets[0].provider, endpoint, model, who, body, stream)
+    payload = raw
+    hide = False
+    if stream and endpoint in ("chat.completions", "completions") and targets[0].asks_usage:
+        rewritten = prepare(endpoint, body, True)
+        if rewritten is not None:
+            payload, hide = json.dumps(rewritten, separators=(",", ":")).encode(), True
+    pricer = gw.engine.pricer
+
+    def failed(target: Target, status: int, error_type: str) -> None:
+        attempt = Metering(target.provider, endpoint, model, who, None, stream)
+        attempt.t0, attempt.wall = meter.t0, meter.wall
+        gw.recorder.record(attempt.event(pricer, None, complete=False, status="error", error_type=error_type))
+
+    try:
+        response, target = await _open(
+            gw,
+            "POST",
+            targets,
+            suffix,
+            scope.get("query_string", b""),
+            forwarded,
+            payload,
+            failed if len(targets) > 1 else lambda *a: None,
+        )
+    except Refusal as refusal:
+        if refusal.code != "upstream_refused":
+            gw.recorder.record(
+                meter.event(pricer, None, complete=False, status="error", error_type=refusal.code)
+            )
+        raise
+    meter.provider = target.provider
+    t_up = time.perf_counter()
+    try:
+        if stream and response.status == 200 and response.content_type == "text/event-stream":
+            await _relay_stream(gw, meter, response, send, receive, reader_for(endpoint, hide), t0, t_up)
+        else:
+            await _relay_whole(gw, meter, response, send, t0, t_up)
+    finally:
+        response.release()
+
+
+async def _relay_whole(
+    gw: Gateway, meter: Metering, response: aiohttp.ClientResponse, send: Send, t0: float, t_up: float
+) -> None:
+    try:
+        raw = await response.read()
+    except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        timeout = isinstance(exc, asyncio.TimeoutError)
+        gw.recorder.record(
+            meter.event(
+                gw.engine.pricer,
+                None,
+                complete=False,
+                status="error",
+                error_type="Timeout" if timeout else type(exc).__name__,
+            )
+        )
+        raise Refusal(
+            504 if timeout else 502, "the upstream broke off its answer", "upstream_broken"
+        ) from None
+    waited = time.perf_counter() - t_up
+    status = response.status
+    extra: list[tuple[bytes, bytes]] = []
+    if status < 400:
+        usage, _ = read_body(meter.endpoint, raw)
+        event = meter.event(
+            gw.engine.pricer,
+            usage if usage is not None else Usage(),
+            unpriced_reason=None if usage is not None else "the response carried no usage",
+        )
+        if event.cost_usd is not None:
+            extra.append((b"x-ledger-cost-usd", str(event.cost_usd).encode()))
+    else:
+        event = meter.event(
+            gw.engine.pricer, None, complete=False, status="error", error_type=f"HTTP {status}"
+        )
+    gw.recorder.record(event)
+    overhead = (time.perf_counter() - t0 - waited) * 1000.0
+    extra.append((b"content-length", str(len(raw)).encode()))
+    extra.append((b"x-ledger-overhead-ms", f"{overhead:.3f}".encode()))
+    await send(
+        {"type": "http.response.start", "status": status, "headers": response_headers(response, extra)}
+    )
+    await send({"type": "http.response.body", "body": raw})
+
+
+async def _watch(receive: Receive, response: aiohttp.ClientResponse, flag: list[bool]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            flag.append(True)
+            response.close()  # closes the upstream connection: the provider stops generating
+            return
+
+
+async def _relay_stream(
+    gw: Gateway,
+    meter: Metering,
+    response: aiohttp.ClientResponse,
+    send: Send,
+    receive: Receive,
+    reader: WireReader,
+    t0: float,
+    t_up: float,
+) -> None:
+    overhead = (time.perf_counter() - t0 - (time.perf_counter() - t_up)) * 1000.0
+    head = response_headers(response, [(b"x-ledger-overhead-ms", f"{overhead:.3f}".encode())])
+    await send({"type": "http.response.start", "status": response.status, "headers": head})
+    gone: list[bool] = []
+    watch = asyncio.ensure_future(_watch(receive, response, gone))
+    framer = SSEFramer()
+    loads = json.loads
+    look = reader.event
+    error: str | None = None
+    try:
+        async for chunk in response.content.iter_any():
+            if meter.ttft is None:
+                meter.ttft = time.perf_counter()
+            events = framer.feed(chunk)
+            if not events:
+                continue
+            out = []
+            for event in events:
+                data = event_data(event)
+                keep = True
+                if data is not None and data[:1] == b"{":
+                    try:
+                        keep = look(loads(data))
+                    except ValueError:
+                        pass
+                    except Exception as exc:  # a reader fault: keep relaying, stop reading
+                        internal_error(exc, "reading a gateway stream event")
+                        look = _keep
+                if keep:
+                    out.append(event)
+            if out:
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+            if gone:
+                break
+    except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        if not gone:
+            error = "Timeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+    finally:
+        watch.cancel()
+    if not gone:
+        rest = framer.rest()
+        await send({"type": "http.response.body", "body": rest, "more_body": False})
+    await _end_stream(gw, meter, reader, bool(gone), error)
+
+
+def _keep(obj: Mapping[str, Any]) -> bool:
+    return True
+
+
+async def _end_stream(
+    gw: Gateway, meter: Metering, reader: WireReader, gone: bool, error: str | None
+) -> None:
+    usage = reader.usage()
+    pricer = gw.engine.pricer
+    if reader.final and usage is not None:
+        event = meter.event(
+            pricer,
+            usage,
+            complete=not gone and error is None,
+            status="ok" if error is None else "error",
+            error_type=error,
+        )
+    else:  # cut short: bill input plus what was streamed, estimated (counted off the loop)
+        loop = asyncio.get_running_loop()
+        text, chars = reader.text(), reader.chars
+        estimated = await loop.run_in_executor(None, meter.estimate, usage, chars, text)
+        status = "cancelled" if gone else ("error" if error else "ok")
+        event = meter.event(
+            pricer,
+            estimated,
+            complete=False,
+            status=status,
+            error_type="ClientDisconnected" if gone else error,
+        )
+    gw.recorder.record(event)
+
+
+async def forward_free(
+    gw: Gateway, scope: Scope, receive: Receive, send: Send, key: ApiKey, spec: tuple[str, str | None, str]
+) -> None:
+    """Relay a request that costs nothing (models, count_tokens) unmetered."""
+    api, _, suffix = spec
+    method = scope["method"]
+    raw = await _read(receive, gw.settings.max_body_bytes) if method == "POST" else None
+    forwarded, upstream, has_key = _client_side(scope["headers"])
+    model = None
+    if raw:
+        try:
+            body = json.loads(raw)
+            model = body.get("model") if isinstance(body, dict) else None
+        except ValueError:
+            pass
+    if method == "GET" and upstream is None and not has_key and gw.router.routes:
+        names = gw.router.models(api)
+        if suffix == "/models":
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "llmledger"} for m in names]
+            await respond(send, 200, json.dumps({"object": "list", "data": data}).encode())
+            return
+        name = suffix.rsplit("/", 1)[-1]
+        if name in names:
+            await respond(
+                send,
+                200,
+                json.dumps({"id": name, "object": "model", "created": 0, "owned_by": "llmledger"}).encode(),
+            )
+            return
+        raise Refusal(404, f"no route serves model {name!r}", "model_not_found")
+    try:
+        targets = gw.router.targets(api, model if isinstance(model, str) else None, upstream, has_key)
+    except UpstreamRefused as exc:
+        raise Refusal(403, str(exc), "upstream_refused") from None
+    except NoUpstream as exc:
+        raise Refusal(400, str(exc), "no_upstream") from None
+    response, _ = await _open(
+        gw, method, targets, suffix, scope.get("query_string", b""), forwarded, raw, lambda *a: None
+    )
+    try:
+        body = await response.read()
+    finally:
+        response.release()
+    head = response_headers(response, [(b"content-length", str(len(body)).encode())])
+    await send({"type": "http.response.start", "status": response.status, "headers": head})
+    await send({"type": "http.response.body", "body": body})

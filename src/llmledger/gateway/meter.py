@@ -1,0 +1,199 @@
+"""One gateway request's metering: what it asked for, what came back, and the event it becomes.
+
+The usage comes from the wire readers (`gateway/wire.py`); pricing is the engine's pricer with the
+same rule as every other door (`pricing/call.py: price_call`), and the event is built here, once.
+No prompt or completion text enters the event: a stream cut short keeps the generated text in
+memory only to estimate its tokens, and the estimate is marked (`estimated=True`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from llmledger.attribution.context import Attribution
+from llmledger.events.event import SCHEMA_VERSION, UsageEvent, build_event, event_problem
+from llmledger.events.ids import uuid7
+from llmledger.instrumentation.estimate import estimate_from_chars, request_text
+from llmledger.instrumentation.hosts import convention
+from llmledger.instrumentation.usage import KEEP_CHARS, Usage, normalise
+from llmledger.pricing.call import price_call
+from llmledger.pricing.pricer import Pricer
+
+__all__ = ["Metering"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class Metering:
+    """The metering state of one request, from its arrival to its one event."""
+
+    __slots__ = (
+        "body",
+        "endpoint",
+        "event_id",
+        "provider",
+        "requested_model",
+        "reservation",
+        "sent_model",
+        "stream",
+        "t0",
+        "ttft",
+        "wall",
+        "who",
+    )
+
+    def __init__(
+        self,
+        provider: str,
+        endpoint: str,
+        requested_model: str | None,
+        who: Attribution,
+        body: Mapping[str, Any] | None,
+        stream: bool,
+    ) -> None:
+        self.provider = provider
+        self.endpoint = endpoint
+        self.requested_model = requested_model
+        self.sent_model = requested_model
+        self.who = who
+        self.body = body  # only read to estimate the prompt when usage is missing
+        self.stream = stream
+        self.wall = datetime.now(timezone.utc)
+        self.t0 = time.perf_counter()
+        self.ttft: float | None = None
+        self.reservation: str | None = None
+        self.event_id = uuid7()
+
+    def estimate(self, usage: Usage | None, chars: int, text: str) -> Usage:
+        """`usage` (or none) completed by estimates: input from the request's text, output from
+        the `chars` characters generated and streamed; marked `estimated`. `text`: the generated
+        text kept (the first `KEEP_CHARS`), counted with the model's tokenizer when it has a
+        public one (OpenAI's; call from a worker thread: the first use loads it)."""
+        from llmledger.tokens import count_tokens
+
+        usage = usage if usage is not None else Usage()
+        tokens = usage.tokens
+        model = usage.model or self.sent_model
+        if not tokens.get("input_tokens"):
+            prompt = request_text(self.body)
+            counted = count_tokens(prompt[:KEEP_CHARS], model) if prompt else 0
+            tokens["input_tokens"] = (
+                estimate_from_chars(len(prompt))
+                if counted is None
+                else counted + estimate_from_chars(len(prompt) - KEEP_CHARS)
+            )
+        reported = tokens.get("output_tokens", 0)
+        counted = count_tokens(text, model) if text else 0
+        out = (
+            estimate_from_chars(chars)
+            if counted is None
+            else counted + estimate_from_chars(chars - len(text))
+        )
+        if out > reported:
+            tokens["output_tokens"] = out
+        usage.estimated = True
+        return usage
+
+    def event(
+        self,
+        pricer: Pricer,
+        usage: Usage | None,
+        *,
+        complete: bool = True,
+        status: str = "ok",
+        error_type: str | None = None,
+        unpriced_reason: str | None = None,
+    ) -> UsageEvent:
+        """Price `usage` and build this request's event (usage None: nothing billable happened,
+        e.g. an upstream error, which providers do not bill: recorded at $0)."""
+        duration_ms = (time.perf_counter() - self.t0) * 1000.0
+        ttft_ms = None if self.ttft is None else (self.ttft - self.t0) * 1000.0
+        notes: list[str] = []
+        model = self.sent_model or "unknown"
+        tokens: dict[str, int] = {}
+        units: Mapping[str, int | Decimal] | None = None
+        tier = request_id = None
+        provider_cost: Decimal | None = None
+        estimated = False
+        if usage is None:
+            provider_cost = Decimal(0)
+        else:
+            model = usage.model or model
+            if usage.tokens:
+                normalise(usage, convention(self.provider).reasoning_beside)
+            tokens, units, tier = usage.tokens, usage.units, usage.service_tier
+            request_id, provider_cost, estimated = usage.request_id, usage.provider_cost, usage.estimated
+            notes.extend(usage.notes or ())
+        cost: Decimal | None
+        source: Any = None
+        partial = False
+        computed = None
+        reason = unpriced_reason
+        if reason is not None:
+            cost = None
+        else:
+            cost, source, reason, partial, computed = price_call(
+                pricer, self.provider, model, tokens, units, self.wall, tier, provider_cost, notes
+            )
+        who = self.who
+        get = tokens.get
+        event = build_event(
+            (
+                self.event_id,
+                self.wall,
+                self.provider,
+                model[:256],
+                self.requested_model,
+                self.endpoint,
+                tier,
+                get("input_tokens", 0),
+                get("output_tokens", 0),
+                get("cache_read_tokens", 0),
+                get("cache_write_tokens", 0),
+                get("cache_write_1h_tokens", 0),
+                get("reasoning_tokens", 0),
+                get("input_audio_tokens", 0),
+                get("output_audio_tokens", 0),
+                get("cache_audio_read_tokens", 0),
+                get("input_image_tokens", 0),
+                get("output_image_tokens", 0),
+                {k: Decimal(v) for k, v in units.items()} if units else {},
+                cost,
+                source,
+                reason,
+                partial,
+                "; ".join(notes)[:256] if notes else None,
+                computed,
+                duration_ms,
+                ttft_ms,
+                self.stream,
+                complete,
+                status,
+                error_type,
+                request_id[:128] if request_id else None,
+                estimated,
+                who.tenant,
+                who.user,
+                who.org,
+                who.feature,
+                who.agent,
+                who.session,
+                who.tags,
+                SCHEMA_VERSION,
+            )
+        )
+        problem = event_problem(event)
+        if problem is not None and usage is not None:  # provider data the ledger cannot hold
+            return self.event(
+                pricer,
+                None,
+                complete=complete,
+                status=status,
+                error_type=error_type,
+                unpriced_reason=f"the response's usage could not be stored: {problem}"[:256],
+            )
+        return event

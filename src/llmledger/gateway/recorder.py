@@ -1,0 +1,94 @@
+"""Where the gateway's events go: journaled on disk first (a killed gateway loses nothing it has
+answered), then written to the engine's ledger in batches by a background thread.
+
+The journal is the SDK's (`transport/journal.py`): one line per event (its JSON wire form),
+acknowledged once the batch holding it is committed. At start-up, what a dead gateway process
+left in the same journal directory is written first (idempotent by `event_id`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from llmledger._internal import internal_error
+from llmledger.engine import Engine
+from llmledger.errors import InvalidEventError
+from llmledger.events.event import UsageEvent
+from llmledger.storage.engine import normalize_url
+from llmledger.transport.journal import Journal, Segment
+from llmledger.transport.writer import BackgroundWriter
+
+__all__ = ["Recorder", "journal_dir"]
+
+log = logging.getLogger("llmledger.gateway")
+
+
+def journal_dir(ledger: str) -> Path:
+    """The gateway's journal for a ledger: `<file>.gateway-journal/` beside a SQLite file, else
+    `$XDG_CACHE_HOME/llmledger/gateway-journal/<hash of the URL>/`."""
+    url = normalize_url(ledger)
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :] + ".gateway-journal")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "llmledger" / "gateway-journal" / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+class Recorder:
+    """Journal, then write, the events of one gateway. `journal`: its directory (None: no journal,
+    events wait in memory only). Never raises into a request: faults are logged and counted."""
+
+    def __init__(self, engine: Engine, journal: Path | None) -> None:
+        self.engine = engine
+        self.journal = Journal(journal) if journal is not None else None
+        self.writer: BackgroundWriter[tuple[UsageEvent, Segment | None]] = BackgroundWriter(
+            self._write, batch_size=2_000, flush_interval=0.1, name="llmledger-gateway-writer"
+        )
+        if self.journal is not None:
+            self._replay()
+
+    def record(self, event: UsageEvent) -> None:
+        """Journal `event` and queue it for the ledger."""
+        segment = None
+        if self.journal is not None:
+            try:  # a failed append (disk full) is counted by the journal; the event stays queued
+                segment = self.journal.append(event.to_json().encode())
+            except Exception as exc:
+                internal_error(exc, "journaling a gateway event")
+        self.writer.submit((event, segment))  # a full buffer drops and counts (the journal keeps it)
+
+    def _write(self, batch: Sequence[tuple[UsageEvent, Segment | None]]) -> None:
+        self.engine.ledger.write([event for event, _ in batch])
+        if self.journal is not None:
+            counts: dict[Segment, int] = {}
+            for _, segment in batch:
+                if segment is not None:
+                    counts[segment] = counts.get(segment, 0) + 1
+            self.journal.done_all(counts)
+
+    def _replay(self) -> None:
+        assert self.journal is not None
+        for orphan in self.journal.orphans():
+            events = []
+            for line in orphan.records():
+                try:
+                    events.append(UsageEvent.from_json(line))
+                except InvalidEventError as exc:
+                    log.warning("llmledger gateway: a journaled event is unreadable, skipped: %s", exc)
+            if events:
+                self.engine.ledger.write(events)
+                log.info("llmledger gateway: %d event(s) of a stopped gateway written", len(events))
+            orphan.remove()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Write everything recorded so far; False when `timeout` ran out first."""
+        return self.writer.flush(timeout)
+
+    def close(self) -> None:
+        """Flush and stop; a journal keeps whatever could not be written, for the next start."""
+        self.writer.close()
+        if self.journal is not None:
+            self.journal.close()

@@ -1,0 +1,254 @@
+"""Reading usage off the wire: server-sent events framed as they arrive, and stream readers that walk
+the providers' JSON events with the same pure usage readers the SDK hooks use
+(`llmledger.instrumentation.providers.openai.read` / `read_usage`, `...anthropic.read_usage`).
+
+The SDK's stream readers walk the SDKs' parsed objects; these walk the JSON dicts of the same
+events: where usage arrives, which event is final, and what text was generated (for the estimate
+of a stream cut short) are the same rules, read from dicts.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from llmledger.instrumentation.providers import anthropic as _anthropic
+from llmledger.instrumentation.providers import openai as _openai
+from llmledger.instrumentation.usage import KEEP_CHARS, Generated, Usage, n
+
+__all__ = ["SSEFramer", "WireReader", "read_body", "reader_for"]
+
+_loads = json.loads
+
+
+class SSEFramer:
+    """Cuts a byte stream into whole server-sent events (each ending with a blank line), keeping the
+    unfinished tail for the next chunk. Events are returned as they came (CRLF or LF)."""
+
+    __slots__ = ("_tail",)
+
+    def __init__(self) -> None:
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The events `chunk` completes, in order (each with its terminating blank line)."""
+        data = self._tail + chunk if self._tail else chunk
+        events: list[bytes] = []
+        start = 0
+        while True:
+            end = data.find(b"\n\n", start)
+            crlf = data.find(b"\r\n\r\n", start)
+            if crlf != -1 and (end == -1 or crlf < end):
+                end, size = crlf, 4
+            elif end != -1:
+                size = 2
+            else:
+                break
+            events.append(data[start : end + size])
+            start = end + size
+        self._tail = data[start:] if start < len(data) else b""
+        return events
+
+    def rest(self) -> bytes:
+        """What is left unframed (a stream that ended without its last blank line)."""
+        tail, self._tail = self._tail, b""
+        return tail
+
+
+def event_data(event: bytes) -> bytes | None:
+    """The `data:` payload of one event (several data lines joined by newlines), or None."""
+    if event.startswith(b"data:") and event.count(b"data:") == 1:
+        body = event[5:].strip()
+        return body or None
+    lines = [
+        line[5:].strip() for line in event.replace(b"\r\n", b"\n").split(b"\n") if line.startswith(b"data:")
+    ]
+    return b"\n".join(lines) if lines else None
+
+
+class WireReader(Generated):
+    """One stream's reader: `event(obj)` looks at one parsed JSON event and says whether the client
+    sees it; `usage()` is the usage so far; `final` once the provider's final usage has arrived."""
+
+    __slots__ = ("final",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.final = False
+
+    def event(self, obj: Mapping[str, Any]) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def usage(self) -> Usage | None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class ChatWire(WireReader):
+    """chat.completions / completions chunks: usage on the last chunk (`include_usage`), or inside
+    the last choice (Moonshot); `hide`: the client did not ask for the usage chunk, so it is cut."""
+
+    __slots__ = ("choice_usage", "first", "hide", "last")
+
+    def __init__(self, hide: bool) -> None:
+        super().__init__()
+        self.hide = hide
+        self.first: Mapping[str, Any] | None = None
+        self.last: Mapping[str, Any] | None = None
+        self.choice_usage: Any = None
+
+    def event(self, obj: Mapping[str, Any]) -> bool:
+        choices = obj.get("choices") or ()
+        if obj.get("usage") is not None:
+            self.last = obj
+            self.final = True
+            if not choices:
+                return not self.hide
+        elif self.first is None:
+            self.first = obj
+        for choice in choices:
+            if not isinstance(choice, Mapping):
+                continue
+            if choice.get("finish_reason") is not None and choice.get("usage") is not None:
+                self.choice_usage, self.final = choice["usage"], True
+            delta = choice.get("delta")
+            if not isinstance(delta, Mapping):  # legacy completions
+                piece = choice.get("text")
+                if isinstance(piece, str) and piece:
+                    self.add(piece)
+                continue
+            piece = delta.get("content")
+            if isinstance(piece, str) and piece:
+                if self.chars < KEEP_CHARS:
+                    self.pieces.append(piece)
+                self.chars += len(piece)
+            if len(delta) > 1 or "content" not in delta:
+                for other in _openai._generated(delta, delta):
+                    self.add(other)
+        return True
+
+    def usage(self) -> Usage | None:
+        first = self.first
+        if self.last is not None:
+            usage = _openai.read("", self.last)
+            if usage is not None and usage.model is None and first is not None:
+                usage.model = _str(first.get("model"))
+            return usage
+        if first is not None:
+            usage = _openai.read_usage(self.choice_usage) if self.choice_usage is not None else Usage()
+            usage.model, usage.request_id = _str(first.get("model")), _str(first.get("id"))
+            return usage
+        return None
+
+
+class ResponsesWire(WireReader):
+    """Responses events: usage on `response.completed` / `incomplete` / `failed`."""
+
+    __slots__ = ("response", "tools")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.response: Mapping[str, Any] | None = None
+        self.tools: list[Any] = []
+
+    def event(self, obj: Mapping[str, Any]) -> bool:
+        kind = obj.get("type")
+        if not isinstance(kind, str):
+            return True
+        if kind.endswith(".delta"):
+            delta = obj.get("delta")
+            if isinstance(delta, str) and kind != "response.audio.delta":
+                self.add(delta)
+        elif kind == "response.output_item.done":
+            item = obj.get("item")
+            if isinstance(item, Mapping) and item.get("type") in _openai._TOOL_KINDS:
+                self.tools.append(item)
+        elif kind in _openai._FINAL_EVENTS:
+            self.response = _mapping(obj.get("response"))
+            self.final = True
+        elif kind == "response.created":
+            self.response = _mapping(obj.get("response"))
+        return True
+
+    def usage(self) -> Usage | None:
+        response = self.response
+        if response is None:
+            return None
+        usage = _openai.read("responses", response) or Usage(
+            model=_str(response.get("model")), request_id=_str(response.get("id"))
+        )
+        if not self.final and self.tools:
+            usage.units = {**(usage.units or {}), **(_openai.tool_units(self.tools) or {})}
+        return usage
+
+
+class MessagesWire(WireReader):
+    """Anthropic message events: input and cache counts on `message_start`, cumulative counts on
+    each `message_delta` (the last one holds the totals)."""
+
+    __slots__ = ("delta", "message")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.message: Mapping[str, Any] | None = None
+        self.delta: Any = None
+
+    def event(self, obj: Mapping[str, Any]) -> bool:
+        kind = obj.get("type")
+        if kind == "content_block_delta":
+            delta = obj.get("delta")
+            if isinstance(delta, Mapping):
+                piece = delta.get("text") or delta.get("thinking") or delta.get("partial_json")
+                if isinstance(piece, str):
+                    self.add(piece)
+        elif kind == "message_delta":
+            self.delta = obj.get("usage")
+            self.final = True
+        elif kind == "message_start":
+            self.message = _mapping(obj.get("message"))
+        return True
+
+    def usage(self) -> Usage | None:
+        message = self.message
+        if message is None:
+            return None
+        usage = _anthropic.read_usage(message.get("usage"), self.delta)
+        if not self.final:  # message_start's output count is a placeholder
+            delta = self.delta if isinstance(self.delta, Mapping) else {}
+            usage.tokens["output_tokens"] = n(delta.get("output_tokens"))
+        usage.model = _str(message.get("model"))
+        usage.request_id = _str(message.get("id"))
+        return usage
+
+
+def reader_for(endpoint: str, hide: bool) -> WireReader:
+    """A fresh stream reader for one stream of `endpoint` (`hide`: cut the injected usage chunk)."""
+    if endpoint == "messages":
+        return MessagesWire()
+    if endpoint == "responses":
+        return ResponsesWire()
+    return ChatWire(hide)
+
+
+_READERS: dict[str, Callable[[str, Any], Usage | None]] = {
+    "messages": _anthropic.read,
+}
+
+
+def read_body(endpoint: str, raw: bytes) -> tuple[Usage | None, Any]:
+    """(usage, parsed JSON) of a whole (non-stream) response body; (None, None) when it is not JSON."""
+    try:
+        obj = _loads(raw)
+    except ValueError:
+        return None, None
+    if not isinstance(obj, Mapping):
+        return None, obj
+    return _READERS.get(endpoint, _openai.read)(endpoint, obj), obj
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _mapping(value: Any) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None

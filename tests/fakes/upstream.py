@@ -1,0 +1,123 @@
+"""The providers on a real loopback port: `Fake` (tests/fakes/server.py, byte-realistic bodies)
+served over HTTP by uvicorn, for the gateway to call as it would call the real providers.
+
+Streams are sent event by event (`delay` seconds apart). `hang` makes the next answers wait that
+many seconds before the status line (a timeout); `stall_after` makes the next stream stop after
+that many events and wait (a client then disconnects mid-stream); `closed` counts streams whose
+client (the gateway) went away before the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+import uvicorn
+from tests.fakes.server import Fake, Seen
+from tests.serving import free_port
+
+
+@dataclass
+class Upstream:
+    """An ASGI app answering like the providers (`fake` decides the answers)."""
+
+    fake: Fake = field(default_factory=Fake)
+    delay: float = 0.0
+    hang: float = 0.0
+    stall_after: int | None = None
+    closed: int = 0
+    statuses: list[int] = field(default_factory=list)
+    """Statuses to answer with, one per request, before answering normally (fallback tests)."""
+    redirect: str | None = None
+    """Answer every request with a 307 to this URL."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if self.hang:
+            await asyncio.sleep(self.hang)
+        if self.redirect is not None:
+            self.fake.seen.append(Seen(scope["path"], "", {}, body))
+            head = [(b"location", self.redirect.encode()), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 307, "headers": head})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        url = f"http://upstream{scope['path']}" + (
+            f"?{scope['query_string'].decode()}" if scope.get("query_string") else ""
+        )
+        if self.statuses:
+            status = self.statuses.pop(0)
+            self.fake.fail = (
+                status,
+                {"error": {"message": f"upstream says {status}", "type": "server_error"}},
+            )
+        try:
+            answer = self.fake.handle(httpx2.Request(scope["method"], url, headers=headers, content=body))
+        finally:
+            if self.fake.fail is not None and not self.statuses:
+                self.fake.fail = None
+        content = answer.read()
+        out = [(k.encode(), v.encode()) for k, v in answer.headers.items() if k != "content-length"]
+        if answer.headers.get("content-type", "").startswith("text/event-stream"):
+            await send({"type": "http.response.start", "status": answer.status_code, "headers": out})
+            await self._stream(content, receive, send)
+            return
+        out.append((b"content-length", str(len(content)).encode()))
+        await send({"type": "http.response.start", "status": answer.status_code, "headers": out})
+        await send({"type": "http.response.body", "body": content})
+
+    async def _stream(self, content: bytes, receive: Any, send: Any) -> None:
+        sep = b"\r\n\r\n" if b"\r\n\r\n" in content else b"\n\n"
+        events = [e + sep for e in content.split(sep) if e.strip()]
+        stall, self.stall_after = self.stall_after, None
+        gone = asyncio.ensure_future(receive())  # http.disconnect once the gateway hangs up
+        try:
+            for i, event in enumerate(events):
+                if stall is not None and i >= stall:
+                    await asyncio.wait([gone], timeout=30)
+                    break
+                if gone.done():
+                    break
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+            if gone.done():
+                self.closed += 1
+                return
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gone.cancel()
+
+
+@contextmanager
+def serve_upstream(upstream: Upstream | None = None) -> Iterator[tuple[str, Upstream]]:
+    """Serve an `Upstream` on 127.0.0.1 (a thread); yields (base URL, the upstream)."""
+    upstream = upstream or Upstream()
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(upstream, host="127.0.0.1", port=port, log_level="error", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = 200
+    while not server.started and deadline:
+        threading.Event().wait(0.05)
+        deadline -= 1
+    try:
+        yield url, upstream
+    finally:
+        server.should_exit = True
+        thread.join(10)

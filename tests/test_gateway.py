@@ -1,0 +1,192 @@
+"""The gateway with the real openai and anthropic clients, in front of the fake providers on
+loopback: usage and cost recorded as the SDK hooks record them, streams relayed event by event."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+from tests.fakes import bodies as b
+from tests.fakes.upstream import serve_upstream
+from tests.gateway_rig import rig
+from tests.serving import free_port, wait_ready
+
+from llmledger.engine import Engine
+
+MESSAGES = [{"role": "user", "content": "Hi"}]
+
+
+def test_openai_chat_non_stream_records_usage_cost_and_headers(tmp_path: Path) -> None:
+    with rig(tmp_path) as r:
+        raw = r.openai().chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=MESSAGES)
+        completion = raw.parse()
+        assert completion.choices[0].message.content == "".join(b.TEXT)
+        [event] = r.events()
+    assert (event.provider, event.model, event.requested_model) == (
+        "openai",
+        "gpt-4o-mini-2024-07-18",
+        "gpt-4o-mini",
+    )
+    assert (event.input_tokens, event.output_tokens, event.cache_read_tokens, event.reasoning_tokens) == (
+        1200,
+        300,
+        1024,
+        256,
+    )
+    assert event.cost_usd is not None and event.cost_usd > 0
+    assert raw.headers["x-ledger-cost-usd"] == str(event.cost_usd)
+    assert float(raw.headers["x-ledger-overhead-ms"]) >= 0
+    assert raw.headers["x-request-id"] == "req_fake"  # the provider's request id passed through
+    assert event.request_id == "chatcmpl-AbC123"
+    assert event.endpoint == "chat.completions" and event.stream is False and event.complete
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_openai_chat_stream_usage_chunk_hidden_unless_asked(tmp_path: Path, asked: bool) -> None:
+    with rig(tmp_path) as r:
+        options = {"stream_options": {"include_usage": True}} if asked else {}
+        chunks = list(
+            r.openai().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, **options)
+        )
+        sent = r.upstream.fake.seen[-1].body
+        [event] = r.events()
+    assert sent["stream_options"] == {"include_usage": True}  # asked for upstream either way
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "".join(b.TEXT)
+    usage_chunks = [c for c in chunks if not c.choices]
+    assert len(usage_chunks) == (1 if asked else 0)
+    assert (event.input_tokens, event.output_tokens, event.stream, event.complete) == (1200, 300, True, True)
+    assert not event.estimated and event.cost_usd is not None
+
+
+def test_anthropic_messages_stream_and_not(tmp_path: Path) -> None:
+    with rig(tmp_path) as r:
+        client = r.anthropic()
+        message = client.messages.create(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES)
+        with client.messages.stream(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES) as s:
+            text = "".join(s.text_stream)
+        first, second = r.events()
+        sent = r.upstream.fake.seen[-1].headers
+    assert message.content[0].text == text == "".join(b.TEXT)
+    for event in (first, second):
+        assert (event.provider, event.model) == ("anthropic", "claude-haiku-4-5-20251001")
+        assert (event.input_tokens, event.cache_read_tokens, event.cache_write_tokens) == (7025, 4000, 3000)
+        assert event.cache_write_1h_tokens == 2000 and event.output_tokens == 180
+        assert event.cost_usd is not None and not event.estimated
+    assert (first.stream, second.stream) == (False, True)
+    provider_key = sent.get("x-api-key") or sent["authorization"].removeprefix("Bearer ")
+    assert provider_key == "sk-ant-provider-secret-456"  # the client's own key goes upstream
+    assert not any(k.startswith("x-ledger") or "llk_" in v for k, v in sent.items())  # ours never does
+
+
+def test_async_clients(tmp_path: Path) -> None:
+    async def main(r: object) -> None:
+        oa = r.async_openai()  # type: ignore[attr-defined]
+        an = r.async_anthropic()  # type: ignore[attr-defined]
+        stream = await oa.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        async for _ in stream:
+            pass
+        await an.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=MESSAGES)
+        await oa.close()
+        await an.close()
+
+    with rig(tmp_path) as r:
+        asyncio.run(main(r))
+        events = r.events()
+    assert [e.provider for e in events] == ["openai", "anthropic"]
+    assert all(e.cost_usd is not None for e in events)
+
+
+def test_attribution_headers_body_user_and_tags(tmp_path: Path) -> None:
+    with rig(tmp_path) as r:
+        client = r.openai(
+            **{"X-Ledger-Tenant": "acme", "X-Ledger-Feature": "chat", "X-Ledger-Tag-Plan": "pro"}
+        )
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, user="u-42")
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=MESSAGES,
+            extra_headers={"user": "u-7", "org": "o-1", "project": "p"},
+        )
+        first, second = r.events()
+    assert (first.tenant, first.user, first.feature, dict(first.tags)) == (
+        "acme",
+        "u-42",
+        "chat",
+        {"plan": "pro"},
+    )
+    assert (second.user, second.org, dict(second.tags)) == ("u-7", "o-1", {"plan": "pro", "project": "p"})
+
+
+def test_upstream_not_allowed_is_refused_before_sending(tmp_path: Path) -> None:
+    with rig(tmp_path) as r:
+        client = r.openai(**{"X-Ledger-Upstream": "http://169.254.169.254/latest"})
+        with pytest.raises(openai.PermissionDeniedError, match="allow-list"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        assert r.events() == []
+
+
+def test_missing_ledger_key_is_an_authentication_error(tmp_path: Path) -> None:
+    with rig(tmp_path) as r:
+        client = anthropic.Anthropic(base_url=f"{r.url}/anthropic", api_key="sk-ant-x", max_retries=0)
+        with pytest.raises(anthropic.AuthenticationError, match="missing llmledger key"):
+            client.messages.create(model="claude-haiku-4-5", max_tokens=5, messages=MESSAGES)
+
+
+def test_cost_is_decimal_exact(tmp_path: Path) -> None:
+    with rig(tmp_path) as r:
+        raw = r.openai().embeddings.with_raw_response.create(model="text-embedding-3-small", input="hi")
+        [event] = r.events()
+    assert event.input_tokens == 8 and event.endpoint == "embeddings"
+    assert Decimal(raw.headers["x-ledger-cost-usd"]) == event.cost_usd
+
+
+ADMIN = "llk_0123456789abcdef_" + "s" * 32
+
+
+@pytest.mark.parametrize("command", ["proxy", "serve"])
+def test_real_process_meters_into_its_ledger(tmp_path: Path, command: str) -> None:
+    ledger = f"sqlite:///{tmp_path / 'p.db'}"
+    with serve_upstream() as (upstream, _):
+        port = free_port()
+        env = {**os.environ, "LLMLEDGER_ADMIN_KEY": ADMIN}
+        env.pop("PYTEST_CURRENT_TEST", None)
+        main = "import sys; from llmledger.cli import main; sys.argv[0] = 'llmledger'; main()"
+        cmd = [
+            sys.executable,
+            "-c",
+            main,
+            command,
+            "--ledger",
+            ledger,
+            "--port",
+            str(port),
+            "--allow-upstream",
+            upstream,
+        ]
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", proc=proc)
+            client = openai.OpenAI(
+                base_url=f"http://127.0.0.1:{port}/v1",
+                api_key="sk-provider-secret-123",
+                default_headers={"X-Ledger-Key": ADMIN, "X-Ledger-Upstream": f"{upstream}/v1"},
+            )
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        finally:
+            proc.terminate()
+            _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode in (0, -15), stderr  # uvicorn re-raises SIGTERM once it has shut down
+    assert b"sk-provider-secret-123" not in stderr
+    engine = Engine(ledger)
+    try:
+        [event] = engine.events({}, limit=None)
+    finally:
+        engine.close()
+    assert event.model == "gpt-4o-mini-2024-07-18" and event.cost_usd is not None
