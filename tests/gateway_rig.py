@@ -3,6 +3,7 @@ recording into a real SQLite ledger: what the gateway tests drive with the real 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +34,13 @@ class Rig:
     def events(self) -> list[UsageEvent]:
         assert self.gateway.recorder.flush(10)
         return list(reversed(self.engine.events({}, limit=None)))
+
+    def wait_events(self, count: int, timeout: float = 20.0) -> list[UsageEvent]:
+        """The events once `count` are recorded (a cut stream's is recorded after its estimate)."""
+        deadline = time.monotonic() + timeout
+        while len(found := self.events()) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return found
 
     def openai(self, **headers: str) -> openai.OpenAI:
         return openai.OpenAI(

@@ -23,7 +23,7 @@ from llmledger.gateway.attribution import SHORT_NAMES, attribution_of
 from llmledger.gateway.meter import Metering
 from llmledger.gateway.relay import HOP_BY_HOP, response_headers
 from llmledger.gateway.routes import NoUpstream, Target
-from llmledger.gateway.wire import SSEFramer, WireReader, event_data, read_body, reader_for
+from llmledger.gateway.wire import SSEFramer, WireReader, event_data, loads, read_body, reader_for
 from llmledger.instrumentation.providers.openai import prepare
 from llmledger.instrumentation.usage import Usage
 from llmledger.storage.keys import ApiKey
@@ -138,7 +138,7 @@ async def exchange(
     t0 = time.perf_counter()
     raw = await _read(receive, gw.settings.max_body_bytes)
     try:
-        body = json.loads(raw)
+        body = loads(raw)
     except ValueError:
         body = None
     if not isinstance(body, dict):
@@ -270,7 +270,6 @@ async def _relay_stream(
     gone: list[bool] = []
     watch = asyncio.ensure_future(_watch(receive, response, gone))
     framer = SSEFramer()
-    loads = json.loads
     look = reader.event
     error: str | None = None
     try:

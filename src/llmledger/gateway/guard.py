@@ -146,6 +146,7 @@ class AllowList:
 
     def __init__(self, extra: Iterable[str] = (), defaults: Iterable[str] = DEFAULT_UPSTREAMS) -> None:
         self.entries: list[Allowed] = []
+        self._checked: dict[str, tuple[SplitResult, Allowed]] = {}
         for text, private in [*((d, False) for d in defaults), *((e, True) for e in extra)]:
             self.add(text, private=private)
 
@@ -157,10 +158,21 @@ class AllowList:
             raise ConfigError(f"allowed upstream: {exc}") from None
         host, port = _host_port(url)
         self.entries.append(Allowed(url.scheme, host, port, url.path.rstrip("/"), private))
+        self._checked.clear()
 
     def check(self, text: str) -> tuple[SplitResult, Allowed]:
         """The parsed URL and the entry allowing it; raises `UpstreamRefused` when none does, or
-        when the URL names an address the entry may not reach."""
+        when the URL names an address the entry may not reach. Allowed URLs are remembered."""
+        hit = self._checked.get(text)
+        if hit is not None:
+            return hit
+        found = self._check(text)
+        if len(self._checked) >= 1024:
+            self._checked.clear()
+        self._checked[text] = found
+        return found
+
+    def _check(self, text: str) -> tuple[SplitResult, Allowed]:
         url = parse_upstream(text)
         host, port = _host_port(url)
         for entry in self.entries:

@@ -15,7 +15,17 @@ from decimal import Decimal
 from typing import Any
 
 from llmledger.attribution.context import Attribution
-from llmledger.events.event import SCHEMA_VERSION, UsageEvent, build_event, event_problem
+from llmledger.errors import InvalidUsageError
+from llmledger.events.event import (
+    MAX_TOKENS,
+    SCHEMA_VERSION,
+    TEXT_LIMITS,
+    UsageEvent,
+    build_event,
+    check_amount,
+    check_text,
+    check_units,
+)
 from llmledger.events.ids import uuid7
 from llmledger.instrumentation.estimate import estimate_from_chars, request_text
 from llmledger.instrumentation.hosts import convention
@@ -186,8 +196,8 @@ class Metering:
                 SCHEMA_VERSION,
             )
         )
-        problem = event_problem(event)
-        if problem is not None and usage is not None:  # provider data the ledger cannot hold
+        problem = _problem(event, tokens) if usage is not None else None
+        if problem is not None:  # provider data the ledger cannot hold
             return self.event(
                 pricer,
                 None,
@@ -197,3 +207,23 @@ class Metering:
                 unpriced_reason=f"the response's usage could not be stored: {problem}"[:256],
             )
         return event
+
+
+def _problem(event: UsageEvent, tokens: Mapping[str, int]) -> str | None:
+    """Why the ledger could not hold an event built from provider data (None: it can). Only what
+    provider data can make wrong is checked: attribution was validated on arrival, the timestamp
+    and durations are the gateway's own, and the readers give non-negative integer counts."""
+    try:
+        check_text("model", event.model, TEXT_LIMITS["model"], required=True)
+        for name in ("service_tier", "request_id"):
+            check_text(name, getattr(event, name), TEXT_LIMITS[name])
+        for name, count in tokens.items():
+            if count > MAX_TOKENS:
+                return f"{name} ({count}) is more than {MAX_TOKENS}"
+        if event.units:
+            check_units(event.units)
+        if event.cost_usd is not None:
+            check_amount("cost_usd", event.cost_usd)
+    except InvalidUsageError as exc:
+        return str(exc)
+    return None

@@ -75,7 +75,7 @@ class ServerSettings(BaseModel):
                 data = tomllib.loads(Path(file).read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
                 raise ConfigError(f"cannot read the settings file {file}: {exc}") from exc
-            table = data.get("server", data)
+            table = data.get("server", {k: v for k, v in data.items() if k != "gateway"})
             if not isinstance(table, dict):
                 raise ConfigError(f"{file}: [server] must be a table")
             values.update(table)
