@@ -5,10 +5,12 @@ send, and the request body's own user fields — validated like every other attr
 |---|---|
 | `X-Ledger-Tenant`, `-User`, `-Org`, `-Feature`, `-Agent`, `-Session` | that field |
 | `X-Ledger-Tag-<name>` | tag `<name>` (lower-case: HTTP header names are case-insensitive) |
-| `user`, `org`, `feature` (short names) | that field, when the `X-Ledger-` header is absent |
+| `user`, `org`, `feature` (short names) | that field (over an `X-Ledger-` header: see below) |
 | `plan`, `project` (short names) | tags `plan`, `project` |
 | body `user` (OpenAI), `metadata.user_id` (Anthropic) | user, when no header names one |
 
+A short name wins over the `X-Ledger-` header of the same field: clients set their defaults as
+`X-Ledger-` headers and a call's own labels as short names (`extra_headers={"user": ...}`).
 Values are UTF-8, 1–256 characters, without control characters. A tenant-bound key forces its
 tenant: a request naming another tenant is refused.
 """
@@ -73,12 +75,12 @@ def attribution_of(
             tags[tag] = _text(name, raw)
         elif name in _SHORT:
             target = _SHORT[name]
-            if target.startswith("tag:"):
-                tags.setdefault(target[4:], _text(name, raw))
-            else:
-                short[target] = _text(name, raw)
+            short[target] = _text(name, raw)
     for field, value in short.items():
-        labels.setdefault(field, value)
+        if field.startswith("tag:"):
+            tags[field[4:]] = value
+        else:
+            labels[field] = value
     if "user" not in labels and body is not None:
         user = body.get("user")
         if user is None:
