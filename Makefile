@@ -10,7 +10,7 @@ STAMP_DEV := $(VENV)/.installed-dev
 # What the test environments install (the main one and each of OTHER_PYTHONS').
 DEV_EXTRAS := dev,openai,anthropic,google,server
 
-.PHONY: demo test lint typecheck readme-typecheck unit unit-min unit-versions postgres-binaries bench bench-instrument bench-instructions clean
+.PHONY: demo test lint typecheck readme-typecheck unit unit-min unit-versions postgres-binaries js-test bench bench-instrument bench-instructions clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "error: no Python 3.11 (see tools/find-python.sh)" >&2; exit 1; }
@@ -65,7 +65,16 @@ unit-min: $(VENV_MIN)/.installed
 	$(VENV_MIN)/bin/pytest -q -p no:cacheprovider tests/test_instrument_openai.py tests/test_instrument_anthropic.py \
 		tests/test_instrument_google.py tests/test_instrument_core.py
 
-test: lint typecheck unit unit-min unit-versions
+# The JavaScript client (js/, TypeScript strict) against a real gateway process: npm installs its
+# three development packages (openai, typescript, @types/node) once.
+js/node_modules/.installed: js/package.json js/package-lock.json
+	cd js && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+js-test: $(STAMP_DEV) js/node_modules/.installed
+	cd js && npx tsc -p tsconfig.json && LLMLEDGER_PYTHON=$(CURDIR)/$(BIN)/python node --test test/
+
+test: lint typecheck unit unit-min unit-versions js-test
 
 bench: $(STAMP_DEV)
 	$(BIN)/python bench/bench_track.py

@@ -10,6 +10,8 @@ client (the gateway) went away before the end.
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -57,6 +59,9 @@ class Upstream:
         url = f"http://upstream{scope['path']}" + (
             f"?{scope['query_string'].decode()}" if scope.get("query_string") else ""
         )
+        model = _model_of(body)
+        if model.startswith("status-"):  # `status-429`: answer that status (for other processes' tests)
+            self.statuses.insert(0, int(model.split("-")[1]))
         if self.statuses:
             status = self.statuses.pop(0)
             self.fake.fail = (
@@ -101,6 +106,14 @@ class Upstream:
             gone.cancel()
 
 
+def _model_of(body: bytes) -> str:
+    try:
+        model = json.loads(body).get("model")
+    except (ValueError, AttributeError):
+        return ""
+    return model if isinstance(model, str) else ""
+
+
 @contextmanager
 def serve_upstream(upstream: Upstream | None = None) -> Iterator[tuple[str, Upstream]]:
     """Serve an `Upstream` on 127.0.0.1 (a thread); yields (base URL, the upstream)."""
@@ -121,3 +134,7 @@ def serve_upstream(upstream: Upstream | None = None) -> Iterator[tuple[str, Upst
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+if __name__ == "__main__":  # `python -m tests.fakes.upstream PORT`: serve until killed (the JS tests)
+    uvicorn.run(Upstream(), host="127.0.0.1", port=int(sys.argv[1]), log_level="error", lifespan="off")
