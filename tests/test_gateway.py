@@ -190,3 +190,28 @@ def test_real_process_meters_into_its_ledger(tmp_path: Path, command: str) -> No
     finally:
         engine.close()
     assert event.model == "gpt-4o-mini-2024-07-18" and event.cost_usd is not None
+
+
+def test_responses_completions_and_free_endpoints(tmp_path: Path) -> None:
+    with rig(tmp_path) as r:
+        client = r.openai()
+        response = client.responses.create(model="o4-mini", input="Hi")
+        streamed = list(client.responses.create(model="o4-mini", input="Hi", stream=True))
+        completion = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say")
+        models = client.models.list()
+        counted = r.anthropic().messages.count_tokens(model="claude-haiku-4-5", messages=MESSAGES)
+        events = r.events()
+    assert response.usage is not None and response.usage.input_tokens == 2000
+    assert streamed[-1].type == "response.completed"
+    assert completion.usage is not None and completion.usage.completion_tokens == 7
+    assert "gpt-4o-mini" in [m.id for m in models.data] and counted.input_tokens == 42
+    responses, responses_stream, legacy = events  # models and count_tokens cost nothing: not recorded
+    for event in (responses, responses_stream):
+        assert (event.endpoint, event.input_tokens, event.cache_read_tokens, event.reasoning_tokens) == (
+            "responses",
+            2000,
+            1536,
+            384,
+        )
+    assert responses_stream.stream and not responses.stream
+    assert (legacy.endpoint, legacy.input_tokens, legacy.output_tokens) == ("completions", 5, 7)
