@@ -72,13 +72,6 @@ class Fake:
             return self._json(b.message(SNAPSHOTS.get(model, model), self.usage))
         if ":" in path.rsplit("/", 1)[-1]:
             return self._gemini(path, body)
-        if path.endswith("/v1/messages/count_tokens"):
-            return self._json({"input_tokens": 42})
-        if request.method == "GET" and "/models" in path:
-            listed = [
-                {"id": m, "object": "model", "created": 1731000000, "owned_by": "fake"} for m in SNAPSHOTS
-            ]
-            return self._json({"object": "list", "data": listed})
         model = body.get("model", "") if isinstance(body, dict) else ""
         answer = SNAPSHOTS.get(model, model)
         stream = isinstance(body, dict) and body.get("stream") is True

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx2
 import uvicorn
-from tests.fakes.server import Fake, Seen
+from tests.fakes.server import SNAPSHOTS, Fake, Seen
 from tests.serving import free_port
 
 
@@ -69,7 +69,9 @@ class Upstream:
                 {"error": {"message": f"upstream says {status}", "type": "server_error"}},
             )
         try:
-            answer = self.fake.handle(httpx2.Request(scope["method"], url, headers=headers, content=body))
+            answer = self._free(scope) or self.fake.handle(
+                httpx2.Request(scope["method"], url, headers=headers, content=body)
+            )
         finally:
             if self.fake.fail is not None and not self.statuses:
                 self.fake.fail = None
@@ -82,6 +84,20 @@ class Upstream:
         out.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": answer.status_code, "headers": out})
         await send({"type": "http.response.body", "body": content})
+
+    def _free(self, scope: dict[str, Any]) -> httpx2.Response | None:
+        """count_tokens and the model lists (the in-process fake answers them 404)."""
+        path = scope["path"]
+        if path.endswith("/v1/messages/count_tokens"):
+            self.fake.seen.append(Seen(path, "", {}, None))
+            return httpx2.Response(200, json={"input_tokens": 42})
+        if scope["method"] == "GET" and "/models" in path:
+            self.fake.seen.append(Seen(path, "", {}, None))
+            listed = [
+                {"id": m, "object": "model", "created": 1731000000, "owned_by": "fake"} for m in SNAPSHOTS
+            ]
+            return httpx2.Response(200, json={"object": "list", "data": listed})
+        return None
 
     async def _stream(self, content: bytes, receive: Any, send: Any) -> None:
         sep = b"\r\n\r\n" if b"\r\n\r\n" in content else b"\n\n"
