@@ -113,16 +113,24 @@ def compare(ledger: Path, served: Path) -> Comparison:
     )
 
 
+def _init(ledger: str) -> None:
+    """Embedded mode on `ledger`, or remote mode when it is a server URL (key: LLMLEDGER_API_KEY)."""
+    if ledger.startswith(("http://", "https://")):
+        llmledger.init(server=ledger, flush_interval=0.05)
+    else:
+        llmledger.init(ledger=ledger, flush_interval=0.05)
+
+
 def _pool_work(args: tuple[str, str, int]) -> int:
     ledger, served, n = args
-    llmledger.init(ledger=ledger, flush_interval=0.05)
+    _init(ledger)
     calls(served, n, tenant="pool")
     return n
 
 
 def _process_work(ledger: str, served: str, n: int, init: bool) -> None:
     if init:
-        llmledger.init(ledger=ledger, flush_interval=0.05)
+        _init(ledger)
     calls(served, n, tenant="child")
 
 
@@ -181,6 +189,7 @@ def _fork_while_calling(served: str, n: int, children: int = 40) -> None:
 def main(argv: list[str]) -> None:
     """`python -m tests.fakes.served MODE LEDGER SERVED N [LIMIT]`.
 
+    LEDGER: a ledger, or a server URL (remote mode, with LLMLEDGER_API_KEY).
     MODE: `loop` (N calls then a normal exit; the parent kills it on the way), `exit` (N calls then
     `os._exit(0)`), `process-fork` / `process-spawn` (4 `multiprocessing.Process` children of N
     calls each), `pool-fork` / `pool-spawn` (a `Pool` of 4 running 8 tasks of N calls).
@@ -189,7 +198,7 @@ def main(argv: list[str]) -> None:
     import multiprocessing
 
     mode, ledger, served, n = argv[0], argv[1], argv[2], int(argv[3])
-    llmledger.init(ledger=ledger, flush_interval=0.05)
+    _init(ledger)
     if len(argv) > 4:
         llmledger.set_limit(usd=argv[4], per="month")
     print("ready", flush=True)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import gzip
 import http.client
 import json
+import os
 import random
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +99,8 @@ class HttpClient:
             "User-Agent": "llmledger-python",
         }
         self._local = threading.local()
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forget_connections(ref))
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
@@ -193,6 +197,15 @@ class HttpClient:
         if status in (400, 404, 413, 415, 422):
             raise ValidationError(message, status=status)
         raise ServerError(message, status=status)
+
+
+def _forget_connections(ref: weakref.ref[HttpClient]) -> None:
+    # In a forked child: never share the parent's sockets (two processes writing one stream would
+    # interleave requests). The copies are dropped unclosed-on-the-wire: closing a descriptor in
+    # the child does not end the parent's connection.
+    client = ref()
+    if client is not None:
+        client._local = threading.local()
 
 
 def _message(payload: bytes, default: str) -> str:

@@ -1,4 +1,5 @@
-"""Reading the ledger: `events()`, `usage()` and `spend()` (they flush pending events first)."""
+"""Reading the ledger: `events()`, `usage()` and `spend()` (they flush pending events first). In
+remote mode they read the server's `GET /api/v1/...` endpoints, with the same arguments and results."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from llmledger.events.event import UsageEvent
 from llmledger.sdk import runtime as _rt
 
 if TYPE_CHECKING:
+    from llmledger.sdk.remote import Remote
     from llmledger.storage.ledger import Ledger
     from llmledger.storage.queries import UsageRow
 
@@ -24,10 +26,10 @@ def flush(timeout: float | None = 30.0) -> bool:
     return _rt.current().writer.flush(timeout)
 
 
-def _read_ledger(flush: bool = True, flush_timeout: float = 10.0) -> Ledger:
-    """The ledger, once every event recorded before this read is written (`flush`), or
-    `StaleReadError` when they cannot be within `flush_timeout` seconds (the ledger locked or down):
-    a read never returns stale figures silently."""
+def _read_ledger(flush: bool = True, flush_timeout: float = 10.0) -> Ledger | Remote:
+    """The ledger (or the server, in remote mode), once every event recorded before this read is
+    written (`flush`), or `StaleReadError` when they cannot be within `flush_timeout` seconds (the
+    ledger locked or down): a read never returns stale figures silently."""
     runtime = _rt.current()
     if not isinstance(flush, bool):
         raise InvalidQueryError(f"flush must be True or False, got {flush!r}")
@@ -44,7 +46,7 @@ def _read_ledger(flush: bool = True, flush_timeout: float = 10.0) -> Ledger:
             f"(waited {flush_timeout} s; last write error: {counters.last_error or 'none'}): the ledger "
             "is locked or unreachable. Retry, or pass flush=False to read what it holds now."
         )
-    return runtime.ledger
+    return runtime.ledger if runtime.remote is None else runtime.remote
 
 
 def events(

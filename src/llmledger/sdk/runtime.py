@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from llmledger.instrumentation.call import Call
     from llmledger.limit.enforce import Enforcer
     from llmledger.pricing.pricer import Pricer
+    from llmledger.sdk.remote import Remote
     from llmledger.storage.ledger import Ledger
 
 __all__ = ["Config", "Deferred", "Runtime", "Stats", "current", "init", "shutdown"]
@@ -61,6 +62,9 @@ class Config:
     journal: bool = True
     limit_timeout: float = 0.5
     on_ledger_fault: str = "open"
+    server: str | None = None
+    """Remote mode: the llmledger server events go to (no local ledger is opened)."""
+    api_key: str | None = field(default=None, repr=False)
 
 
 class Deferred(Protocol):
@@ -101,6 +105,10 @@ class Stats:
     full...): sent under `on_ledger_fault="open"`, refused (and counted in `calls_refused` too)
     under `"closed"`."""
     last_limit_fault: str | None = None
+    events_deferred: int = 0
+    """Events the in-memory buffer had no room for (`max_buffer` reached while the ledger or the
+    server was unreachable): kept only in the journal, delivered when it is replayed (by the next
+    llmledger process that opens the same journal). Also counted in `events_dropped`."""
 
 
 class Runtime:
@@ -118,10 +126,20 @@ class Runtime:
         self._unpriced_lock = threading.Lock()
         self._enforcer: Enforcer | None = None
         self.unpriced: dict[str, int] = {}
-        self.journal: Journal | None = (
-            spool.journal_for(config.ledger) if config.enabled and config.journal else None
-        )
-        self.sink = LedgerSink(self)
+        self.deferred = 0
+        self.remote: Remote | None = None
+        journaled = config.enabled and config.journal
+        self.journal: Journal | None
+        if config.server is not None:
+            from llmledger.sdk.remote import Remote
+            from llmledger.sdk.remote_sink import RemoteSink
+
+            self.remote = Remote(config.server, config.api_key or "")
+            self.journal = spool.journal_for(config.ledger, self.remote.journal_dir) if journaled else None
+            self.sink: LedgerSink = RemoteSink(self, self.remote)
+        else:
+            self.journal = spool.journal_for(config.ledger) if journaled else None
+            self.sink = LedgerSink(self)
         self.writer: BackgroundWriter[UsageEvent | Deferred] = BackgroundWriter(
             self.sink,
             max_buffer=config.max_buffer,
@@ -130,13 +148,22 @@ class Runtime:
             tick=self.sink.tick,
         )
         if open_now and config.enabled:
-            _ = self.ledger
+            if self.remote is None:
+                _ = self.ledger
+            else:  # the writer replays what dead processes left, off the caller's thread
+                self.writer._start()
 
     @property
     def ledger(self) -> Ledger:
-        """The ledger, opened (and migrated) on first use."""
+        """The ledger, opened (and migrated) on first use. `ConfigError` in remote mode (the
+        server holds the ledger)."""
         ledger = self._ledger
         if ledger is None:
+            if self.remote is not None:
+                raise ConfigError(
+                    f"this process meters into the llmledger server at {self.remote.server} (remote "
+                    "mode): there is no local ledger; use the server's API for this"
+                )
             with self._ledger_lock:
                 if self._ledger is None:
                     from llmledger.storage.ledger import Ledger
@@ -165,8 +192,14 @@ class Runtime:
 
             with self._ledger_lock:
                 if self._enforcer is None:
-                    self._enforcer = Enforcer(self)
+                    if self.remote is not None:
+                        from llmledger.sdk.remote_limits import RemoteEnforcer
+
+                        self._enforcer = RemoteEnforcer(self)  # type: ignore[assignment]
+                    else:
+                        self._enforcer = Enforcer(self)
                 enforcer = self._enforcer
+                assert enforcer is not None
         return enforcer
 
     def record(self, event: UsageEvent, reservation: str | None = None) -> None:
@@ -179,8 +212,8 @@ class Runtime:
             segment = None if journal is None else journal.append(spool.track_record(event, reservation))
             if segment is None and reservation is None:
                 self.writer.submit(event)
-            else:
-                self.writer.submit(Tracked(event, reservation, segment))
+            elif not self.writer.submit(Tracked(event, reservation, segment)) and segment is not None:
+                self._deferred()
         self._announce(event)
 
     def record_later(self, call: Call) -> None:
@@ -191,7 +224,22 @@ class Runtime:
             if journal is not None:
                 end = journal.append(spool.end_record(spool.end_fields(call)))
                 call.journaled = (call.journaled, end)
-            self.writer.submit(call)
+            if not self.writer.submit(call) and journal is not None and None not in call.journaled:
+                self._deferred()
+
+    def _deferred(self) -> None:
+        # The buffer is full, but the journal holds the event: it is delivered when the journal is
+        # replayed (by the next process), not lost.
+        with self._unpriced_lock:
+            self.deferred += 1
+            first = self.deferred == 1
+        if first:
+            log.warning(
+                "llmledger: the event buffer is full (%d; the %s is slow or unreachable): further events "
+                "are kept in the journal only and delivered when it is replayed (stats().events_deferred)",
+                self.config.max_buffer,
+                "server" if self.remote is not None else "ledger",
+            )
 
     def _announce(self, event: UsageEvent) -> None:
         config = self.config
@@ -254,6 +302,7 @@ class Runtime:
             events_quarantined=self.sink.quarantined,
             calls_unchecked=self._enforcer.unchecked if self._enforcer is not None else 0,
             last_limit_fault=self._enforcer.last_fault if self._enforcer is not None else None,
+            events_deferred=self.deferred,
         )
 
     def after_fork(self) -> None:
@@ -270,11 +319,16 @@ class Runtime:
 
     def close(self, timeout: float = 10.0) -> bool:
         """Flush pending events, stop the writer and release the ledger."""
+        remote = self.remote
+        if remote is not None and getattr(self.sink, "failing", False) and self.journal is not None:
+            timeout = min(timeout, 1.0)  # the server is down: the journal keeps what is not delivered
         done = self.writer.close(timeout)
         if self.journal is not None:
             spool.release_journal(self.journal)
         if self._ledger is not None:
             self._ledger.close()
+        if remote is not None:
+            remote.close()
         return done
 
 
@@ -308,11 +362,21 @@ def current() -> Runtime:
     return runtime
 
 
-def _default_config() -> Config:
+def _default_config(remote: bool = True) -> Config:
+    from llmledger.sdk.remote import server_settings
+
+    server = api_key = None
+    try:
+        if remote:
+            server, api_key = server_settings(None, None)
+    except ConfigError as exc:  # from the environment: say so, and meter into the local ledger
+        log.error("llmledger: LLMLEDGER_SERVER ignored: %s", exc)
     return Config(
         ledger=os.environ.get("LLMLEDGER_DB") or f"sqlite:///{DEFAULT_DB}",
         prices=os.environ.get("LLMLEDGER_PRICES") or None,
         enabled=not _env_disabled(),
+        server=server,
+        api_key=api_key,
     )
 
 
@@ -349,6 +413,8 @@ def init(
     journal: bool = True,
     limit_timeout: float = 0.5,
     on_ledger_fault: str = "open",
+    server: str | None = None,
+    api_key: str | None = None,
 ) -> Runtime:
     """Configure llmledger for this process. Idempotent and thread-safe: the same settings keep the
     same runtime.
@@ -370,6 +436,10 @@ def init(
     lock); when the ledger cannot decide in time (or at all: disk full, an internal fault),
     `on_ledger_fault` chooses: `"open"` (default) sends the call, counts it in
     `stats().calls_unchecked` and meters it; `"closed"` raises `LimitUndecided` (nothing is sent).
+    Remote mode: `server` (a `llmledger serve` URL, default `LLMLEDGER_SERVER`) and `api_key` (a key
+    with the ingest scope, default `LLMLEDGER_API_KEY`) send events to that server instead of a
+    local ledger (none is opened); queries read it. `ConfigError` for a bad URL, a missing key,
+    or both `server` and `ledger`. See docs/server.md, "Remote mode".
     """
     _check_int("max_buffer", max_buffer, 1, 10_000_000, "events")
     _check_number("flush_interval", flush_interval, 0.001, 3600.0)
@@ -417,8 +487,11 @@ def init(
             raise ConfigError(
                 f"base_url_providers maps non-empty strings to provider ids, got {key!r}: {value!r}"
             )
+    from llmledger.sdk.remote import choose_mode
+
+    server, api_key = choose_mode(ledger, server, api_key)
     defaults = make_attribution(tenant=tenant, user=user, org=org, feature=feature, agent=agent, tags=tags)
-    base = _default_config()
+    base = _default_config(remote=False)
     config = Config(
         ledger=os.fspath(ledger) if ledger else base.ledger,
         prices=os.fspath(prices) if prices is not None else base.prices,
@@ -437,6 +510,8 @@ def init(
         journal=journal,
         limit_timeout=float(limit_timeout),
         on_ledger_fault=on_ledger_fault,
+        server=server,
+        api_key=api_key,
     )
     from llmledger import instrumentation
     from llmledger.instrumentation.hosts import configure_hosts

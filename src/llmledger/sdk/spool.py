@@ -316,10 +316,11 @@ def journal_dir(ledger: str) -> Path:
     return cache / "llmledger" / "journal" / hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-def journal_for(ledger: str) -> Journal:
-    """This process's journal for a ledger: one per directory, shared by successive runtimes, so
-    a call begun under one runtime and ended under the next is acknowledged in the same journal."""
-    path = str(journal_dir(ledger).absolute())
+def journal_for(ledger: str, directory: Path | None = None) -> Journal:
+    """This process's journal for a ledger (or for `directory`: remote mode's): one per directory,
+    shared by successive runtimes, so a call begun under one runtime and ended under the next is
+    acknowledged in the same journal."""
+    path = str((journal_dir(ledger) if directory is None else directory).absolute())
     with _journals_lock:
         journal = _journals.get(path)
         if journal is None:
