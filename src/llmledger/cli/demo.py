@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -96,13 +97,24 @@ def _prepare(console: Console, path: str) -> None:
             conn.execute(sa.insert(meta).values(key=DEMO_MARK, value=1))
 
 
-def run_demo(console: Console, ledger: str | None, calls: int, *, keep: bool = False) -> None:
-    """Run the tour and print the reports; a temporary ledger is removed afterwards unless `keep`."""
+def run_demo(
+    console: Console,
+    ledger: str | None,
+    calls: int,
+    *,
+    keep: bool = False,
+    then: Callable[[str], None] | None = None,
+) -> None:
+    """Run the tour and print the reports; a temporary ledger is removed afterwards unless `keep`.
+    `then(path)` runs on the demo's ledger after the tour, before it is removed (`--serve`)."""
     folder = None if ledger else tempfile.mkdtemp(prefix="llmledger-demo-")
     path = ledger or str(Path(folder or ".") / "demo.db")
     try:
         _prepare(console, path)
         _tour(console, path, calls)
+        llmledger.shutdown()
+        if then is not None:
+            then(path)
     finally:
         llmledger.shutdown()
         if folder is not None and not keep:

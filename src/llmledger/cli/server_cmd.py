@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -48,6 +50,9 @@ def serve(
     except LlmLedgerError as exc:
         raise _fail(str(exc)) from exc
     errors.print(f"llmledger {settings.ledger} serving on http://{settings.host}:{settings.port}")
+    # SIGTERM: uvicorn stops accepting, finishes the requests in flight (up to 10 s), closes the
+    # ledger, then re-raises the signal to the handler it found: this one exits with status 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         application,
         host=settings.host,
