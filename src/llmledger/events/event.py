@@ -8,6 +8,7 @@ The breakdown fields are subsets of those totals, never additions to them.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -241,6 +242,7 @@ class UsageEvent:
 _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(UsageEvent))
 _SETTERS = tuple(getattr(UsageEvent, name).__set__ for name in _FIELDS)
 _new = object.__new__
+_in_field_order = operator.itemgetter(*_FIELDS)
 
 
 def build_event(values: tuple[Any, ...]) -> UsageEvent:
@@ -288,64 +290,95 @@ def _bool(data: Mapping[str, Any], name: str, default: bool) -> bool:
 
 
 def _event_from_wire(data: Mapping[str, Any]) -> UsageEvent:
+    # One pass, each check once: the checks of `event_problem` (what every store holds) and of the
+    # wire form (types, enums), then the event built without the frozen dataclass `__init__`
+    # (server ingest parses tens of thousands of these per second).
+    get = data.get
     ts_raw = _req_str(data, "timestamp")
     ts = datetime.fromisoformat(ts_raw.replace("Z", "+00:00"))
     if ts.tzinfo is None:
         raise InvalidEventError("field 'timestamp' must carry a UTC offset (e.g. '...Z')")
-    tokens = {name: data.get(name, 0) for name in TOKEN_FIELDS}
+    ts = ts.astimezone(timezone.utc)
+    check_timestamp("timestamp", ts)
+    event_id = _req_str(data, "event_id")
+    check_text("event_id", event_id, 36, required=True)
+    values: dict[str, Any] = {"event_id": event_id, "timestamp": ts}
+    for name, limit, required in _WIRE_TEXTS:
+        value = get(name)
+        if value is None and not required:
+            values[name] = None
+            continue
+        # The common case in one expression: a short, printable ASCII string.
+        if not (
+            value.__class__ is str
+            and 0 < len(value) <= limit
+            and value.isascii()
+            and not value.isspace()
+            and "\x00" not in value
+        ):
+            value = _req_str(data, name) if required else value
+            if value is not None and not isinstance(value, str):
+                raise InvalidEventError(f"field {name!r} must be a string or null")
+            check_text(name, value, limit, required=required)
+        values[name] = value
+    tokens = {name: get(name, 0) for name in TOKEN_FIELDS}
     check_tokens(tokens)
-    labels: dict[str, Any] = {name: _opt_str(data, name) for name in ATTRIBUTION_FIELDS}
-    tags = data.get("tags") or {}
-    check_attribution(labels, tags)
-    units_raw = data.get("units") or {}
+    values.update(tokens)
+    labels: dict[str, Any] = {name: get(name) for name in ATTRIBUTION_FIELDS}
+    tags = get("tags") or {}
+    if all(
+        v is None or (v.__class__ is str and 0 < len(v) <= _MAX_LABEL and v.isascii() and "\x00" not in v)
+        for v in labels.values()
+    ):
+        check_attribution({}, tags)  # the labels are fine: check the tags only
+    else:
+        for name in ATTRIBUTION_FIELDS:
+            _opt_str(data, name)
+        check_attribution(labels, tags)
+    values.update(labels)
+    values["tags"] = dict(tags)
+    units_raw = get("units") or {}
     if not isinstance(units_raw, Mapping):
         raise InvalidEventError("field 'units' must be an object of unit name to decimal string")
-    units = check_units({k: Decimal(str(v)) for k, v in units_raw.items()})
-    cost_raw = data.get("cost_usd")
+    values["units"] = check_units({k: Decimal(str(v)) for k, v in units_raw.items()}) if units_raw else {}
+    cost_raw = get("cost_usd")
     cost = None if cost_raw is None else Decimal(str(cost_raw))
-    if cost is not None and (not cost.is_finite() or cost < 0):
-        raise InvalidEventError("field 'cost_usd' must be a non-negative decimal string or null")
-    computed_raw = data.get("computed_cost_usd")
+    if cost is not None:
+        if not cost.is_finite() or cost < 0:
+            raise InvalidEventError("field 'cost_usd' must be a non-negative decimal string or null")
+        check_amount("cost_usd", cost)
+    values["cost_usd"] = cost
+    computed_raw = get("computed_cost_usd")
     computed = None if computed_raw is None else Decimal(str(computed_raw))
     if computed is not None and (not computed.is_finite() or computed < 0):
         raise InvalidEventError("field 'computed_cost_usd' must be a non-negative decimal string or null")
+    values["computed_cost_usd"] = computed
     cost_source = _opt_str(data, "cost_source")
     if cost_source is not None and cost_source not in COST_SOURCES:
         raise InvalidEventError(f"field 'cost_source' must be one of {sorted(COST_SOURCES)}")
-    status = data.get("status", "ok")
+    values["cost_source"] = cost_source
+    status = get("status", "ok")
     if status not in STATUSES:
         raise InvalidEventError(f"field 'status' must be one of {sorted(STATUSES)}")
-    event = UsageEvent(
-        event_id=_req_str(data, "event_id"),
-        timestamp=ts.astimezone(timezone.utc),
-        provider=_req_str(data, "provider"),
-        model=_req_str(data, "model"),
-        requested_model=_opt_str(data, "requested_model"),
-        endpoint=_opt_str(data, "endpoint"),
-        service_tier=_opt_str(data, "service_tier"),
-        **tokens,
-        units=units,
-        cost_usd=cost,
-        cost_source=cost_source,  # type: ignore[arg-type]
-        unpriced_reason=_opt_str(data, "unpriced_reason"),
-        partially_priced=_bool(data, "partially_priced", False),
-        cost_note=_opt_str(data, "cost_note"),
-        computed_cost_usd=computed,
-        duration_ms=_opt_float(data, "duration_ms"),
-        time_to_first_token_ms=_opt_float(data, "time_to_first_token_ms"),
-        stream=_bool(data, "stream", False),
-        complete=_bool(data, "complete", True),
-        status=status,
-        error_type=_opt_str(data, "error_type"),
-        request_id=_opt_str(data, "request_id"),
-        estimated=_bool(data, "estimated", False),
-        **labels,
-        tags=dict(tags),
-    )
-    problem = event_problem(event)
-    if problem is not None:
-        raise InvalidEventError(f"invalid usage event: {problem}")
-    return event
+    values["status"] = status
+    for name in ("duration_ms", "time_to_first_token_ms"):
+        duration = _opt_float(data, name)
+        check_duration(name, duration)
+        values[name] = duration
+    values["cost_note"] = _opt_str(data, "cost_note")
+    values["partially_priced"] = _bool(data, "partially_priced", False)
+    values["stream"] = _bool(data, "stream", False)
+    values["complete"] = _bool(data, "complete", True)
+    values["estimated"] = _bool(data, "estimated", False)
+    values["schema_version"] = SCHEMA_VERSION
+    return build_event(_in_field_order(values))
+
+
+_WIRE_TEXTS: tuple[tuple[str, int, bool], ...] = tuple(
+    (name, limit, name in ("provider", "model"))
+    for name, limit in TEXT_LIMITS.items()
+    if name != "cost_source"
+)
 
 
 def check_tokens(tokens: Mapping[str, Any]) -> None:
