@@ -25,8 +25,8 @@ from google.genai import types
 from tests.fakes.server import Fake
 
 import llmledger
+from llmledger.engine.limits import Enforcer
 from llmledger.errors import LimitUndecided
-from llmledger.limit.enforce import Enforcer
 from llmledger.storage.limits import LimitStore
 
 MSGS = [{"role": "user", "content": "Summarise the ledger."}]

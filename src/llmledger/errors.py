@@ -15,6 +15,7 @@ __all__ = [
     "ConfigError",
     "InvalidEventError",
     "InvalidQueryError",
+    "InvalidShapeError",
     "InvalidUsageError",
     "LedgerBusy",
     "LedgerError",
@@ -30,6 +31,7 @@ __all__ = [
     "ServerUnavailable",
     "StaleReadError",
     "UpstreamRefused",
+    "UnpricedRefused",
     "ValidationError",
 ]
 
@@ -196,3 +198,12 @@ class UpstreamRefused(LlmLedgerError, OSError):
     """An upstream the gateway will not call: not on its allow-list, or leading to an address it
     may not reach (loopback, private, link-local, cloud metadata). The message says which and how
     an operator allows it (`--allow-upstream URL`, `LLMLEDGER_ALLOWED_UPSTREAMS`)."""
+
+
+class UnpricedRefused(LimitExceeded):
+    """A USD limit refused a call to a model with no known price (its `unpriced="refuse"` policy)."""
+
+
+class InvalidShapeError(LlmLedgerError, ValueError):
+    """A request shape (`llmledger.limit.worst.Shape` in its wire form) is malformed: the message names
+    the field and what it must be."""

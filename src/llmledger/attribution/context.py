@@ -72,6 +72,13 @@ def make_attribution(
     return Attribution(tenant, user, org, feature, agent, session, dict(tags or {}))
 
 
+def attribution_from(values: Mapping[str, Any]) -> Attribution:
+    """`make_attribution` from a mapping of its keyword names (`tenant`... `tags`; others ignored)."""
+    return make_attribution(
+        **{k: values.get(k) for k in ("tenant", "user", "org", "feature", "agent", "session", "tags")}
+    )
+
+
 def current_attribution() -> Attribution:
     """The attribution in force in this thread / task (not including `init()` defaults)."""
     return _current.get()

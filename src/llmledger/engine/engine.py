@@ -1,15 +1,23 @@
-"""`Engine`: a ledger (SQLite or PostgreSQL), its pricer and its keys, passed explicitly to the doors."""
+"""`Engine`: a ledger (SQLite or PostgreSQL), its pricer, its keys and its limits, passed explicitly to
+the doors (the HTTP server, the gateway; the in-process SDK builds the same `Enforcer` itself)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from llmledger.attribution.context import Attribution, attribution_from, make_attribution
+from llmledger.engine import limit_admin
+from llmledger.engine.limit_admin import LimitStatus
+from llmledger.engine.limits import EnforcementPolicy, Enforcer, Reservation
 from llmledger.engine.recording import IngestResult, ingest
+from llmledger.errors import LimitDefinitionError
 from llmledger.events.event import UsageEvent
+from llmledger.limit.model import SCOPE_KEYS, Alert, Limit, scope_of_call
+from llmledger.limit.shape import Shape
 from llmledger.pricing.overrides import Overrides
 from llmledger.pricing.pricer import Pricer
 from llmledger.storage.keys import KeyStore
@@ -23,15 +31,25 @@ class Engine:
     """Everything one ledger database serves, owned by whoever opened it.
 
     `url`: a SQLAlchemy URL (`sqlite:///path`, `postgresql://...`) or a SQLite file path.
-    `prices`: a price overrides TOML file. Raises `LedgerError` / `ConfigError` when the ledger
+    `prices`: a price overrides TOML file. `policy`: how limit decisions wait and fail
+    (`EnforcementPolicy`); `on_alert(alert)`: receives every threshold alert a decision or a write
+    fires (its faults are logged, never raised). Raises `LedgerError` / `ConfigError` when the ledger
     cannot be opened, `PriceOverrideError` for a bad overrides file.
     """
 
-    def __init__(self, url: str, *, prices: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        prices: str | Path | None = None,
+        policy: EnforcementPolicy | None = None,
+        on_alert: Callable[[Alert], object] | None = None,
+    ) -> None:
         overrides = Overrides.load(prices) if prices else None
         self.pricer = Pricer(overrides)
         self.ledger = Ledger(url)
         self.keys = KeyStore(self.ledger.engine)
+        self.enforcer = Enforcer(self.ledger.limits, self.pricer, policy, on_alert)
 
     @property
     def dialect(self) -> str:
@@ -41,8 +59,12 @@ class Engine:
     def ingest(
         self, items: Sequence[Any], *, tenant: str | None = None, return_events: bool = False
     ) -> IngestResult:
-        """Validate, price and store wire-form events; see `llmledger.engine.recording.ingest`."""
-        return ingest(self.ledger, self.pricer, items, tenant=tenant, return_events=return_events)
+        """Validate, price and store wire-form events; see `llmledger.engine.recording.ingest`. The
+        stored events teach estimate-mode limits their averages."""
+        result = ingest(self.ledger, self.pricer, items, tenant=tenant, return_events=return_events)
+        for event in result.stored:
+            self.enforcer.learn(event)
+        return result
 
     def usage(
         self,
@@ -71,6 +93,88 @@ class Engine:
         """The exact USD total of the matching events."""
         return self.ledger.spend(filters, since, until)
 
+    # -- limits -----------------------------------------------------------------------------------
+
+    def reserve(
+        self,
+        scope: Attribution | Mapping[str, Any],
+        *,
+        provider: str,
+        model: str | None,
+        feature: str | None = None,
+        input_tokens: int | None = None,
+        body: Mapping[str, Any] | None = None,
+        shape: Shape | None = None,
+        max_output_tokens: int | None = None,
+    ) -> Reservation:
+        """Reserve a call's worst case against every limit that applies, before it is sent.
+
+        `scope`: the call's attribution (`{"tenant", "user", "org", "feature", "agent", "session",
+        "tags": {...}}` or an `Attribution`); `feature` overrides its feature. Describe the call by a
+        `shape` (no prompt text), a provider request `body`, or `input_tokens`/`max_output_tokens`.
+        Returns a `Reservation` (its id is None when no limit applies). Raises `InvalidUsageError`
+        for a bad attribution, `LimitExceeded` / `UnpricedRefused` / `RateLimited` when refused,
+        `LimitUndecided` when the ledger cannot decide under `on_ledger_fault="closed"`.
+        """
+        who = _attribution(scope)
+        if feature is not None:
+            who = who.merged(make_attribution(feature=feature))
+        return self.enforcer.reserve(
+            scope_of_call(who, model, provider),
+            provider=provider,
+            model=model,
+            feature=who.feature,
+            input_tokens=input_tokens,
+            body=body,
+            max_output_tokens=max_output_tokens,
+            shape=shape,
+        )
+
+    def settle(self, reservation_id: str, event_or_amounts: UsageEvent | Mapping[str, Decimal]) -> None:
+        """The call ended: its reservation holds its actual use (the event's, or limit id -> amount)
+        until the event is written (which drops it). An unknown id is a no-op."""
+        self.enforcer.settle(reservation_id, event_or_amounts)
+
+    def release(self, reservation_id: str) -> None:
+        """Drop a reservation (the call was not made). An unknown id is a no-op."""
+        self.enforcer.release(reservation_id)
+
+    def limits(self) -> list[Limit]:
+        """Every limit defined in the ledger."""
+        return list(self.enforcer.limits(fresh=True))
+
+    def set_limit(self, **fields: Any) -> Limit:
+        """Create or replace a limit (the keyword arguments of `llmledger.set_limit`); raises
+        `LimitDefinitionError` listing every problem."""
+        return limit_admin.define(self.enforcer, **fields)
+
+    def delete_limit(self, limit_id: str) -> bool:
+        """Remove a limit and its counters, reservations and credit; False if there was none."""
+        return limit_admin.delete(self.enforcer, limit_id)
+
+    def top_up(self, limit_id: str, amount: Any, **scope: Any) -> Decimal:
+        """Add credit to a lifetime limit (`user="u1"` names the subject of a `*` scope); returns the
+        credit granted so far. Raises `LimitDefinitionError`."""
+        return limit_admin.top_up(self.enforcer, limit_id, amount, scope)
+
+    def status(
+        self, *, model: str | None = None, provider: str | None = None, **scope: Any
+    ) -> list[LimitStatus]:
+        """Where every limit that applies to this scope stands, tightest first (`tenant=`, `user=`...,
+        `tags={...}`). Raises `LimitDefinitionError` for an unknown scope key."""
+        unknown = [k for k in scope if k not in (*SCOPE_KEYS, "tags")]
+        if unknown:
+            raise LimitDefinitionError(
+                f"unknown scope {unknown}; use {', '.join(SCOPE_KEYS)} or tags={{...}}"
+            )
+        model = model or scope.pop("model", None)
+        provider = provider or scope.pop("provider", None)
+        return limit_admin.status(self.enforcer, scope_of_call(_attribution(scope), model, provider))
+
+    def reconcile(self) -> list[dict[str, Any]]:
+        """Compare every limit's counters with the ledger's events; an empty list proves they agree."""
+        return self.ledger.limits.reconcile()
+
     def ping(self) -> None:
         """Raise if the database does not answer (readiness): one trivial query."""
         with self.ledger.engine.connect() as conn:
@@ -79,3 +183,7 @@ class Engine:
     def close(self) -> None:
         """Release the database connections."""
         self.ledger.close()
+
+
+def _attribution(scope: Attribution | Mapping[str, Any]) -> Attribution:
+    return scope if isinstance(scope, Attribution) else attribution_from(scope)

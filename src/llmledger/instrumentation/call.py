@@ -21,12 +21,12 @@ from llmledger.attribution.context import Attribution
 from llmledger.errors import LimitExceeded, LimitUndecided
 from llmledger.events.event import UsageEvent
 from llmledger.events.ids import uuid7
-from llmledger.instrumentation.estimate import estimate_from_chars, request_text
 from llmledger.instrumentation.usage import KEEP_CHARS, Usage
 from llmledger.limit.model import scope_of_call
 from llmledger.sdk import runtime as _rt
 from llmledger.sdk.spool import call_event, end_fields
 from llmledger.tokens import count_tokens
+from llmledger.tokens.estimate import estimate_from_chars, request_text
 
 __all__ = ["Call", "StreamReader", "meter_async", "meter_sync"]
 

@@ -7,27 +7,22 @@ yourself (record them with `track()` inside the block).
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from llmledger.attribution.context import _current, make_attribution
+from llmledger.attribution.context import _current, attribution_from
+from llmledger.engine import limit_admin
+from llmledger.engine.limit_admin import LimitStatus
 from llmledger.errors import LimitDefinitionError
 from llmledger.limit.define import make_limit
-from llmledger.limit.enforce import exceeded
 from llmledger.limit.model import SCOPE_KEYS, Limit, scope_of_call
 from llmledger.sdk import runtime as _rt
-from llmledger.storage.limits import Standing
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,28 +42,6 @@ __all__ = [
 ]
 
 _guarding: ContextVar[list[Any] | None] = ContextVar("llmledger_guard", default=None)
-
-
-@dataclass(frozen=True, slots=True)
-class LimitStatus:
-    """Where one limit stands for a scope: spent and reserved in this window, what remains, when it resets."""
-
-    limit: Limit
-    subject: str
-    spent: Decimal
-    reserved: Decimal
-    allowed: Decimal
-    remaining: Decimal
-    resets_at: datetime | None
-
-    @classmethod
-    def of(cls, s: Standing) -> LimitStatus:
-        return cls(s.limit, s.subject, s.spent, s.reserved, s.allowed, s.remaining, s.resets_at)
-
-
-def _limit_id(limit: Limit) -> str:
-    key = json.dumps([limit.scope, limit.metric, limit.window.kind, limit.window.seconds, limit.window.tz])
-    return "lim_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def set_limit(
@@ -105,12 +78,8 @@ def set_limit(
     when a token limit bounds the call). The same scope, metric and window replace the earlier limit
     (its id is derived from them). Bad definitions raise `LimitDefinitionError` listing every problem.
     """
-    for name, value in (("tags", tags), ("downgrade", downgrade)):
-        if value is not None and not isinstance(value, Mapping):
-            example = "{'plan': 'free'}" if name == "tags" else "{'gpt-4o': 'gpt-4o-mini'}"
-            raise LimitDefinitionError(f"{name} must be a dict, e.g. {name}={example}, got {value!r}")
-    draft = make_limit(
-        "",
+    return limit_admin.define(
+        _rt.current().enforcer,
         usd=usd,
         tokens=tokens,
         requests=requests,
@@ -129,11 +98,6 @@ def set_limit(
         fallback_price=fallback_price,
         **scope,
     )
-    limit = dataclasses.replace(draft, id=_limit_id(draft))
-    runtime = _rt.current()
-    runtime.ledger.limits.put(limit, datetime.now(timezone.utc))
-    runtime.enforcer.limits(fresh=True)
-    return limit
 
 
 def load_limits(path: str | os.PathLike[str]) -> list[Limit]:
@@ -211,35 +175,9 @@ def limits() -> list[Limit]:
     return list(_rt.current().enforcer.limits(fresh=True))
 
 
-def _find(limit_id: str) -> Limit:
-    for limit in limits():
-        if limit.id == limit_id:
-            return limit
-    raise LimitDefinitionError(f"no limit with id {limit_id!r}; see llmledger.limits()")
-
-
 def delete_limit(limit_id: str) -> bool:
     """Remove a limit (and its counters, reservations, credit); False if there was none."""
-    runtime = _rt.current()
-    gone = runtime.ledger.limits.delete(limit_id)
-    runtime.enforcer.limits(fresh=True)
-    return gone
-
-
-def _subject(limit: Limit, scope: Mapping[str, Any]) -> str:
-    """The counter of a limit a top-up names: the values of its `*` dimensions."""
-    parts = []
-    tags = scope.get("tags") or {}
-    for key, want in limit.scope:
-        if want != "*":
-            continue
-        have = tags.get(key[4:]) if key.startswith("tag:") else scope.get(key)
-        if not isinstance(have, str) or not have:
-            raise LimitDefinitionError(
-                f"limit {limit.id} ({limit.describe_scope()}) applies to each {key}: name one"
-            )
-        parts.append(f"{key}={have}")
-    return "&".join(parts)
+    return limit_admin.delete(_rt.current().enforcer, limit_id)
 
 
 def top_up(limit_id: str, amount: Any, **scope: Any) -> Decimal:
@@ -247,17 +185,7 @@ def top_up(limit_id: str, amount: Any, **scope: Any) -> Decimal:
 
     Returns the total credit granted so far on top of the limit's amount.
     """
-    limit = _find(limit_id)
-    if limit.window.kind != "lifetime":
-        raise LimitDefinitionError(
-            f"limit {limit_id} resets every {limit.window.kind}; only lifetime limits take top-ups"
-        )
-    value = (
-        make_limit("", usd=amount).amount if limit.metric == "usd" else make_limit("", tokens=amount).amount
-    )
-    if value <= 0:
-        raise LimitDefinitionError(f"a top-up must be positive, got {amount!r}")
-    return _rt.current().ledger.limits.top_up(limit, _subject(limit, scope), value)
+    return limit_admin.top_up(_rt.current().enforcer, limit_id, amount, scope)
 
 
 def _scope(scope: Mapping[str, Any], model: str | None, provider: str | None) -> dict[str, str | None]:
@@ -265,30 +193,14 @@ def _scope(scope: Mapping[str, Any], model: str | None, provider: str | None) ->
     if unknown:
         raise LimitDefinitionError(f"unknown scope {unknown}; use {', '.join(SCOPE_KEYS)} or tags={{...}}")
     runtime = _rt.current()
-    given = make_attribution(
-        tenant=scope.get("tenant"),
-        user=scope.get("user"),
-        org=scope.get("org"),
-        feature=scope.get("feature"),
-        agent=scope.get("agent"),
-        tags=scope.get("tags"),
-    )
+    given = attribution_from(scope)
     who = runtime.config.defaults.merged(_current.get()).merged(given)
     return scope_of_call(who, model or scope.get("model"), provider or scope.get("provider"))
 
 
 def remaining(*, model: str | None = None, provider: str | None = None, **scope: Any) -> list[LimitStatus]:
     """Every limit that applies to this scope (plus the current `attribute()` block), tightest first."""
-    values = _scope(scope, model, provider)
-    store = _rt.current().ledger.limits
-    now = datetime.now(timezone.utc)
-    out = [
-        LimitStatus.of(store.standing(limit, subject, now))
-        for limit in limits()
-        if (subject := limit.subject(values)) is not None
-    ]
-    out.sort(key=lambda s: (s.remaining / s.allowed) if s.allowed else Decimal(0))
-    return out
+    return limit_admin.status(_rt.current().enforcer, _scope(scope, model, provider))
 
 
 def check(
@@ -302,21 +214,14 @@ def check(
     """Would a call fit? Raises `LimitExceeded` (saying which limit and when it resets) if a hard limit
     would refuse its worst case; otherwise returns `remaining()` for the scope. Reserves nothing."""
     values = _scope(scope, model, provider)
-    runtime = _rt.current()
-    enforcer = runtime.enforcer
-    cap = max_output_tokens or runtime.config.default_output_cap
-    statuses = []
-    now = datetime.now(timezone.utc)
-    for limit in enforcer.limits(fresh=True):
-        subject = limit.subject(values)
-        if subject is None:
-            continue
-        standing = runtime.ledger.limits.standing(limit, subject, now)
-        needed = enforcer.worst_case(limit, provider, model, values.get("feature"), input_tokens, None, cap)
-        if limit.blocks and standing.refuses(needed):
-            raise exceeded(standing, needed)
-        statuses.append(LimitStatus.of(standing))
-    return statuses
+    return limit_admin.check(
+        _rt.current().enforcer,
+        values,
+        provider=provider,
+        model=model,
+        input_tokens=input_tokens,
+        max_output_tokens=max_output_tokens,
+    )
 
 
 @contextmanager

@@ -27,8 +27,8 @@ from llmledger.transport.journal import Journal
 from llmledger.transport.writer import BackgroundWriter
 
 if TYPE_CHECKING:
+    from llmledger.engine.limits import Enforcer
     from llmledger.instrumentation.call import Call
-    from llmledger.limit.enforce import Enforcer
     from llmledger.pricing.pricer import Pricer
     from llmledger.sdk.remote import Remote
     from llmledger.storage.ledger import Ledger
@@ -188,16 +188,28 @@ class Runtime:
         """Spend-limit enforcement for this runtime (created on first use)."""
         enforcer = self._enforcer
         if enforcer is None:
-            from llmledger.limit.enforce import Enforcer
+            if self.remote is not None:
+                from llmledger.sdk.remote_limits import RemoteEnforcer
 
+                with self._ledger_lock:
+                    if self._enforcer is None:
+                        self._enforcer = RemoteEnforcer(self)  # type: ignore[assignment]
+                    enforcer = self._enforcer
+                assert enforcer is not None
+                return enforcer
+            from llmledger.engine.limits import EnforcementPolicy, Enforcer
+
+            config = self.config
+            policy = EnforcementPolicy(
+                limit_timeout=config.limit_timeout,
+                on_ledger_fault=config.on_ledger_fault,
+                default_output_cap=config.default_output_cap,
+                reservation_ttl=config.reservation_ttl,
+            )
+            ledger = self.ledger  # opened outside the lock (opening takes it)
             with self._ledger_lock:
                 if self._enforcer is None:
-                    if self.remote is not None:
-                        from llmledger.sdk.remote_limits import RemoteEnforcer
-
-                        self._enforcer = RemoteEnforcer(self)  # type: ignore[assignment]
-                    else:
-                        self._enforcer = Enforcer(self)
+                    self._enforcer = Enforcer(ledger.limits, self.pricer, policy, config.on_threshold)
                 enforcer = self._enforcer
                 assert enforcer is not None
         return enforcer

@@ -1,4 +1,5 @@
-"""Token estimates for calls whose provider reported no usage (a stream cut short, a text-only reply).
+"""Token estimates: for calls whose provider reported no usage (a stream cut short, a text-only reply),
+and for the `estimate` mode of spend limits.
 
 An estimate is always marked `estimated=True` on the event. On the caller's thread it is ~4
 characters a token, the rule of thumb OpenAI and Anthropic document for English; the writer thread
