@@ -57,6 +57,8 @@ class Reservation:
     id: str | None
     model: str | None = None
     expires_at: datetime | None = None
+    unchecked: bool = False
+    """True when a limit applied but the ledger could not decide and the policy is "open"."""
 
 
 def seconds_until(at: datetime | None, now_us: int) -> float | None:

@@ -60,10 +60,12 @@ class Engine:
         self, items: Sequence[Any], *, tenant: str | None = None, return_events: bool = False
     ) -> IngestResult:
         """Validate, price and store wire-form events; see `llmledger.engine.recording.ingest`. The
-        stored events teach estimate-mode limits their averages."""
+        stored events teach estimate-mode limits their averages; the threshold alerts their spend
+        crossed go to `on_alert`."""
         result = ingest(self.ledger, self.pricer, items, tenant=tenant, return_events=return_events)
         for event in result.stored:
             self.enforcer.learn(event)
+        self.enforcer.announce(result.alerts)
         return result
 
     def usage(

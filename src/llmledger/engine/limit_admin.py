@@ -20,6 +20,7 @@ from llmledger.engine.limits import Enforcer
 from llmledger.errors import LimitDefinitionError
 from llmledger.limit.define import make_limit
 from llmledger.limit.model import Limit
+from llmledger.storage.limit_subjects import subjects
 from llmledger.storage.limits import Standing
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "find",
     "limit_id",
     "status",
+    "statuses",
     "subject_of",
     "top_up",
 ]
@@ -155,3 +157,40 @@ def check(
             raise exceeded(standing, needed)
         statuses.append(LimitStatus.of(standing))
     return statuses
+
+
+def statuses(
+    enforcer: Enforcer,
+    query: Mapping[str, str],
+    *,
+    limit_id: str | None = None,
+    need_dimension: str | None = None,
+    most: int = 1000,
+) -> list[LimitStatus]:
+    """Where limits stand for every subject a query matches: `query` maps scope dimensions
+    (`tenant`, `user`..., `tag:<name>`) to values. A limit is left out when one of its fixed values
+    differs from the query's; for its `*` dimensions the query names, that subject; for those it does
+    not name, every subject the ledger has for it now (spend in this window, a reservation, credit),
+    at most `most`. `need_dimension`: only limits scoped by that dimension (a tenant-bound reader)."""
+    now = datetime.now(timezone.utc)
+    out: list[LimitStatus] = []
+    for limit in enforcer.limits(fresh=True):
+        if limit_id is not None and limit.id != limit_id:
+            continue
+        scope = dict(limit.scope)
+        if need_dimension is not None and need_dimension not in scope:
+            continue
+        if any(want != "*" and key in query and query[key] != want for key, want in scope.items()):
+            continue
+        stars = [key for key, want in scope.items() if want == "*"]
+        if all(key in query for key in stars):
+            names = ["&".join(f"{key}={query[key]}" for key in stars)]
+        else:
+            named = {f"{key}={query[key]}" for key in stars if key in query}
+            names = [
+                name
+                for name in subjects(enforcer.store.engine, limit, now, most)
+                if named <= set(name.split("&"))
+            ]
+        out.extend(LimitStatus.of(enforcer.store.standing(limit, name, now)) for name in names[:most])
+    return out

@@ -52,6 +52,7 @@ AlertHook = Callable[[Alert], object]
 
 
 _NONE = Reservation(None)
+_UNCHECKED = Reservation(None, unchecked=True)
 
 
 class Enforcer:
@@ -139,7 +140,7 @@ class Enforcer:
             raise
         except Exception as exc:
             self.undecided(exc)
-            return _NONE
+            return _UNCHECKED
 
     def undecided(self, exc: Exception) -> None:
         """Apply `on_ledger_fault` to a decision the ledger could not make: count and log it, then

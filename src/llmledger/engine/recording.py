@@ -15,11 +15,12 @@ import sqlalchemy as sa
 
 from llmledger.errors import InvalidEventError
 from llmledger.events.event import TOKEN_FIELDS, UsageEvent
+from llmledger.limit.model import Alert
 from llmledger.pricing.call import price_call
 from llmledger.pricing.pricer import Pricer
 from llmledger.storage.ledger import Ledger
 
-__all__ = ["IngestResult", "Rejected", "ingest", "price_event"]
+__all__ = ["IngestResult", "Rejected", "ingest", "price_event", "read_event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,8 @@ class IngestResult:
     """The events this batch newly stored (not those a retry had stored before)."""
     events: list[UsageEvent] | None = None
     """With `return_events`: each accepted item's event as stored, in input order."""
+    alerts: list[Alert] = field(default_factory=list)
+    """Threshold alerts the committed spend crossed (each recorded once across processes)."""
 
     @property
     def duplicates(self) -> int:
@@ -91,6 +94,26 @@ def _bind_tenant(item: Mapping[str, Any], tenant: str | None) -> Mapping[str, An
     return item
 
 
+def _reservation(item: Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None]:
+    """An item's `reservation_id` (the reservation its event settles), split from the event."""
+    if "reservation_id" not in item:
+        return item, None
+    rid = item["reservation_id"]
+    if rid is not None and (not isinstance(rid, str) or not 0 < len(rid) <= 64):
+        raise InvalidEventError(f"reservation_id must be a reservation's id (a string), got {rid!r:.80}")
+    return {k: v for k, v in item.items() if k != "reservation_id"}, rid
+
+
+def read_event(pricer: Pricer, item: Any, tenant: str | None = None) -> UsageEvent:
+    """One wire-form event, validated, bound to `tenant` (see `ingest`) and priced when it came
+    without a cost. Raises `InvalidEventError` saying what is wrong."""
+    if not isinstance(item, Mapping):
+        raise InvalidEventError(f"an event must be a JSON object, got {type(item).__name__}")
+    event = UsageEvent.from_dict(_bind_tenant(item, tenant))
+    price_event(pricer, event)
+    return event
+
+
 def ingest(
     ledger: Ledger,
     pricer: Pricer,
@@ -102,7 +125,9 @@ def ingest(
     """Validate, price and store a batch of wire-form events (`UsageEvent.to_dict()` shapes).
 
     `tenant`: the tenant a bound key forces (events naming none get it; events naming another are
-    refused). Idempotent by `event_id`: a retried batch is accepted again and stored once.
+    refused). Idempotent by `event_id`: a retried batch is accepted again and stored once. An item
+    may name the `reservation_id` its call held: the reservation is dropped in the transaction that
+    stores the event (a refused item's reservation stays held until it expires: safe).
     `return_events`: fill `result.events` with every accepted item's event as stored (for a retried
     one, the copy stored first), in input order. Raises
     only when the database itself fails (the caller answers "retry later"); bad items are returned
@@ -112,11 +137,15 @@ def ingest(
     valid: list[tuple[int, UsageEvent]] = []
     seen: set[str] = set()
     order: dict[int, str] = {}  # item index -> event_id, for `return_events`
+    releases: list[str] = []
     for index, item in enumerate(items):
         try:
             if not isinstance(item, Mapping):
                 raise InvalidEventError(f"an event must be a JSON object, got {type(item).__name__}")
+            item, rid = _reservation(item)
             event = UsageEvent.from_dict(_bind_tenant(item, tenant))
+            if rid is not None:
+                releases.append(rid)
             order[index] = event.event_id
             if event.event_id in seen:  # the same event twice in one batch: stored once
                 result.accepted += 1
@@ -131,7 +160,7 @@ def ingest(
         known = ledger.existing([e.event_id for _, e in valid])
         result.accepted += sum(1 for _, e in valid if e.event_id in known)
         valid = [(i, e) for i, e in valid if e.event_id not in known]
-    _write_isolating(ledger, valid, result)
+    _write_isolating(ledger, valid, result, releases)
     result.rejected.sort(key=lambda r: r.index)
     if return_events:
         refused = {r.index for r in result.rejected}
@@ -141,11 +170,15 @@ def ingest(
     return result
 
 
-def _write_isolating(ledger: Ledger, batch: list[tuple[int, UsageEvent]], result: IngestResult) -> None:
+def _write_isolating(
+    ledger: Ledger, batch: list[tuple[int, UsageEvent]], result: IngestResult, releases: Sequence[str] = ()
+) -> None:
     if not batch:
+        if releases:
+            result.alerts += ledger.write([], releases)
         return
     try:
-        ledger.write([e for _, e in batch])
+        result.alerts += ledger.write([e for _, e in batch], releases)
     except (sa.exc.DataError, sa.exc.IntegrityError, sa.exc.StatementError) as exc:
         if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
             raise  # the database is down, locked or full: not the rows' fault
@@ -154,10 +187,12 @@ def _write_isolating(ledger: Ledger, batch: list[tuple[int, UsageEvent]], result
             cause = getattr(exc, "orig", None) or exc
             reason = (str(cause).splitlines() or ["rejected by the database"])[0][:200]
             result.rejected.append(Rejected(index, f"the ledger refused this event: {reason}"))
+            if releases:
+                result.alerts += ledger.write([], releases)
             return
         half = len(batch) // 2
         _write_isolating(ledger, batch[:half], result)
-        _write_isolating(ledger, batch[half:], result)
+        _write_isolating(ledger, batch[half:], result, releases)
         return
     result.accepted += len(batch)
     result.stored.extend(e for _, e in batch)

@@ -15,11 +15,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from llmledger._version import __version__
-from llmledger.engine import Engine
+from llmledger.engine import EnforcementPolicy, Engine
 from llmledger.errors import InvalidQueryError, LedgerError
-from llmledger.server.routes import ingest, keys, ops, reports
+from llmledger.server.routes import ingest, keys, limits, ops, reports, reservations
 from llmledger.server.settings import ServerSettings
 from llmledger.server.state import ServerState
+from llmledger.server.webhooks import WebhookSender
+from llmledger.storage.webhooks import DeliveryStore
 
 __all__ = ["create_app"]
 
@@ -30,19 +32,29 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     """A server app on `settings` (default: `ServerSettings.load()`), opening the ledger now.
 
     `engine`: an engine to serve instead of opening `settings.ledger` (the caller closes it).
+    `settings.webhooks` receive the threshold alerts the engine fires (ingest, reservations).
     `LLMLEDGER_ADMIN_KEY` / `settings.admin_key` is stored as an admin key. Raises `LedgerError` /
     `ConfigError` when the ledger cannot be opened or a setting is wrong.
     """
     settings = settings or ServerSettings.load()
     owned = engine is None
-    engine = engine or Engine(settings.ledger, prices=settings.prices)
+    engine = engine or Engine(settings.ledger, prices=settings.prices, policy=_policy(settings))
     if settings.admin_key is not None:
         engine.keys.create("admin", name="LLMLEDGER_ADMIN_KEY", secret=settings.admin_key.get_secret_value())
     state = ServerState(settings, engine)
+    sender = None
+    if settings.webhooks:
+        sender = WebhookSender(DeliveryStore(engine.ledger.engine), settings.webhooks)
+        engine.enforcer.on_alert = sender.on_alert
+    state.webhooks = sender
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if sender is not None:
+            sender.start()
         yield
+        if sender is not None:
+            sender.stop()
         if owned:
             engine.close()
 
@@ -56,7 +68,7 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
         lifespan=lifespan,
     )
     app.state.ledger = state
-    for module in (ingest, reports, keys, ops):
+    for module in (ingest, reservations, limits, reports, keys, ops):
         app.include_router(module.router)
     _install_error_handlers(app)
     _install_metrics(app, state)
@@ -68,6 +80,15 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
         return JSONResponse(app.openapi())
 
     return app
+
+
+def _policy(settings: ServerSettings) -> EnforcementPolicy:
+    return EnforcementPolicy(
+        limit_timeout=settings.limit_timeout,
+        on_ledger_fault=settings.on_ledger_fault,
+        default_output_cap=settings.default_output_cap,
+        reservation_ttl=settings.reservation_ttl,
+    )
 
 
 _ERROR_SCHEMA = {

@@ -46,6 +46,11 @@ class Metrics:
             buckets=_TOKEN_BUCKETS,
             registry=r,
         )
+        self.refused = Counter(
+            "llmledger_reservations_refused",
+            "Reservations refused by a limit, or undecided under on_ledger_fault=closed",
+            registry=r,
+        )
         self.requests = Counter(
             "llmledger_http_requests", "HTTP requests served", ["route", "method", "status"], registry=r
         )

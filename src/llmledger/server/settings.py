@@ -10,6 +10,11 @@
 | max_body_bytes | `LLMLEDGER_MAX_BODY_BYTES` | 8 MiB (after gzip decoding too) |
 | max_batch | `LLMLEDGER_MAX_BATCH` | 10,000 events per request |
 | rate_limit | `LLMLEDGER_RATE_LIMIT` | 200 requests per second per key (burst: twice that) |
+| limit_timeout | `LLMLEDGER_LIMIT_TIMEOUT` | 0.5 s: the most a limit decision waits for the ledger |
+| on_ledger_fault | `LLMLEDGER_ON_LEDGER_FAULT` | open (undecided: granted unchecked; closed: 503) |
+| default_output_cap | `LLMLEDGER_DEFAULT_OUTPUT_CAP` | 4096 tokens (a call without an output cap) |
+| reservation_ttl | `LLMLEDGER_RESERVATION_TTL` | 900 s (a reservation never settled is dropped) |
+| webhooks | (TOML only) | none: `[[server.webhooks]]` tables `{url, secret}` receive threshold alerts |
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -29,7 +34,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["ServerSettings"]
+__all__ = ["ServerSettings", "Webhook"]
 
 _ENV = {
     "host": "LLMLEDGER_HOST",
@@ -40,7 +45,20 @@ _ENV = {
     "max_body_bytes": "LLMLEDGER_MAX_BODY_BYTES",
     "max_batch": "LLMLEDGER_MAX_BATCH",
     "rate_limit": "LLMLEDGER_RATE_LIMIT",
+    "limit_timeout": "LLMLEDGER_LIMIT_TIMEOUT",
+    "on_ledger_fault": "LLMLEDGER_ON_LEDGER_FAULT",
+    "default_output_cap": "LLMLEDGER_DEFAULT_OUTPUT_CAP",
+    "reservation_ttl": "LLMLEDGER_RESERVATION_TTL",
 }
+
+
+class Webhook(BaseModel):
+    """Where threshold alerts are POSTed: an http(s) URL and the secret that signs each body."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(pattern=r"^https?://[^\s/]+", max_length=2048)
+    secret: SecretStr = Field(min_length=16, description="HMAC-SHA256 key (at least 16 characters)")
 
 
 class ServerSettings(BaseModel):
@@ -57,6 +75,11 @@ class ServerSettings(BaseModel):
     max_batch: int = Field(10_000, ge=1, le=1_000_000)
     rate_limit: float = Field(200.0, gt=0, le=1e6)
     """Requests per second per key; bursts up to twice that."""
+    limit_timeout: float = Field(0.5, ge=0.001, le=60.0)
+    on_ledger_fault: Literal["open", "closed"] = "open"
+    default_output_cap: int = Field(4096, ge=1, le=10_000_000)
+    reservation_ttl: float = Field(900.0, ge=1.0, le=30 * 86400.0)
+    webhooks: tuple[Webhook, ...] = ()
 
     @classmethod
     def load(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from llmledger.engine import Engine
 from llmledger.server.metrics import Metrics
 from llmledger.server.settings import ServerSettings
+from llmledger.server.webhooks import WebhookSender
 from llmledger.storage.keys import ApiKey
 
 __all__ = ["KEY_CACHE_SECONDS", "RateLimiter", "ServerState"]
@@ -59,6 +60,8 @@ class ServerState:
     settings: ServerSettings
     engine: Engine
     metrics: Metrics = field(default_factory=Metrics)
+    webhooks: WebhookSender | None = None
+    """Delivers threshold alerts to `settings.webhooks` (None when there are none)."""
     limiter: RateLimiter = field(init=False)
     _keys: dict[str, tuple[ApiKey, float]] = field(default_factory=dict)
     _keys_lock: threading.Lock = field(default_factory=threading.Lock)

@@ -27,6 +27,7 @@ __all__ = [
     "metadata",
     "quarantine",
     "reservations",
+    "webhook_deliveries",
 ]
 
 
@@ -183,3 +184,23 @@ quarantine = sa.Table(
 )
 """Events the writer could not store (a value no store holds), with the reason: listed and retried
 by `llmledger quarantine list|retry`. `record` is the event's JSON wire form (ASCII-escaped)."""
+
+webhook_deliveries = sa.Table(
+    "llmledger_webhook_deliveries",
+    metadata,
+    sa.Column("delivery_id", sa.String(36), primary_key=True),
+    sa.Column("hook", sa.String(32), nullable=False),
+    sa.Column("alert_key", sa.String(512), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_us", sa.BigInteger, nullable=False),
+    sa.Column("created_us", sa.BigInteger, nullable=False),
+    sa.Column("done_us", sa.BigInteger),
+    sa.Column("last_error", sa.String(256)),
+    sa.UniqueConstraint("hook", "alert_key", name="uq_llmledger_webhook_deliveries_alert"),
+    sa.Index("ix_llmledger_webhook_deliveries_due", "status", "next_us"),
+)
+"""Threshold alerts to POST to each webhook (`hook`: a digest of its URL): one row per webhook,
+limit, subject, window and threshold (`alert_key`), `pending` until delivered (or `failed` after
+the last attempt); `next_us` is when it is due, or until when a server has claimed it."""
