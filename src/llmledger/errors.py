@@ -30,8 +30,8 @@ __all__ = [
     "ServerError",
     "ServerUnavailable",
     "StaleReadError",
-    "UpstreamRefused",
     "UnpricedRefused",
+    "UpstreamRefused",
     "ValidationError",
 ]
 
