@@ -116,3 +116,35 @@ def test_forking_while_threads_make_calls_loses_nothing_and_never_stalls(tmp_pat
     assert result.matched == result.served >= 400, result
     assert (result.lost, result.duplicates, result.phantoms, result.interrupted) == (0, 0, 0, 0), result
     assert result.reservations == 0, result
+
+
+_GUARDED = """
+import sys, time, llmledger
+llmledger.init(ledger=sys.argv[1], reservation_ttl=900)
+llmledger.set_limit(usd="0.015", per="day", tenant="acme")
+with llmledger.guard(model="gpt-4o", max_output_tokens=1000, input_tokens=5, tenant="acme"):
+    print("guarding", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_process_killed_inside_guard_has_its_reservation_released_on_replay(
+    tmp_path: Path, sig: int
+) -> None:
+    ledger = tmp_path / "ledger.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _GUARDED, str(ledger)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "guarding"
+    proc.send_signal(sig)
+    assert proc.wait(30) == -sig
+    import sqlite3
+
+    with sqlite3.connect(ledger) as db:  # the dead process's reservation is still held (TTL 900 s)
+        assert db.execute("SELECT count(*) FROM llmledger_reservations").fetchone()[0] == 1
+    llmledger.init(ledger=str(ledger))  # opening the ledger replays the dead process's journal
+    assert llmledger.remaining(tenant="acme")[0].reserved == 0
+    llmledger.check(model="gpt-4o", max_output_tokens=1000, input_tokens=5, tenant="acme")
+    assert not list((tmp_path / "ledger.db.journal").glob("*.jnl"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 import threading
 import time
 from decimal import Decimal
@@ -259,26 +260,41 @@ def test_4_processes_never_overspend(ledger_path: Path) -> None:
     assert llmledger.reconcile() == []
 
 
-def _die_holding_a_reservation(ledger: str) -> None:
-    llmledger.init(ledger=ledger, reservation_ttl=1.0)
+def _die_holding_a_reservation(ledger: str, journal: bool) -> None:
+    llmledger.init(ledger=ledger, reservation_ttl=60.0, journal=journal)
     with llmledger.guard(model="gpt-4o", max_output_tokens=1000, input_tokens=5, tenant="acme"):
         os._exit(0)  # killed mid-call: the reservation is never settled
 
 
 @pytest.mark.slow
-def test_reservation_of_a_killed_process_expires(ledger_path: Path) -> None:
+@pytest.mark.parametrize("journal", [False, True])
+def test_reservation_of_a_killed_process_expires_or_is_released(ledger_path: Path, journal: bool) -> None:
+    # Without the journal, only the TTL frees a dead process's reservation; with it, the replay
+    # of the dead process's journal (on the next ledger open) releases it at once. The TTL is
+    # driven by the clock the decision reads (time-machine), not by sleeping under load.
     llmledger.init(ledger=str(ledger_path))
     llmledger.set_limit(usd="0.015", per="day", tenant="acme")
+    llmledger.shutdown()
     ctx = multiprocessing.get_context("spawn")
-    p = ctx.Process(target=_die_holding_a_reservation, args=(str(ledger_path),))
+    p = ctx.Process(target=_die_holding_a_reservation, args=(str(ledger_path), journal))
     p.start()
-    p.join(60)
+    p.join(120)
+    assert p.exitcode == 0
+    llmledger.init(ledger=str(ledger_path))  # opening the ledger replays dead processes' journals
+    if journal:
+        assert llmledger.remaining(tenant="acme")[0].reserved == 0
+        llmledger.check(model="gpt-4o", max_output_tokens=1000, input_tokens=5, tenant="acme")
+        return
     assert llmledger.remaining(tenant="acme")[0].reserved > 0
     with pytest.raises(llmledger.LimitExceeded):
         llmledger.check(model="gpt-4o", max_output_tokens=1000, input_tokens=5, tenant="acme")
-    time.sleep(1.2)
-    assert llmledger.remaining(tenant="acme")[0].reserved == 0
-    llmledger.check(model="gpt-4o", max_output_tokens=1000, input_tokens=5, tenant="acme")
+    with sqlite3.connect(ledger_path) as db:
+        [(expires_us,)] = db.execute("SELECT DISTINCT expires_us FROM llmledger_reservations").fetchall()
+    with time_machine.travel(expires_us / 1e6 - 1, tick=False):  # 1 s before the TTL runs out
+        assert llmledger.remaining(tenant="acme")[0].reserved > 0
+    with time_machine.travel(expires_us / 1e6 + 1, tick=False):  # 1 s after: expired
+        assert llmledger.remaining(tenant="acme")[0].reserved == 0
+        llmledger.check(model="gpt-4o", max_output_tokens=1000, input_tokens=5, tenant="acme")
 
 
 def test_events_of_other_scopes_do_not_count(ledger_on: Path) -> None:

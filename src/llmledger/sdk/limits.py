@@ -23,6 +23,7 @@ from llmledger.errors import LimitDefinitionError
 from llmledger.limit.define import make_limit
 from llmledger.limit.model import SCOPE_KEYS, Limit, scope_of_call
 from llmledger.sdk import runtime as _rt
+from llmledger.sdk import spool
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -253,6 +254,7 @@ def guard(
         input_tokens=input_tokens,
         max_output_tokens=max_output_tokens,
     )[0]
+    held = spool.hold(runtime, rid)  # journaled: a process that dies in the block has it released
     used: list[Any] = [rid, False]
     token = _guarding.set(used)
     try:
@@ -261,6 +263,8 @@ def guard(
         _guarding.reset(token)
         if rid is not None and not used[1]:
             runtime.enforcer.release(rid)
+        if held is not None:
+            held.done()
 
 
 def settles() -> str | None:

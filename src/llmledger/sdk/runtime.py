@@ -234,7 +234,7 @@ class Runtime:
         if self.config.enabled:
             journal = self.journal
             if journal is not None:
-                end = journal.append(spool.end_record(spool.end_fields(call)))
+                end = journal.append(spool.end_record_of(call))
                 call.journaled = (call.journaled, end)
             if not self.writer.submit(call) and journal is not None and None not in call.journaled:
                 self._deferred()

@@ -8,6 +8,9 @@ Three kinds of record, each one JSON array on one line after a one-letter kind:
   `[event_id, model, tokens, units, provider_cost, service_tier, duration_s, ttft_s, complete,
   stream, status, error_type, unpriced_reason, request_id, estimated, total, notes]`.
 - `T` — a finished event from `track()`: `[event wire form (UsageEvent.to_dict), reservation_id]`.
+- `R` — a reservation held by `guard()` around a call the application makes itself:
+  `[reservation_id]`, acknowledged when the block ends (the reservation released, or settled by the
+  `track()` inside, whose `T` record names it). A dead process's `R` is released on replay.
 
 Prompt and completion text are never part of a record. Replay builds the event of a `B`+`E` pair
 exactly as the live writer does (priced then, on the replaying process); a `B` without its `E` is a
@@ -31,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmledger.attribution.context import EMPTY, Attribution
 from llmledger.events.event import UsageEvent
-from llmledger.transport.journal import Journal
+from llmledger.transport.journal import Journal, Segment
 
 if TYPE_CHECKING:
     from llmledger.instrumentation.call import Call
@@ -39,12 +42,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INTERRUPTED",
+    "Held",
     "Replayed",
     "begin_record",
     "call_event",
     "end_fields",
     "end_record",
+    "end_record_of",
     "events_of",
+    "hold",
     "journal_dir",
     "journal_for",
     "release_journal",
@@ -135,6 +141,42 @@ def end_fields(call: Call) -> list[Any]:
     ]
 
 
+_esc = json.encoder.encode_basestring_ascii  # the C string escaper
+
+
+def _s(text: Any) -> str:
+    return "null" if text is None else _esc(text)
+
+
+def end_record_of(call: Call) -> bytes:
+    """The `E` record of a finished call (the caller's thread: one format, no encoder object).
+
+    The same JSON as `end_record(end_fields(call))`, built directly for the common shapes (the
+    tokens of a usage, no units, no notes); anything else goes through the encoder."""
+    usage = call.usage
+    assert usage is not None and call.outcome is not None
+    complete, stream, status, error_type, provider_cost, unpriced_reason = call.outcome
+    cost = usage.provider_cost if provider_cost is None else provider_cost
+    duration, ttft = call.duration, call.ttft
+    if (
+        usage.units
+        or usage.notes
+        or duration.__class__ is not float
+        or not (0.0 <= duration < 1e12)
+        or (ttft is not None and ttft.__class__ is not float)
+        or status.__class__ is not str
+    ):
+        return end_record(end_fields(call))
+    tokens = ",".join([f"{_q(k)}:{int(v)}" for k, v in usage.tokens.items()])
+    return (
+        f'E["{call.event_id}",{_s(usage.model)},{{{tokens}}},null,'
+        f"{'null' if cost is None else _esc(str(cost))},{_s(usage.service_tier)},{duration!r},"
+        f"{'null' if ttft is None else repr(ttft - call.t0)},{'true' if complete else 'false'},"
+        f"{'true' if stream else 'false'},{_esc(status)},{_s(error_type)},{_s(unpriced_reason)},"
+        f"{_s(usage.request_id)},{'true' if usage.estimated else 'false'},{int(usage.total)},null]"
+    ).encode()
+
+
 def end_record(fields: list[Any]) -> bytes:
     """The `E` record of a finished call's `end_fields`."""
     units, cost = fields[3], fields[4]
@@ -143,6 +185,29 @@ def end_record(fields: list[Any]) -> bytes:
         fields[3] = {k: str(v) for k, v in units.items()} if units else None
         fields[4] = None if cost is None else str(cost)
     return b"E" + _dumps(fields).encode()
+
+
+class Held:
+    """The journal record of a reservation `guard()` holds (`hold`); `done()` when the block ends."""
+
+    __slots__ = ("journal", "segment")
+
+    def __init__(self, journal: Journal, segment: Segment) -> None:
+        self.journal = journal
+        self.segment = segment
+
+    def done(self) -> None:
+        self.journal.done(self.segment)
+
+
+def hold(runtime: Runtime, reservation: str | None) -> Held | None:
+    """Journal the reservation a `guard()` block holds, so that the death of the process inside the
+    block releases it on replay instead of holding it until `reservation_ttl`."""
+    journal = runtime.journal
+    if reservation is None or journal is None:
+        return None
+    segment = journal.append(b"R[" + _esc(reservation).encode() + b"]")
+    return None if segment is None else Held(journal, segment)
 
 
 def track_record(event: UsageEvent, reservation: str | None) -> bytes:
@@ -173,6 +238,8 @@ def events_of(runtime: Runtime, records: Sequence[bytes]) -> Replayed:
                 begins[data[0]] = data
             elif kind == b"E":
                 ends[data[0]] = data
+            elif kind == b"R":
+                out.releases.append(data[0])
             elif kind == b"T":
                 out.events.append(_tracked(data))
                 if data[-1]:

@@ -4,20 +4,26 @@ Records in, acknowledgements out. The journal knows nothing of events or databas
 line of bytes (no newline inside) that the caller appends, and acknowledges with `done()` once its
 sink has committed it. What a dead process left is handed back, whole, by `orphans()`.
 
-- **Append**: one `os.write` of the line to an append-only file opened with `O_APPEND`, under a
-  lock (so a segment is never closed under a writing thread). No fsync: once `write` returns, the
-  bytes are in the kernel's page cache and survive the death of the process by any signal,
-  `os._exit` or a crash of the interpreter. A **power loss or kernel crash** can lose what the
-  kernel had not yet flushed to disk (typically the last few seconds: `vm.dirty_expire_centisecs`);
-  the ledger's own SQLite WAL runs with `synchronous=NORMAL`, which makes the same trade.
+- **Append**: a memory copy into this process's current segment, a file mapped with `mmap`
+  (`MAP_SHARED`) whose blocks were allocated up front (`posix_fallocate`), under a lock (so a
+  segment is never unmapped under a writing thread). No system call and no fsync per record: the
+  bytes are in the kernel's page cache as soon as the copy is done, and the page cache belongs to
+  the file, not the process, so they survive the death of the process by any signal, `os._exit`
+  or a crash of the interpreter, and are written back by the kernel like any dirty page. A
+  **power loss or kernel crash** can lose what the kernel had not yet written back (typically the
+  last few seconds: `vm.dirty_expire_centisecs`); the ledger's own SQLite WAL runs with
+  `synchronous=NORMAL`, which makes the same trade. Blocks are allocated before the file is
+  mapped, so a full disk fails the segment's creation (counted in `errors`), never a copy
+  (a write into a mapped hole of a full filesystem would kill the process with SIGBUS). Where
+  `mmap` or `posix_fallocate` is unavailable, a record is one `os.write` to an `O_APPEND` file.
 - **Files**: `<directory>/<owner>.<n>.jnl`, mode 0600 in a 0700 directory. The owner (one per
   journal object: process id and a random token) holds an exclusive `fcntl.flock` on each of its
   files for as long as it lives, so another process can tell a dead owner's file: it can lock it.
   A file is created under a hidden name, locked, then renamed, so no one ever sees it unlocked.
 - **Acknowledgement**: each append counts against its segment; `done(segment)` uncounts. A segment
   whose count is 0 and that has grown past `rotate_bytes` is deleted (a new one is opened on the
-  next append); a segment past `segment_bytes` is retired (a new one opened) even while records in
-  it are still owed, and deleted when they are acknowledged. (Deleting, not truncating: appends to
+  next append); a full segment (`segment_bytes`) is retired (a new one opened) even while records
+  in it are still owed, and deleted when they are acknowledged. (Deleting, not truncating: appends to
   a file truncated under them cost the appending threads far more.) A record may stand for an
   obligation that ends later (a call's start, closed by its end): the caller acknowledges it when
   the obligation ends.
@@ -28,8 +34,10 @@ sink has committed it. What a dead process left is handed back, whole, by `orpha
   inherited copies (the parent keeps its locks: a lock belongs to the open file, which the parent
   still holds) and starts its own files on its first append.
 
-Torn lines (the last, unterminated line of a dead owner's file) are dropped: a line is written by
-one `write`, so only a power loss, not a process death, can tear one.
+A mapped segment is zero-filled past its last record. A record's newline is stored after the
+whole record, so a record cut by the death of its process (in the middle of its copy) has none:
+such a torn line (the last, unterminated line of a dead owner's file) is dropped, like the torn
+tail a power loss can leave. The call it belonged to had not returned (see `sdk/spool.py`).
 """
 
 from __future__ import annotations
@@ -38,8 +46,10 @@ import contextlib
 import errno
 import fcntl
 import logging
+import mmap
 import os
 import secrets
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
@@ -53,17 +63,32 @@ SUFFIX = ".jnl"
 _HIDDEN = ".tmp-"
 
 
+_MAP_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+_SMALLEST = 64 << 10
+"""The smallest mapped segment tried when the full size cannot be allocated (a nearly full disk)."""
+
+
 class Segment:
-    """One journal file of this process: its descriptor, size and unacknowledged records."""
+    """One journal file of this process: its descriptor, mapping, size and unacknowledged records."""
 
-    __slots__ = ("fd", "path", "pending", "retired", "size")
+    __slots__ = ("capacity", "fd", "mm", "path", "pending", "retired", "size")
 
-    def __init__(self, fd: int, path: Path) -> None:
+    def __init__(self, fd: int, path: Path, mm: mmap.mmap | None = None, capacity: int = sys.maxsize) -> None:
         self.fd = fd
         self.path = path
+        self.mm = mm
+        """The file's mapping (None: records are appended with `os.write`)."""
+        self.capacity = capacity
+        """Bytes the segment can hold (its allocated, mapped size)."""
         self.size = 0
+        """Bytes of records written (the next record's offset)."""
         self.pending = 0
         self.retired = False
+
+    def unmap(self) -> None:
+        mm, self.mm = self.mm, None
+        if mm is not None:
+            mm.close()
 
 
 class OrphanFiles:
@@ -83,7 +108,7 @@ class OrphanFiles:
         """Every complete record, in file order (files in creation order)."""
         out: list[bytes] = []
         for _, fd in self._files:
-            data = _read_all(fd)
+            data = _read_all(fd).rstrip(b"\0")  # a mapped segment is zero-filled past its records
             lines = data.split(b"\n")
             if lines and lines[-1]:
                 self.torn += 1
@@ -112,12 +137,15 @@ class Journal:
         self,
         directory: str | os.PathLike[str],
         *,
-        segment_bytes: int = 4 << 20,
+        segment_bytes: int = 1 << 20,
         rotate_bytes: int = 256 << 10,
+        mapped: bool = True,
     ) -> None:
         self.directory = Path(directory)
         self.segment_bytes = segment_bytes
         self.rotate_bytes = rotate_bytes
+        self.mapped = mapped and hasattr(os, "posix_fallocate")
+        """Records are copied into mapped files (else: one `os.write` each)."""
         self.errors = 0
         """Appends that failed (disk full, permissions): counted, and the record kept in memory only."""
         self.last_error: str | None = None
@@ -136,20 +164,28 @@ class Journal:
     # -- the caller's side --------------------------------------------------------------------
 
     def append(self, line: bytes) -> Segment | None:
-        """Write one record (`line` must not contain b"\\n"); returns the segment to acknowledge.
+        """Write one record (`line` must contain neither b"\\n" nor b"\\0"); returns the segment to
+        acknowledge.
 
         None when the record could not be written (counted in `errors`; never raised) or the
         journal is closed: the caller still has the record in memory.
         """
-        data = line + b"\n"
+        size = len(line) + 1
         with self._lock:
             seg = self._current
-            if seg is None:
-                if self._closed:
-                    return None
-                seg = self._open_segment()
+            if seg is None or seg.size + size > seg.capacity:
+                seg = self._next_segment(size)
                 if seg is None:
                     return None
+            mm = seg.mm
+            if mm is not None:  # a memory copy: the record first, then its newline (see above)
+                end = seg.size + size - 1
+                mm[seg.size : end] = line
+                mm[end] = 10
+                seg.size = end + 1
+                seg.pending += 1
+                return seg
+            data = line + b"\n"
             try:
                 written = os.write(seg.fd, data)
             except OSError as exc:
@@ -216,6 +252,7 @@ class Journal:
                 if seg.pending <= 0:
                     self._drop(seg)
                 else:
+                    seg.unmap()
                     os.close(seg.fd)
                     seg.fd = -1
 
@@ -251,29 +288,69 @@ class Journal:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _open_segment(self) -> Segment | None:
+    def _next_segment(self, size: int) -> Segment | None:
+        # The current segment (if any) cannot take `size` more bytes: retire it, open the next.
+        seg = self._current
+        if seg is not None:
+            self._current = None
+            seg.retired = True
+            if seg.pending <= 0:
+                self._drop(seg)
+            else:
+                self._retired.append(seg)
+        if self._closed:
+            return None
+        return self._open_segment(size)
+
+    def _open_segment(self, size: int) -> Segment | None:
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._serial += 1
             final = self.directory / f"{self.owner}.{self._serial:06d}{SUFFIX}"
             hidden = self.directory / f"{_HIDDEN}{final.name}"
-            fd = os.open(hidden, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            flags = os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            flags |= os.O_RDWR if self.mapped else os.O_WRONLY | os.O_APPEND
+            fd = os.open(hidden, flags, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                seg = self._map(fd, final, size) if self.mapped else Segment(fd, final)
                 os.rename(hidden, final)
             except OSError:
                 os.close(fd)
+                with contextlib.suppress(OSError):
+                    hidden.unlink()
                 raise
         except OSError as exc:
             self._failed(exc)
             return None
-        seg = Segment(fd, final)
         self._current = seg
         return seg
+
+    def _map(self, fd: int, path: Path, size: int) -> Segment:
+        # Allocate the blocks first (a copy into a mapped hole of a full disk raises SIGBUS), then
+        # map them. Short of room for a full segment, try a small one before giving up.
+        capacity = max(self.segment_bytes, size)
+        while True:
+            try:
+                os.posix_fallocate(fd, 0, capacity)
+                break
+            except OSError as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # cannot allocate here: write()
+                    self.mapped = False
+                    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+                    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_APPEND)
+                    return Segment(fd, path)
+                smaller = max(_SMALLEST, size)
+                if exc.errno != errno.ENOSPC or capacity <= smaller:
+                    raise
+                os.ftruncate(fd, 0)
+                capacity = smaller
+        return Segment(fd, path, mmap.mmap(fd, capacity, _MAP_FLAGS), capacity)
 
     def _drop(self, seg: Segment) -> None:
         with contextlib.suppress(FileNotFoundError):
             seg.path.unlink()
+        seg.unmap()
         if seg.fd >= 0:
             os.close(seg.fd)
             seg.fd = -1
@@ -301,6 +378,8 @@ class Journal:
         # locks) and start afresh with a new owner name.
         segs = [*self._retired, *([self._current] if self._current else [])]
         for seg in segs:
+            with contextlib.suppress(OSError, ValueError):
+                seg.unmap()  # the child's mapping only: the parent's stays
             with contextlib.suppress(OSError):
                 os.close(seg.fd)
         self._init_state()
