@@ -109,8 +109,10 @@ def test_forking_while_threads_make_calls_loses_nothing_and_never_stalls(tmp_pat
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0
     assert "children=40" in out, out
-    slowest = float(out.split("slowest_first_call_ms=")[1])
-    assert slowest < 5000, out  # before: 30 of 40 children stalled >= 20 s in their first call
+    # Before: 30 of 40 children stalled >= 20 s in their first call (inherited SQLite state). A
+    # stall is time blocked; the time a child waits for a CPU of a loaded machine is not one.
+    blocked = float(out.split("most_blocked_first_call_ms=")[1])
+    assert blocked < 5000, out
     llmledger.init(ledger=str(ledger))
     result = compare(ledger, served)
     assert result.matched == result.served >= 400, result

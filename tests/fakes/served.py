@@ -137,7 +137,9 @@ def _process_work(ledger: str, served: str, n: int, init: bool) -> None:
 def _fork_while_calling(served: str, n: int, children: int = 40) -> None:
     """Fork `children` children (plain `os.fork`, as gunicorn --preload and Celery prefork do) while
     4 threads of the parent make calls; each child makes `n` calls and exits through `os._exit`
-    (as those servers' workers do). Prints the slowest child's first call in ms."""
+    (as those servers' workers do). Prints the slowest child's first call in ms, and the most time a
+    child's first call spent blocked (neither running nor waiting for a CPU: what a stall on an
+    inherited lock is made of, unlike the wait for a CPU of an overloaded machine)."""
     import threading
     import time
 
@@ -168,22 +170,34 @@ def _fork_while_calling(served: str, n: int, children: int = 40) -> None:
 
                 faulthandler.dump_traceback_later(10, exit=True)
             c = client(served)
-            t0 = time.perf_counter()
+            s0, t0 = _schedstat(), time.perf_counter()
             calls(served, 1, tenant="child", c=c)
-            first = time.perf_counter() - t0
+            first, s1 = time.perf_counter() - t0, _schedstat()
+            blocked = first - (s1[0] - s0[0] + s1[1] - s0[1]) / 1e9  # neither running nor runnable
             calls(served, n - 1, tenant="child", c=c)
-            os.write(w, f"{first}\n".encode())
+            os.write(w, f"{first},{blocked}\n".encode())
             os._exit(0)
         pids.append(pid)
     os.close(w)
     for pid in pids:
         os.waitpid(pid, 0)
     with os.fdopen(r) as f:
-        firsts = [float(x) for x in f.read().split()]
+        firsts = [tuple(float(v) for v in x.split(",")) for x in f.read().split()]
     stop.set()
     for t in threads:
         t.join()
-    print(f"children={len(firsts)} slowest_first_call_ms={max(firsts) * 1000:.0f}", flush=True)
+    print(
+        f"children={len(firsts)} slowest_first_call_ms={max(f[0] for f in firsts) * 1000:.0f} "
+        f"most_blocked_first_call_ms={max(f[1] for f in firsts) * 1000:.0f}",
+        flush=True,
+    )
+
+
+def _schedstat() -> tuple[int, int]:
+    """This thread's (ns on a CPU, ns waiting for one): the rest of the wall time it was blocked."""
+    with open("/proc/thread-self/schedstat") as f:
+        on_cpu, waiting = f.read().split()[:2]
+    return int(on_cpu), int(waiting)
 
 
 def main(argv: list[str]) -> None:
