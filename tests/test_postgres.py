@@ -7,6 +7,7 @@ processes share one strict limit without overshoot. No SQLite stands in and no d
 from __future__ import annotations
 
 import multiprocessing
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -115,3 +116,42 @@ def test_processes_share_one_strict_limit_without_overshoot(pg_url: str) -> None
     assert admitted == 9  # $0.0100125 a call: 9 fit in $0.1 (10 would be $0.100125)
     assert spent == Decimal("0.0100125") * 9
     assert llmledger.reconcile() == []
+
+
+@pytest.mark.parametrize("policy", ["open", "closed"])
+def test_decision_under_a_held_write_lock_gives_up_after_limit_timeout(
+    pg_url: str, fake: Fake, policy: str
+) -> None:
+    from llmledger.storage.engine import WRITE_LOCK_KEY
+
+    llmledger.init(ledger=pg_url, flush_interval=0.01, limit_timeout=0.3, on_ledger_fault=policy)
+    fake.usage = {"prompt_tokens": 5, "completion_tokens": 10, "total_tokens": 15}
+    client = openai.OpenAI(api_key="k", http_client=fake.client(), max_retries=0)
+    llmledger.set_limit(usd="10", per="day", tenant="acme")
+    prompt = [{"role": "user", "content": "hello"}]
+
+    def create() -> Any:
+        return client.chat.completions.create(
+            model="gpt-4o",
+            messages=prompt,  # type: ignore[arg-type]
+            max_tokens=10,
+            ledger_tenant="acme",  # type: ignore[call-arg]
+        )
+
+    create()  # decided normally: the lock is free
+    holder = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with holder.connect() as conn, conn.begin():  # another session holds the ledger's write lock
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+        start = time.monotonic()
+        if policy == "closed":
+            with pytest.raises(llmledger.LimitUndecided):
+                create()
+        else:
+            create()
+        waited = time.monotonic() - start
+    holder.dispose()
+    assert 0.25 <= waited < 3.0, waited  # gave up after ~limit_timeout (before: waited for the lock)
+    assert len(fake.seen) == (2 if policy == "open" else 1)
+    assert llmledger.stats().calls_unchecked == 1
+    llmledger.flush()
+    assert len(llmledger.events()) == len(fake.seen)  # the unchecked call is metered all the same

@@ -13,7 +13,10 @@ long transaction, unreachable) makes the decision fail with `LedgerBusy`, and th
 The clock is read INSIDE the write lock: a window or a throttle is decided at the moment the
 decision is made, not before a wait for the lock.
 
-On PostgreSQL the same statements run through SQLAlchemy (`%s` markers, `sum` instead of `dsum`).
+On PostgreSQL the same statements run through SQLAlchemy (`%s` markers, `sum` instead of `dsum`),
+under the ledger's transaction-level advisory write lock taken with `SET LOCAL lock_timeout` set to
+`timeout`: a lock another session holds longer than that makes the decision fail with `LedgerBusy`
+(PostgreSQL's `lock_not_available`), so the caller's wait is bounded there too.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 
 from llmledger.errors import LedgerBusy
-from llmledger.storage.engine import IMMEDIATE, register_sqlite_functions, sqlite_in_use
+from llmledger.storage.engine import WRITE_LOCK_KEY, register_sqlite_functions, sqlite_in_use
 
 __all__ = ["PROGRESS_CAP", "Exec", "HotPath", "now_us", "pg"]
 
@@ -80,6 +83,7 @@ class HotPath:
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._done = 0  # decisions committed by this process (progress seen by waiting threads)
+        self._busy_ms = 0  # the connection's busy_timeout
         ref = weakref.ref(self)  # a parent thread may hold the lock at a fork: the child starts free
         os.register_at_fork(after_in_child=lambda: _fresh_in_child(ref))
 
@@ -103,6 +107,7 @@ class HotPath:
         conn.execute("PRAGMA synchronous=NORMAL")
         register_sqlite_functions(conn)
         self._conn, self._pid = conn, os.getpid()
+        self._busy_ms = int(self.timeout * 1000)  # what `timeout=` set
         return conn
 
     @contextmanager
@@ -135,7 +140,10 @@ class HotPath:
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         while True:
             left = min(self.timeout, cap - time.monotonic())
-            conn.execute(f"PRAGMA busy_timeout={max(1, int(left * 1000))}")
+            busy_ms = max(1, int(left * 1000))
+            if busy_ms != self._busy_ms:  # (a new PRAGMA text is parsed each time: set on change)
+                conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+                self._busy_ms = busy_ms
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 return
@@ -163,7 +171,21 @@ class HotPath:
 
     @contextmanager
     def _sqlalchemy(self) -> Iterator[Exec]:
-        with self.engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
+        from sqlalchemy.exc import OperationalError
+
+        with self.engine.connect() as conn, conn.begin():
+            # The ledger's write lock (as `IMMEDIATE` takes it), waited for at most `timeout`.
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(self.timeout * 1000))}")
+            start = time.monotonic()
+            try:
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                    raise
+                raise LedgerBusy(
+                    f"the ledger's write lock stayed held for {(time.monotonic() - start) * 1000:.0f} ms: "
+                    "no limit decision"
+                ) from exc
             yield Exec.on(conn)
 
 
