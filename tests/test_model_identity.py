@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 import llmledger
 from llmledger.cli.app import app
-from llmledger.identity import alias_models, model_identity
+from llmledger.identity import admission_identity, alias_models, model_identity
 
 USAGE = {"prompt_tokens": 2012, "completion_tokens": 400, "total_tokens": 2412}
 CALL_COST = Decimal("0.0005418")
@@ -122,7 +122,9 @@ def test_an_azure_deployment_learns_its_model_and_counts_under_it(ledger_path: P
     try:
         ask()  # the first call of a deployment is counted after the fact (its model is not known yet)
         llmledger.flush()
-        assert model_identity("prod-mini-deploy", "azure") == "gpt-4o-mini"
+        # learned in this process, for admission only: counting and reports never depend on it
+        assert admission_identity("prod-mini-deploy", "azure") == "gpt-4o-mini"
+        assert model_identity("prod-mini-deploy", "azure") == "prod-mini-deploy"
         ask()
         with pytest.raises(llmledger.LimitExceeded):
             ask()
@@ -131,3 +133,56 @@ def test_an_azure_deployment_learns_its_model_and_counts_under_it(ledger_path: P
     llmledger.flush()
     assert llmledger.spend(model="gpt-4o-mini") == 2 * CALL_COST
     assert llmledger.reconcile() == []
+
+
+_AZURE_CALLS = """
+import sys, openai, llmledger
+import tests.fakes.server as server
+from tests.test_model_identity import PROMPT, USAGE
+server.SNAPSHOTS["prod-mini-deploy"] = "gpt-4o-mini-2024-07-18"
+llmledger.init(ledger=sys.argv[1], flush_interval=0.01)
+llmledger.set_limit(usd="1", per="day", tenant="*", model="prod-mini-deploy")
+fake = server.Fake()
+fake.usage = USAGE
+azure = openai.AzureOpenAI(api_key="k", api_version="2024-10-21", azure_endpoint="https://acme.openai.azure.com",
+                           http_client=fake.client(), max_retries=0)
+for _ in range(2):
+    azure.chat.completions.create(
+        model="prod-mini-deploy", messages=PROMPT, max_tokens=400, ledger_tenant="t9"
+    )
+llmledger.flush()
+print(llmledger.spend(model="prod-mini-deploy"), llmledger.reconcile())
+llmledger.shutdown()
+"""
+
+_REPORT = """
+import sys, llmledger
+llmledger.init(ledger=sys.argv[1])
+print(llmledger.spend(model="prod-mini-deploy"), llmledger.reconcile())
+llmledger.shutdown()
+"""
+
+
+def test_every_process_counts_a_deployment_limit_the_same(ledger_path: Path) -> None:
+    # A limit and a report named by an Azure deployment: the process that made the calls and a
+    # fresh one (the CLI, a reconcile job, another worker) must agree on what they count.
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).resolve().parent.parent)
+
+    def run_script(code: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(ledger_path)],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=120,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    expected = f"{2 * CALL_COST} []"
+    assert run_script(_AZURE_CALLS) == expected
+    assert run_script(_REPORT) == expected

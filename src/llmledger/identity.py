@@ -8,9 +8,19 @@ than a model. Everything that compares model names goes through `model_identity(
 2. the genai-prices catalogue: the id of the catalogue model whose match rules take the name
    (`gpt-4o-mini`, `gpt-4o-mini-2024-07-18` -> `gpt-4o-mini`), looked up under the call's provider
    first, then under any provider;
-3. a name learned from responses: a requested name the catalogue does not know (an Azure
-   deployment, a relay's alias) that was answered by a model it does know (`learn()`);
-4. otherwise the name itself.
+3. otherwise the name itself.
+
+The identity depends only on the catalogue and the aliases you set, so every process (the app's
+workers, the CLI, a reconcile job) agrees on it. A call or event also matches a name that no alias
+or catalogue entry knows (an Azure deployment, a relay's alias) by its *requested* name
+(`known_model()` tells which names those are), so a limit or report named by a deployment finds
+the deployment's calls everywhere.
+
+Names learned from responses (`learn()`: a deployment answered by a model the catalogue knows)
+stay in the process that saw them and are used only where knowing more can only make a decision
+stricter: admitting a call to a deployment against a limit on the model it serves
+(`admission_identity()`), and estimating its worst-case price. Name deployments with
+`alias_models()` for the first call of each process to be checked too.
 
 A soft limit's downgrade sends another model, and the call then counts under the model that served
 it. Results are cached; the catalogue is read once per process (about 0.3 s, on first use).
@@ -25,7 +35,7 @@ from collections.abc import Mapping
 
 from llmledger.errors import InvalidUsageError
 
-__all__ = ["alias_models", "generation", "learn", "model_identity"]
+__all__ = ["admission_identity", "alias_models", "generation", "known_model", "learn", "model_identity"]
 
 _MAX_CACHE = 4096
 _lock = threading.Lock()
@@ -59,9 +69,32 @@ def alias_models(mapping: Mapping[str, str] | None) -> None:
 
 
 def model_identity(model: str | None, provider: str | None = None) -> str | None:
-    """The one name a model goes by (see the module doc); None for None."""
+    """The one name a model goes by (see the module doc); None for None. The same in every
+    process: it depends on the catalogue and the aliases set, never on calls seen."""
     if model is None:
         return None
+    return _cached(model, provider)[0]
+
+
+def known_model(model: str, provider: str | None = None) -> bool:
+    """Whether an alias or the catalogue knows `model` (False for an Azure deployment name or a
+    relay's alias: such a name is matched as requested, see the module doc)."""
+    return _cached(model, provider)[1]
+
+
+def admission_identity(model: str | None, provider: str | None = None) -> str | None:
+    """`model_identity()`, or — for a name it does not know — the model this process learned
+    serves it (`learn()`). Used only to admit calls (it can only make that stricter), never to
+    count, reconcile or report, which must agree across processes."""
+    if model is None:
+        return None
+    identity, known = _cached(model, provider)
+    if known:
+        return identity
+    return _learned.get((provider, identity), identity)
+
+
+def _cached(model: str, provider: str | None) -> tuple[str, bool]:
     key = (model, provider)
     hit = _cache.get(key)
     if hit is None:
@@ -70,23 +103,23 @@ def model_identity(model: str | None, provider: str | None = None) -> str | None
             if len(_cache) >= _MAX_CACHE:
                 _cache.clear()
             _cache[key] = hit
-    return hit[0]
+    return hit
 
 
 def learn(provider: str | None, requested: str | None, answered: str | None) -> None:
     """Remember that `requested` (a name the catalogue does not know) was served by `answered`."""
     if not requested or not answered or requested == answered:
         return
-    if _resolve(requested, provider)[1]:
+    name, known = _cached(requested, provider)
+    if known:
         return  # a known model name: it has its own identity (a downgrade does not rename it)
-    identity, known = _resolve(answered, provider)
-    if not known or _learned.get((provider, requested)) == identity:
+    identity, known = _cached(answered, provider)
+    if not known or _learned.get((provider, name)) == identity:
         return
     global _generation
     with _lock:
         if len(_learned) < _MAX_CACHE:
-            _learned[(provider, requested)] = identity
-        _cache.pop((requested, provider), None)
+            _learned[(provider, name)] = identity
         _generation += 1
 
 
@@ -96,9 +129,6 @@ def _resolve(model: str, provider: str | None) -> tuple[str, bool]:
     found = _catalogue_id(name, provider)
     if found is not None:
         return found, True
-    learned = _learned.get((provider, name))
-    if learned is not None:
-        return learned, True
     return name, name != model.strip()
 
 

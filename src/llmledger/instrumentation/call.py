@@ -297,7 +297,9 @@ def gate(call: Call) -> str | None:
         if not enforcer.limits():
             return None
         who = runtime.config.defaults.merged(call.who)
-        scope = scope_of_call(who, call.requested_model, call.provider)
+        scope = scope_of_call(
+            who, call.requested_model, call.provider, requested=call.requested_model, admitting=True
+        )
         call.reservation, swap = enforcer.admit(
             scope, provider=call.provider, model=call.requested_model, feature=who.feature, body=call.request
         )

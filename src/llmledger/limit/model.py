@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from llmledger.errors import LimitDefinitionError
-from llmledger.identity import model_identity
+from llmledger.identity import admission_identity, known_model, model_identity
 
 __all__ = [
     "METRICS",
@@ -88,8 +88,8 @@ class Limit:
                 return None
             if want == "*":
                 parts.append(f"{key}={have}")
-            elif have != want and (key != "model" or have != model_identity(want, call.get("provider"))):
-                return None  # a call's model is its identity (`scope_of_call`); so is the limit's
+            elif have != want and (key != "model" or not _same_model(call, have, want)):
+                return None
         return "&".join(parts)
 
     def describe_scope(self) -> str:
@@ -163,16 +163,37 @@ def _pair(value: Any) -> tuple[Decimal, Decimal] | None:
     return Decimal(first), Decimal(second)
 
 
+_REQUESTED = "model:requested"
+"""Scope key of the requested model name when no alias or catalogue entry knows it (a deployment)."""
+
+
+def _same_model(call: Mapping[str, str | None], have: str | None, want: str) -> bool:
+    """A limit's model `want` matches a call whose model identity is `have` when the identities
+    agree, or when the call asked for `want` by a name only the requester knows (a deployment)."""
+    return have == model_identity(want, call.get("provider")) or call.get(_REQUESTED) == want
+
+
 def scope_of_call(
-    attribution: Any, model: str | None, provider: str | None, tags: Mapping[str, str] | None = None
+    attribution: Any,
+    model: str | None,
+    provider: str | None,
+    tags: Mapping[str, str] | None = None,
+    *,
+    requested: str | None = None,
+    admitting: bool = False,
 ) -> dict[str, str | None]:
     """The dimensions a call is limited by.
 
     `attribution` is an `Attribution` or a `UsageEvent` (anything with tenant/user/org/feature/agent
     attributes), or a mapping of those labels; `tags` default to its own. `model` may be the
     requested name or the answered snapshot: the scope holds its identity (`llmledger.identity`), so
-    `gpt-4o-mini` and `gpt-4o-mini-2024-07-18` count against the same limits.
+    `gpt-4o-mini` and `gpt-4o-mini-2024-07-18` count against the same limits. `requested` (default:
+    an event's `requested_model`) is the name the caller asked for: when no alias or catalogue entry
+    knows it (an Azure deployment), a limit named by it matches too. `admitting=True` (the pre-call
+    check) also uses what this process learned about such names, which only adds limits to check.
     """
+    if requested is None and not isinstance(attribution, Mapping):
+        requested = getattr(attribution, "requested_model", None)
     if not isinstance(attribution, Mapping):
         tags = attribution.tags if tags is None else tags
         attribution = {k: getattr(attribution, k) for k in ("tenant", "user", "org", "feature", "agent")}
@@ -180,7 +201,10 @@ def scope_of_call(
     scope: dict[str, str | None] = {
         k: attribution.get(k) for k in ("tenant", "user", "org", "feature", "agent")
     }
-    scope["model"], scope["provider"] = model_identity(model, provider), provider
+    identity = admission_identity if admitting else model_identity
+    scope["model"], scope["provider"] = identity(model, provider), provider
+    if requested is not None and not known_model(requested, provider):
+        scope[_REQUESTED] = requested
     for name, value in tags.items():
         scope[f"tag:{name}"] = value
     return scope

@@ -13,7 +13,7 @@ import genai_prices
 from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider
 
-from llmledger.identity import generation, model_identity
+from llmledger.identity import admission_identity, generation
 from llmledger.pricing.compiled import CompiledPrice
 
 __all__ = ["PROVIDER_ALIASES", "Catalog", "CatalogEntry", "UnknownPrice"]
@@ -93,7 +93,7 @@ class Catalog:
         try:
             prov, info = self._snapshot.find_provider_model(model, None, provider_id, None)
         except LookupError as exc:
-            identity = model_identity(model, provider)  # an alias or a learned Azure deployment
+            identity = admission_identity(model, provider)  # an alias or a learned Azure deployment
             if identity is not None and identity != model:
                 found = self._find(provider, identity)
                 if not isinstance(found, UnknownPrice):

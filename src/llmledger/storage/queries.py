@@ -14,13 +14,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from llmledger.errors import InvalidQueryError
 from llmledger.events.event import STATUSES
-from llmledger.identity import model_identity
+from llmledger.identity import known_model, model_identity
 from llmledger.storage.rows import to_us
 from llmledger.storage.tables import events
 
 __all__ = [
     "FILTER_COLUMNS",
     "GROUP_KEYS",
+    "ModelMatch",
     "UsageRow",
     "group_expression",
     "same_models",
@@ -90,20 +91,39 @@ class UsageRow:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ModelMatch:
+    """A widened `model` filter: events whose `model` is one of `names`, or whose
+    `requested_model` is one of `requested` (names no alias or catalogue entry knows)."""
+
+    names: tuple[str, ...]
+    requested: tuple[str, ...]
+
+    def clause(self) -> ColumnElement[bool]:
+        """The SQL condition."""
+        found = events.c.model.in_(list(self.names))
+        if not self.requested:
+            return found
+        return sa.or_(found, events.c.requested_model.in_(list(self.requested)))
+
+
 def same_models(conn: Connection, filters: Mapping[str, Any]) -> Mapping[str, Any]:
     """`filters` with a `model` filter widened to every stored name of the same model identity
-    (`model="gpt-4o-mini"` also finds `gpt-4o-mini-2024-07-18`; see `llmledger.identity`)."""
+    (`model="gpt-4o-mini"` also finds `gpt-4o-mini-2024-07-18`; see `llmledger.identity`), and to
+    the calls that requested a name no alias or catalogue entry knows (an Azure deployment)."""
     value = filters.get("model")
     wanted = [value] if isinstance(value, str) else value
     if not isinstance(wanted, Sequence) or not all(isinstance(v, str) for v in wanted):
         return filters  # None, or a bad value that `where_clause` reports
     names = set(wanted)
+    requested: set[str] = set()
     for provider, model in conn.execute(sa.select(events.c.provider, events.c.model).distinct()):
         if model not in names:
             identity = model_identity(model, provider)
             if any(identity == model_identity(v, provider) for v in wanted):
                 names.add(model)
-    return {**filters, "model": sorted(names)}
+        requested.update(v for v in wanted if not known_model(v, provider))
+    return {**filters, "model": ModelMatch(tuple(sorted(names)), tuple(sorted(requested)))}
 
 
 def where_clause(
@@ -122,6 +142,9 @@ def where_clause(
             raise InvalidQueryError(f"unknown filter {name!r}; filter on: {', '.join(FILTER_COLUMNS)}, tags")
         column = events.c[name]
         if value is None:
+            continue
+        if isinstance(value, ModelMatch):
+            clauses.append(value.clause())
             continue
         if name == "status" and any(
             not isinstance(v, str) or v not in STATUSES
