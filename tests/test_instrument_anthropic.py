@@ -180,3 +180,62 @@ def test_bedrock_and_vertex_provider_ids(fake: Fake, recorded: list[UsageEvent])
     # Bedrock is priced from the catalogue's AWS entry ($3.30 / $0.33 / $4.125 / $6.60 / $16.50 per M)
     aws = Decimal("3.3") * 25 + Decimal("0.33") * 4000 + Decimal("4.125") * 1000 + Decimal("6.6") * 2000
     assert recorded[1].cost_usd == (aws + Decimal("16.5") * 180) / 10**6
+
+
+def test_bedrock_counts_and_prices_the_model_id_it_was_called_with(ledger_path: Any) -> None:
+    # Bedrock bills the model id / inference profile invoked (the global profile is 10 % cheaper than
+    # the regional ones), but its body names the bare Anthropic model ("msg_bdrk_..." bodies answer
+    # "claude-sonnet-4-5-20250929"). Prices: genai-prices' aws entries.
+    from genai_prices import Usage, calc_price
+    from tests.fakes.replay import Replay
+
+    import llmledger
+
+    profile = "global.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    usage = {"input_tokens": 20_000, "output_tokens": 1_500}
+    body = {**bodies.message("claude-sonnet-4-5-20250929", usage), "id": "msg_bdrk_01WpFc3918C93ZG9ZMKVqz"}
+    expected = calc_price(
+        Usage(input_tokens=20_000, output_tokens=1_500), profile, provider_id="aws"
+    ).total_price
+    assert expected == Decimal("0.0825")  # $3 / $15 per 1M (the us./eu. profiles: $3.30 / $16.50)
+    seen: list[UsageEvent] = []
+    llmledger.init(ledger=str(ledger_path), on_event=seen.append, flush_interval=0.01)
+    llmledger.set_limit(usd="0.1", per="day", tenant="*", model=profile)
+    bedrock: Any = anthropic.AnthropicBedrock(
+        aws_region="us-east-1",
+        aws_access_key="AKIA",
+        aws_secret_key="secret",
+        http_client=Replay(body).client(),
+        max_retries=0,
+    )
+    bedrock.messages.create(model=profile, max_tokens=2000, messages=MSGS, ledger_tenant="t1")
+    llmledger.flush()
+    [e] = seen
+    assert (e.provider, e.model, e.requested_model) == ("aws-bedrock", profile, profile)
+    assert (e.cost_usd, e.cost_source) == (expected, "catalog")
+    assert llmledger.spend(model=profile) == expected
+    # the limit named by the profile counted the call, so the next one no longer fits
+    assert llmledger.reconcile() == []
+    with pytest.raises(llmledger.LimitExceeded):
+        bedrock.messages.create(model=profile, max_tokens=2000, messages=MSGS, ledger_tenant="t1")
+
+
+def test_a_bedrock_application_profile_arn_is_priced_as_the_model_it_answers(
+    recorded: list[UsageEvent],
+) -> None:
+    # An application inference profile (an ARN the catalogue cannot know) bills the model behind it.
+    from tests.fakes.replay import Replay
+
+    arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3"
+    body = bodies.message("claude-sonnet-4-5-20250929", {"input_tokens": 20_000, "output_tokens": 1_500})
+    bedrock: Any = anthropic.AnthropicBedrock(
+        aws_region="us-east-1",
+        aws_access_key="AKIA",
+        aws_secret_key="secret",
+        http_client=Replay(body).client(),
+        max_retries=0,
+    )
+    bedrock.messages.create(model=arn, max_tokens=2000, messages=MSGS)
+    [e] = recorded
+    assert (e.model, e.requested_model) == ("claude-sonnet-4-5-20250929", arn)
+    assert e.cost_usd == Decimal("3.3") * 20_000 / 10**6 + Decimal("16.5") * 1_500 / 10**6

@@ -6,12 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from llmledger.identity import known_model
+
 __all__ = [
     "CONVENTIONS",
     "KNOWN_HOSTS",
     "UNKNOWN",
     "Convention",
     "asks_usage",
+    "billed_model",
     "configure_hosts",
     "convention",
     "provider_for_url",
@@ -85,6 +88,10 @@ class Convention:
     min_api_version: str | None = None
     """The oldest dated `api-version` that accepts `stream_options` (Azure: 2024-09-01; older ones
     answer 400 to it). Undated versions (`preview`, `v1`) accept it."""
+    bills_invoked_id: bool = False
+    """The host bills the model id (or inference profile) the request invoked, while its response
+    names the base model (Bedrock: `global.anthropic.claude-sonnet-4-5-20250929-v1:0` is answered
+    as `claude-sonnet-4-5-20250929`): the event's model is the invoked id."""
     cost: str | None = None
     """Where the host reports its own charge: `ticks` (xAI `usage.cost_in_usd_ticks`, 1e-10 USD) or
     `usd` (OpenRouter `usage.cost`, plus `cost_details.upstream_inference_cost` when `is_byok`)."""
@@ -112,6 +119,9 @@ CONVENTIONS: dict[str, Convention] = {
     "cerebras": Convention("https://inference-docs.cerebras.ai/api-reference/chat-completions"),
     "moonshot": Convention("https://platform.moonshot.ai/docs/api/chat"),
     "anthropic": Convention("https://docs.anthropic.com/en/api/openai-sdk"),
+    "aws-bedrock": Convention(
+        "https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles.html", bills_invoked_id=True
+    ),
     "gemini": Convention("https://ai.google.dev/gemini-api/docs/openai"),
 }
 """Every host llmledger names. A host not listed (a relay at an unknown URL) gets `UNKNOWN`: no
@@ -123,6 +133,15 @@ UNKNOWN = Convention("")
 def convention(provider: str) -> Convention:
     """The usage convention of a provider id (`UNKNOWN` for one llmledger does not name)."""
     return CONVENTIONS.get(provider, UNKNOWN)
+
+
+def billed_model(provider: str, requested: str | None, answered: str | None) -> str:
+    """The model an event is priced, limited and reported as: the one the response names, except
+    at a host that bills the id invoked (`Convention.bills_invoked_id`) when the catalogue knows that
+    id (a Bedrock application-inference-profile ARN keeps the model answered, so it stays priced)."""
+    if requested and convention(provider).bills_invoked_id and known_model(requested, provider):
+        return requested
+    return answered or requested or "unknown"
 
 
 def asks_usage(provider: str, api_version: Any = None) -> bool:

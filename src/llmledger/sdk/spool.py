@@ -329,7 +329,7 @@ def call_event(
         notes,
     ) = end
     from llmledger.identity import learn
-    from llmledger.instrumentation.hosts import convention
+    from llmledger.instrumentation.hosts import billed_model, convention
     from llmledger.instrumentation.usage import Usage, normalise
 
     usage = Usage(tokens=dict(tokens), model=model, total=total, notes=list(notes) if notes else None)
@@ -340,7 +340,7 @@ def call_event(
     return build_usage_event(
         runtime,
         provider,
-        model or requested_model or "unknown",
+        billed_model(provider, requested_model, model),  # Bedrock: the profile invoked
         usage.tokens,
         who,
         wall,
