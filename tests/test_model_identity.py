@@ -98,11 +98,9 @@ def test_an_alias_names_a_deployment(ledger_path: Path, fake: Fake) -> None:
     assert model_identity("prod-mini", "azure") == "prod-mini"
 
 
-def test_an_azure_deployment_learns_its_model_and_counts_under_it(ledger_path: Path, fake: Fake) -> None:
-    llmledger.init(ledger=str(ledger_path), flush_interval=0.01)
-    llmledger.set_limit(usd="0.0022", per="day", tenant="*", model="gpt-4o-mini")
+def azure_client(fake: Fake) -> openai.AzureOpenAI:
     fake.usage = USAGE
-    azure = openai.AzureOpenAI(
+    return openai.AzureOpenAI(
         api_key="k",
         api_version="2024-10-21",
         azure_endpoint="https://acme.openai.azure.com",
@@ -110,11 +108,21 @@ def test_an_azure_deployment_learns_its_model_and_counts_under_it(ledger_path: P
         max_retries=0,
     )
 
+
+def ask_deployment(azure: openai.AzureOpenAI) -> None:
+    # the deployment name is sent in the URL; the fake answers the model it serves
+    azure.chat.completions.create(
+        model="prod-mini-deploy", messages=PROMPT, max_tokens=400, ledger_tenant="t9"
+    )  # type: ignore[arg-type,call-overload]
+
+
+def test_an_azure_deployment_learns_its_model_and_counts_under_it(ledger_path: Path, fake: Fake) -> None:
+    llmledger.init(ledger=str(ledger_path), flush_interval=0.01)
+    llmledger.set_limit(usd="0.0022", per="day", tenant="*", model="gpt-4o-mini")
+    azure = azure_client(fake)
+
     def ask() -> None:
-        # the deployment name is sent in the URL; the fake answers the model it serves
-        azure.chat.completions.create(
-            model="prod-mini-deploy", messages=PROMPT, max_tokens=400, ledger_tenant="t9"
-        )  # type: ignore[arg-type,call-overload]
+        ask_deployment(azure)
 
     import tests.fakes.server as server
 
@@ -141,7 +149,10 @@ import tests.fakes.server as server
 from tests.test_model_identity import PROMPT, USAGE
 server.SNAPSHOTS["prod-mini-deploy"] = "gpt-4o-mini-2024-07-18"
 llmledger.init(ledger=sys.argv[1], flush_interval=0.01)
-llmledger.set_limit(usd="1", per="day", tenant="*", model="prod-mini-deploy")
+# the deployment has no price before its first answer: under the default unpriced="refuse" a strict
+# USD limit named by it refuses (its cost cannot be bounded); a fallback price admits and bounds it
+llmledger.set_limit(usd="1", per="day", tenant="*", model="prod-mini-deploy", unpriced="fallback",
+                    fallback_price=("0.15", "0.60"))
 fake = server.Fake()
 fake.usage = USAGE
 azure = openai.AzureOpenAI(api_key="k", api_version="2024-10-21", azure_endpoint="https://acme.openai.azure.com",
@@ -186,3 +197,54 @@ def test_every_process_counts_a_deployment_limit_the_same(ledger_path: Path) -> 
     expected = f"{2 * CALL_COST} []"
     assert run_script(_AZURE_CALLS) == expected
     assert run_script(_REPORT) == expected
+
+
+def test_a_strict_usd_limit_named_by_an_unknown_deployment_refuses_until_its_price_is_known(
+    ledger_path: Path, fake: Fake
+) -> None:
+    # Before its first answer nothing says what `prod-mini-deploy` costs: under the default policy
+    # (unpriced="refuse") a strict USD limit named by it refuses rather than admit an unbounded call;
+    # an alias names its model (every process then prices and checks it before it is sent).
+    import tests.fakes.server as server
+
+    llmledger.init(ledger=str(ledger_path), flush_interval=0.01)
+    llmledger.set_limit(usd="0.0025", per="day", tenant="*", model="prod-mini-deploy")
+    azure = azure_client(fake)
+
+    def ask() -> None:
+        ask_deployment(azure)
+
+    server.SNAPSHOTS["prod-mini-deploy"] = "gpt-4o-mini-2024-07-18"
+    try:
+        with pytest.raises(llmledger.LimitExceeded, match="no known price"):
+            ask()
+        assert fake.seen == []  # refused before anything was sent
+        alias_models({"prod-mini-deploy": "gpt-4o-mini"})
+        ask()
+        ask()
+        with pytest.raises(llmledger.LimitExceeded):
+            ask()
+    finally:
+        alias_models(None)
+        del server.SNAPSHOTS["prod-mini-deploy"]
+    llmledger.flush()
+    assert len(fake.seen) == 2
+    assert llmledger.spend(model="prod-mini-deploy") == 2 * CALL_COST
+
+
+def test_a_learned_deployment_name_does_not_outlive_its_runtime(tmp_path: Path) -> None:
+    # `learn()` is process memory: neither `shutdown()` nor a new `init()` may carry what one runtime
+    # saw into the next (it would price and admit the next runtime's calls by another runtime's data).
+    from llmledger.identity import learn
+
+    llmledger.init(ledger=str(tmp_path / "a.db"))
+    learn("azure", "prod-mini-deploy", "gpt-4o-mini-2024-07-18")
+    assert admission_identity("prod-mini-deploy", "azure") == "gpt-4o-mini"
+    llmledger.shutdown()
+    assert admission_identity("prod-mini-deploy", "azure") == "prod-mini-deploy"
+
+    llmledger.init(ledger=str(tmp_path / "a.db"))
+    learn("azure", "prod-mini-deploy", "gpt-4o-mini-2024-07-18")
+    llmledger.init(ledger=str(tmp_path / "b.db"))  # another runtime replaces the first
+    assert admission_identity("prod-mini-deploy", "azure") == "prod-mini-deploy"
+    llmledger.shutdown()

@@ -35,7 +35,15 @@ from collections.abc import Mapping
 
 from llmledger.errors import InvalidUsageError
 
-__all__ = ["admission_identity", "alias_models", "generation", "known_model", "learn", "model_identity"]
+__all__ = [
+    "admission_identity",
+    "alias_models",
+    "forget_learned",
+    "generation",
+    "known_model",
+    "learn",
+    "model_identity",
+]
 
 _MAX_CACHE = 4096
 _lock = threading.Lock()
@@ -121,6 +129,17 @@ def learn(provider: str | None, requested: str | None, answered: str | None) -> 
         if len(_learned) < _MAX_CACHE:
             _learned[(provider, name)] = identity
         _generation += 1
+
+
+def forget_learned() -> None:
+    """Forget every name learned from responses (`learn()`): called by `llmledger.shutdown()` and
+    when `init()` installs a new runtime, so what one runtime saw never admits calls of the next.
+    Aliases (`alias_models()`) are configuration and stay."""
+    global _generation
+    with _lock:
+        if _learned:
+            _learned.clear()
+            _generation += 1
 
 
 def _resolve(model: str, provider: str | None) -> tuple[str, bool]:

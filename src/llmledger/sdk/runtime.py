@@ -21,6 +21,7 @@ from llmledger.attribution.context import EMPTY, Attribution, make_attribution
 from llmledger.errors import ConfigError
 from llmledger.events.event import TOKEN_FIELDS, UsageEvent
 from llmledger.events.ids import uuid7
+from llmledger.identity import forget_learned
 from llmledger.sdk import spool
 from llmledger.sdk.sink import LedgerSink, Tracked
 from llmledger.transport.journal import Journal
@@ -398,6 +399,7 @@ def _install(config: Config, *, open_now: bool) -> Runtime:
     old, _runtime = _runtime, runtime
     if old is not None:
         old.close()
+    forget_learned()  # after the old writer's last events: names it learned never admit ours
     return runtime
 
 
@@ -559,7 +561,9 @@ def shutdown(timeout: float = 10.0) -> bool:
     with _lock:
         instrumentation.uninstrument()
         runtime, _runtime = _runtime, None
-    return runtime.close(timeout) if runtime is not None else True
+    closed = runtime.close(timeout) if runtime is not None else True
+    forget_learned()
+    return closed
 
 
 def _after_fork_in_child() -> None:
