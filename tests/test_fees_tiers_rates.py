@@ -183,7 +183,8 @@ def gemini_client(replay: Replay, vertex: bool = False) -> genai.Client:
             credentials=_Creds(),
             http_options=types.HttpOptions(httpx_client=replay.client()),
         )  # type: ignore[arg-type]
-    return genai.Client(api_key="k", http_options=types.HttpOptions(httpx_client=replay.client()))
+    options = types.HttpOptions(httpx_client=replay.client(), httpx_async_client=replay.async_client())
+    return genai.Client(api_key="k", http_options=options)
 
 
 class _Creds:
@@ -279,14 +280,70 @@ def test_vertex_provisioned_throughput_is_recorded_and_flagged(recorded: list[Us
     assert e.service_tier == "provisioned_throughput" and e.partially_priced
 
 
-def test_gemini_grounding_searches_are_units(recorded: list[UsageEvent]) -> None:
+def grounded_body(model: str, queries: list[str]) -> dict[str, Any]:
     body = tts_body(None)
-    body["modelVersion"] = "gemini-2.5-flash"
-    body["candidates"][0]["groundingMetadata"] = {"webSearchQueries": ["tax rules 2026", "tax changes week"]}
+    body["modelVersion"] = model
+    body["usageMetadata"] = {"promptTokenCount": 2400, "candidatesTokenCount": 480, "totalTokenCount": 2880}
+    body["candidates"][0]["groundingMetadata"] = {"webSearchQueries": queries}
+    return body
+
+
+def test_gemini_2_grounding_is_one_fee_per_grounded_prompt(recorded: list[UsageEvent]) -> None:
+    # Gemini 2.x bills grounding per grounded prompt ($35 / 1,000), however many queries it ran
+    # (ai.google.dev/gemini-api/docs/pricing); counting the queries charged 3 fees: $0.10692
+    body = grounded_body("gemini-2.5-flash", ["tax rules 2026", "tax changes week", "irs notice"])
     gemini_client(Replay(body)).models.generate_content(model="gemini-2.5-flash", contents="What changed?")
     [e] = recorded
-    assert e.units == {"web_searches": Decimal(2)}
-    assert json.loads(e.to_json())["units"] == {"web_searches": "2"}
+    assert e.units == {"web_searches": Decimal(1)}
+    assert json.loads(e.to_json())["units"] == {"web_searches": "1"}
+    expected = calc_price(
+        Usage(input_tokens=2400, output_tokens=480, web_searches=1), "gemini-2.5-flash", provider_id="google"
+    ).total_price
+    assert e.cost_usd == expected == Decimal("0.03692")
+
+
+def test_gemini_3_grounding_is_one_fee_per_search_query(recorded: list[UsageEvent]) -> None:
+    # Gemini 3 bills each query it ran ($14 / 1,000); empty entries are not billed, nor repeats
+    body = grounded_body(
+        "gemini-3-flash-preview", ["tax rules 2026", "", "tax changes week", "irs notice", ""]
+    )
+    body["candidates"][0]["groundingMetadata"]["webSearchQueries"].append("tax rules 2026")
+    gemini_client(Replay(body)).models.generate_content(
+        model="gemini-3-flash-preview", contents="What changed?"
+    )
+    [e] = recorded
+    assert e.units == {"web_searches": Decimal(3)}
+    expected = calc_price(
+        Usage(input_tokens=2400, output_tokens=480, web_searches=3),
+        "gemini-3-flash-preview",
+        provider_id="google",
+    ).total_price
+    assert e.cost_usd == expected == Decimal("0.04464")
+
+
+def test_gemini_grounding_in_a_stream_sync_and_async(recorded: list[UsageEvent]) -> None:
+    import asyncio
+
+    last = grounded_body("gemini-2.5-flash", ["tax rules 2026", "tax changes week"])
+    first = {**last, "usageMetadata": {"promptTokenCount": 2400, "candidatesTokenCount": 5}}
+    first = {k: v for k, v in first.items() if k != "candidates"} | {
+        "candidates": [{"content": {"parts": [{"text": "Two"}], "role": "model"}, "index": 0}]
+    }
+    replay = Replay(bodies.sse([(None, first), (None, last)]))
+    client = gemini_client(replay)
+    for _ in client.models.generate_content_stream(model="gemini-2.5-flash", contents="What changed?"):
+        pass
+
+    async def go() -> None:
+        async for _ in await client.aio.models.generate_content_stream(
+            model="gemini-2.5-flash", contents="What changed?"
+        ):
+            pass
+
+    asyncio.run(go())
+    assert len(recorded) == 2
+    for e in recorded:
+        assert (e.units, e.cost_usd) == ({"web_searches": Decimal(1)}, Decimal("0.03692"))
 
 
 def test_web_searches_done_before_a_responses_stream_is_cut_are_counted(recorded: list[UsageEvent]) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmledger.identity import known_model
+from llmledger.instrumentation.usage import Usage, normalise
 
 __all__ = [
     "CONVENTIONS",
@@ -17,6 +18,7 @@ __all__ = [
     "billed_model",
     "configure_hosts",
     "convention",
+    "normalise_usage",
     "provider_for_url",
 ]
 
@@ -92,6 +94,9 @@ class Convention:
     """The host bills the model id (or inference profile) the request invoked, while its response
     names the base model (Bedrock: `global.anthropic.claude-sonnet-4-5-20250929-v1:0` is answered
     as `claude-sonnet-4-5-20250929`): the event's model is the invoked id."""
+    thoughts_in_total: bool = False
+    """`total_tokens` includes thinking that neither `completion_tokens` nor a `reasoning_tokens`
+    detail reports (Gemini's OpenAI-compatible endpoint): the difference is reasoning, in the output."""
     cost: str | None = None
     """Where the host reports its own charge: `ticks` (xAI `usage.cost_in_usd_ticks`, 1e-10 USD) or
     `usd` (OpenRouter `usage.cost`, plus `cost_details.upstream_inference_cost` when `is_byok`)."""
@@ -122,7 +127,9 @@ CONVENTIONS: dict[str, Convention] = {
     "aws-bedrock": Convention(
         "https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles.html", bills_invoked_id=True
     ),
-    "gemini": Convention("https://ai.google.dev/gemini-api/docs/openai"),
+    "gemini": Convention(
+        "https://ai.google.dev/gemini-api/docs/openai", reasoning_beside=True, thoughts_in_total=True
+    ),
 }
 """Every host llmledger names. A host not listed (a relay at an unknown URL) gets `UNKNOWN`: no
 request change, reasoning inside completion unless its `total_tokens` says otherwise."""
@@ -133,6 +140,18 @@ UNKNOWN = Convention("")
 def convention(provider: str) -> Convention:
     """The usage convention of a provider id (`UNKNOWN` for one llmledger does not name)."""
     return CONVENTIONS.get(provider, UNKNOWN)
+
+
+_NATIVE_ENDPOINTS = frozenset(("messages", "generate_content", "embed_content"))
+"""Endpoints of the providers' own SDKs (Anthropic, google-genai): their readers already put the
+usage in the event convention; a host's OpenAI-compatible convention is not theirs."""
+
+
+def normalise_usage(usage: Usage, provider: str, endpoint: str | None) -> None:
+    """`usage.normalise()` by the convention of `provider` for an OpenAI-shaped `endpoint` (the
+    provider's own SDK endpoints get only the impossible-event checks)."""
+    host = UNKNOWN if endpoint in _NATIVE_ENDPOINTS else convention(provider)
+    normalise(usage, host.reasoning_beside, thoughts_in_total=host.thoughts_in_total)
 
 
 def billed_model(provider: str, requested: str | None, answered: str | None) -> str:

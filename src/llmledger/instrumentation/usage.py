@@ -132,13 +132,15 @@ class _Attributes(Mapping[str, Any]):
         return 0
 
 
-def normalise(usage: Usage, reasoning_beside: bool) -> None:
+def normalise(usage: Usage, reasoning_beside: bool, *, thoughts_in_total: bool = False) -> None:
     """Make `usage` a possible event by the host's rule, noting every change in `usage.notes`.
 
     Reasoning: a host that counts it beside `completion_tokens` (xAI; or any host whose reported
-    total equals prompt + completion + reasoning) has it added to the output. Any other breakdown
-    larger than its total (reasoning > output, cache > input, audio/image > its side) is clamped
-    and noted; so is a reported total that matches neither reading of the parts.
+    total equals prompt + completion + reasoning) has it added to the output. A host whose total
+    includes thinking it does not itemise (`thoughts_in_total`: Gemini's OpenAI-compatible endpoint)
+    has the part of the total above prompt + completion counted as reasoning, in the output. Any
+    other breakdown larger than its total (reasoning > output, cache > input, audio/image > its
+    side) is clamped and noted; so is a reported total that matches neither reading of the parts.
     """
     tokens = usage.tokens
     get = tokens.get
@@ -148,7 +150,11 @@ def normalise(usage: Usage, reasoning_beside: bool) -> None:
         get("reasoning_tokens", 0),
         usage.total,
     )
-    beside = total == inp + out + reasoning if total else reasoning_beside
+    filled = thoughts_in_total and not reasoning and total > inp + out
+    if filled:  # unitemised thinking, priced as the output it is (the parts now add up to the total)
+        reasoning = tokens["reasoning_tokens"] = total - inp - out
+        tokens["output_tokens"] = out = total - inp
+    beside = not filled and (total == inp + out + reasoning if total else reasoning_beside)
     if reasoning and beside:  # the host's own rule (xAI) is no news; a total that shows it is
         tokens["output_tokens"] = out = out + reasoning
         if not reasoning_beside:

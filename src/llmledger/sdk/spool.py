@@ -329,14 +329,14 @@ def call_event(
         notes,
     ) = end
     from llmledger.identity import learn
-    from llmledger.instrumentation.hosts import billed_model, convention
-    from llmledger.instrumentation.usage import Usage, normalise
+    from llmledger.instrumentation.hosts import billed_model, normalise_usage
+    from llmledger.instrumentation.usage import Usage
 
     usage = Usage(tokens=dict(tokens), model=model, total=total, notes=list(notes) if notes else None)
     if model is not None:  # an Azure deployment (or a relay's alias) learns its model
         learn(provider, requested_model, model)
     if usage.tokens:  # the host's counting convention, and no impossible event stored silently
-        normalise(usage, convention(provider).reasoning_beside)
+        normalise_usage(usage, provider, endpoint)
     return build_usage_event(
         runtime,
         provider,

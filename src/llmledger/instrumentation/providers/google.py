@@ -10,6 +10,7 @@ usage, so they are estimated from the request text (and marked `estimated`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -88,16 +89,35 @@ def _tier(um: Mapping[str, Any]) -> str | None:
     return _TRAFFIC_TIERS.get(upper, traffic.lower())
 
 
-def grounding_searches(data: Mapping[str, Any]) -> int:
-    """Grounding with Google Search: the web search queries the model ran (billed per query on
-    Gemini 3; a grounded prompt with no listed query counts one)."""
-    searches = 0
+def grounding_searches(data: Mapping[str, Any], model: str | None = None) -> int:
+    """Grounding with Google Search, as billed (ai.google.dev/gemini-api/docs/pricing): Gemini 3
+    and later bill each search query the model ran (unique, non-empty `webSearchQueries`; a
+    grounded answer listing none counts one); Gemini 2.x and older bill once per grounded prompt,
+    however many queries it ran. A model whose generation cannot be read is counted per query."""
+    grounded = 0
+    queries: set[str] = set()
     for candidate in data.get("candidates") or ():
         meta = candidate.get("groundingMetadata") if isinstance(candidate, Mapping) else None
         if isinstance(meta, Mapping):
-            queries = meta.get("webSearchQueries")
-            searches += len(queries) if isinstance(queries, list) and queries else 1
-    return searches
+            grounded += 1
+            listed = meta.get("webSearchQueries")
+            if isinstance(listed, list):
+                queries.update(q for q in listed if isinstance(q, str) and q.strip())
+    if not grounded:
+        return 0
+    generation = _generation(model)
+    if generation is not None and generation < 3:
+        return 1
+    return max(len(queries), 1)
+
+
+_GENERATION = re.compile(r"gemini-(\d+)")
+
+
+def _generation(model: str | None) -> int | None:
+    """The major version of a Gemini model name (`gemini-2.5-flash` -> 2), None if it has none."""
+    found = _GENERATION.search(model or "")
+    return int(found.group(1)) if found else None
 
 
 def read_body(body: Any) -> Usage | None:
@@ -111,11 +131,11 @@ def read_body(body: Any) -> Usage | None:
     if not isinstance(um, Mapping):
         return None
     usage = read_metadata(um)
-    searches = grounding_searches(data)
-    if searches:
-        usage.units = {"web_searches": searches}
     model, rid = data.get("modelVersion"), data.get("responseId")
     usage.model = model if isinstance(model, str) and model else None
+    searches = grounding_searches(data, usage.model)
+    if searches:
+        usage.units = {"web_searches": searches}
     usage.request_id = rid if isinstance(rid, str) else None
     return usage
 

@@ -156,12 +156,24 @@ def _decimal(value: Any) -> Decimal | None:
     return dec if dec.is_finite() and dec >= 0 else None
 
 
+def _groq_usage(extra: Mapping[str, Any] | None) -> Any:
+    """Groq's own usage object (`x_groq.usage`), which older Groq responses and streams carry
+    instead of a top-level `usage`; None when absent."""
+    if not extra:
+        return None
+    groq = extra.get("x_groq")
+    return fields(groq).get("usage") if groq is not None else None
+
+
 def read(endpoint: str, response: Any) -> Usage | None:
-    """Usage of a parsed response, or None when it carries none (speech, dall-e, text transcripts)."""
+    """Usage of a parsed response, or None when it carries none (speech, dall-e, text transcripts).
+    The top-level `usage` wins; Groq's `x_groq.usage` is read when it is the only one."""
     f = fields(response)
     u = f.get("usage")
     if u is None:
-        return None
+        u = _groq_usage(f)
+        if u is None:
+            return None
     usage = read_usage(u, endpoint)
     model, rid, tier = f.get("model"), f.get("id"), f.get("service_tier")
     usage.model = model if isinstance(model, str) and model else None
@@ -178,7 +190,8 @@ def read(endpoint: str, response: Any) -> Usage | None:
 
 class _ChatStream(Generated):
     """chat.completions / completions chunks: usage rides on the last chunk (with `include_usage`),
-    or — at Moonshot — inside the last choice (`choices[0].usage`, beside its `finish_reason`)."""
+    or — at Moonshot — inside the last choice (`choices[0].usage`, beside its `finish_reason`), or —
+    at Groq before `include_usage` — in the last chunk's `x_groq.usage`. A top-level `usage` wins."""
 
     __slots__ = ("choice_usage", "final", "first", "hide", "last")
 
@@ -197,12 +210,16 @@ class _ChatStream(Generated):
             return not (self.hide and not item.choices)
         if self.first is None:
             self.first = item
+        if not item.choices:  # a chunk without choices may carry Groq's usage (`x_groq`)
+            self._host_usage(item)
         for choice in item.choices:  # declared fields: read the instance dict directly (hot path)
             declared = choice.__dict__
-            if declared.get("finish_reason") is not None and choice.__pydantic_extra__:
-                inside = choice.__pydantic_extra__.get("usage")
+            if declared.get("finish_reason") is not None:
+                inside = choice.__pydantic_extra__.get("usage") if choice.__pydantic_extra__ else None
                 if inside is not None:
                     self.choice_usage, self.final = inside, True
+                else:
+                    self._host_usage(item)
             delta = declared.get("delta")
             if delta is None:  # legacy completions
                 piece = declared.get("text")
@@ -220,6 +237,11 @@ class _ChatStream(Generated):
                 for other in _generated(d, extra):
                     self.add(other)
         return True
+
+    def _host_usage(self, item: Any) -> None:
+        inside = _groq_usage(item.__pydantic_extra__)
+        if inside is not None:
+            self.choice_usage, self.final = inside, True
 
     def usage(self) -> Usage | None:
         if self.last is not None:
