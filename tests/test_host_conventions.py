@@ -174,3 +174,38 @@ def test_native_gemini_is_not_read_by_the_compat_convention(recorded: list[Usage
     [e] = recorded
     assert (e.output_tokens, e.reasoning_tokens) == (424, 0)
     assert e.cost_note and "usage inconsistent" in e.cost_note
+
+
+# -- Moonshot: cache hits in a top-level `usage.cached_tokens` ---------------------------------------
+
+MOONSHOT = "https://api.moonshot.ai/v1"
+KIMI_USAGE = {"prompt_tokens": 12000, "completion_tokens": 300, "total_tokens": 12300, "cached_tokens": 9000}
+KIMI_COST = calc_price(
+    Usage(input_tokens=12000, cache_read_tokens=9000, output_tokens=300),
+    "kimi-k2-0905-preview",
+    provider_id="moonshotai",
+).total_price
+
+
+def test_moonshot_price_is_genai_prices_own() -> None:
+    assert Decimal("0.00390") == KIMI_COST  # $0.60 / $0.15 cache hit / $2.50 per 1M
+
+
+def test_moonshot_top_level_cached_tokens_are_cache_reads(recorded: list[UsageEvent]) -> None:
+    oai(Replay(chat("kimi-k2-0905-preview", KIMI_USAGE)), MOONSHOT).chat.completions.create(
+        model="kimi-k2-0905-preview", messages=MSGS
+    )  # type: ignore[arg-type]
+    chunks = chat_chunks("kimi-k2-0905-preview", [{"role": "assistant", "content": "Done."}, {}], None)
+    chunks[-1]["choices"][0]["finish_reason"] = "stop"
+    chunks[-1]["choices"][0]["usage"] = KIMI_USAGE  # Moonshot streams usage inside the last choice
+    replay = Replay(bodies.sse([(None, c) for c in chunks] + [(None, "[DONE]")]))
+    consume(oai(replay, MOONSHOT), aoai(replay, MOONSHOT), "kimi-k2-0905-preview")
+    assert len(recorded) == 3
+    for e in recorded:
+        assert (e.provider, e.input_tokens, e.cache_read_tokens, e.output_tokens) == (
+            "moonshot",
+            12000,
+            9000,
+            300,
+        )
+        assert (e.cost_usd, e.cost_note) == (KIMI_COST, None)

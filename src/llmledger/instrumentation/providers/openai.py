@@ -4,8 +4,9 @@ Usage fields (event convention: input includes cache, output includes reasoning)
 chat/completions `prompt_tokens` (+ `prompt_tokens_details.cached_tokens|cache_write_tokens|audio_tokens`),
 `completion_tokens` (+ `completion_tokens_details.reasoning_tokens|audio_tokens`); Responses and
 Images `input_tokens` / `output_tokens` with `*_tokens_details`; transcriptions `usage.type` tokens or
-duration. DeepSeek's `prompt_cache_hit_tokens` repeats `cached_tokens` (used only when that is
-absent); OpenRouter's `usage.cost` is the billed amount.
+duration. DeepSeek's `prompt_cache_hit_tokens` and Moonshot's top-level `usage.cached_tokens` repeat
+`cached_tokens` (used only when that is absent); OpenRouter's `usage.cost` is the billed amount;
+Groq's `x_groq.usage` stands in for a missing top-level `usage`.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ def read_usage(u: Any, endpoint: str = "") -> Usage:
     units: dict[str, int | Decimal] | None = None
     _details(in_d, _INPUT_DETAILS, tokens)
     if "cache_read_tokens" not in tokens:
-        hit = n(f.get("prompt_cache_hit_tokens"))  # DeepSeek; the same number, never both
+        # DeepSeek `prompt_cache_hit_tokens`, Moonshot's top-level `cached_tokens`: the same number
+        # as `prompt_tokens_details.cached_tokens` (inside `prompt_tokens`), never counted twice
+        hit = n(f.get("prompt_cache_hit_tokens")) or n(f.get("cached_tokens"))
         if hit:
             tokens["cache_read_tokens"] = hit
     _details(out_d, _OUTPUT_DETAILS, tokens)
