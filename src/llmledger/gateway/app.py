@@ -25,6 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
@@ -91,6 +92,8 @@ class Gateway:
         self.recorder = Recorder(engine, journal)
         self._session: aiohttp.ClientSession | None = None
         self._keys: dict[str, tuple[ApiKey, float]] = {}
+        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="llmledger-gateway")
+        """Where blocking ledger work runs (limit decisions, key look-ups), off the event loop."""
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -104,7 +107,8 @@ class Gateway:
         if self._session is not None:
             await self._session.close()
             self._session = None
-        await asyncio.get_running_loop().run_in_executor(None, self.recorder.close)
+        await asyncio.get_running_loop().run_in_executor(self.pool, self.recorder.close)
+        self.pool.shutdown(wait=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -188,7 +192,7 @@ class Gateway:
         if not presented.startswith("llk_") or len(presented) > 128:
             return None
         loop = asyncio.get_running_loop()
-        key = await loop.run_in_executor(None, self.engine.keys.verify, presented)
+        key = await loop.run_in_executor(self.pool, self.engine.keys.verify, presented)
         if key is None:
             self._keys.pop(digest, None)
         else:

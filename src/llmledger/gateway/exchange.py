@@ -18,8 +18,10 @@ import aiohttp
 
 from llmledger._internal import internal_error
 from llmledger.errors import AttributionRefused, UpstreamRefused
-from llmledger.gateway.app import Gateway, Receive, Refusal, Scope, Send, respond
+from llmledger.events.event import UsageEvent
+from llmledger.gateway.app import ENDPOINTS, Gateway, Receive, Refusal, Scope, Send, respond
 from llmledger.gateway.attribution import SHORT_NAMES, attribution_of
+from llmledger.gateway.enforce import admit, release, settle
 from llmledger.gateway.meter import Metering
 from llmledger.gateway.relay import HOP_BY_HOP, response_headers
 from llmledger.gateway.routes import NoUpstream, Target
@@ -37,6 +39,7 @@ _NOT_FORWARDED = (
 )
 _AUTH = frozenset((b"authorization", b"x-api-key", b"api-key"))
 _RETRY_STATUSES = frozenset((429, 500, 502, 503, 504, 529))
+_SUFFIXES = {spec[1]: spec[2] for spec in ENDPOINTS.values() if spec[1] is not None}
 
 
 async def _read(receive: Receive, limit: int) -> bytes:
@@ -133,7 +136,7 @@ async def exchange(
     gw: Gateway, scope: Scope, receive: Receive, send: Send, key: ApiKey, spec: tuple[str, str | None, str]
 ) -> None:
     """Serve one metered request."""
-    api, endpoint, suffix = spec
+    api, endpoint, _ = spec
     assert endpoint is not None
     t0 = time.perf_counter()
     raw = await _read(receive, gw.settings.max_body_bytes)
@@ -159,7 +162,37 @@ async def exchange(
         raise Refusal(400, str(exc), "no_upstream") from None
     stream = body.get("stream") is True
     meter = Metering(targets[0].provider, endpoint, model, who, body, stream)
-    payload = raw
+    swap = await admit(gw, meter, body)  # spend limits: a refusal is answered before anything is sent
+    try:
+        await _forward(gw, scope, receive, send, meter, targets if swap is None else None, forwarded, raw, t0)
+    except BaseException:
+        await release(gw, meter)  # a no-op once the call's event settled it
+        raise
+
+
+async def _forward(
+    gw: Gateway,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    meter: Metering,
+    targets: list[Target] | None,
+    forwarded: list[tuple[str, str]],
+    raw: bytes,
+    t0: float,
+) -> None:
+    """Send the request (the downgraded model's when `targets` is None) and relay the answer."""
+    body = meter.body
+    assert body is not None
+    endpoint, stream, api = (
+        meter.endpoint,
+        meter.stream,
+        "anthropic" if meter.endpoint == "messages" else "openai",
+    )
+    if targets is None:  # a soft limit's downgrade: the cheaper model, by its own routes
+        body = {**body, "model": meter.sent_model}
+        targets = gw.router.targets(api, meter.sent_model, _upstream_of(scope), _has_key(forwarded))
+    payload = raw if body is meter.body else json.dumps(body, separators=(",", ":")).encode()
     hide = False
     if stream and endpoint in ("chat.completions", "completions") and targets[0].asks_usage:
         rewritten = prepare(endpoint, body, True)
@@ -168,8 +201,8 @@ async def exchange(
     pricer = gw.engine.pricer
 
     def failed(target: Target, status: int, error_type: str) -> None:
-        attempt = Metering(target.provider, endpoint, model, who, None, stream)
-        attempt.t0, attempt.wall = meter.t0, meter.wall
+        attempt = Metering(target.provider, endpoint, meter.requested_model, meter.who, None, stream)
+        attempt.t0, attempt.wall, attempt.sent_model = meter.t0, meter.wall, meter.sent_model
         gw.recorder.record(attempt.event(pricer, None, complete=False, status="error", error_type=error_type))
 
     try:
@@ -177,7 +210,7 @@ async def exchange(
             gw,
             "POST",
             targets,
-            suffix,
+            _SUFFIXES[endpoint],
             scope.get("query_string", b""),
             forwarded,
             payload,
@@ -185,9 +218,8 @@ async def exchange(
         )
     except Refusal as refusal:
         if refusal.code != "upstream_refused":
-            gw.recorder.record(
-                meter.event(pricer, None, complete=False, status="error", error_type=refusal.code)
-            )
+            event = meter.event(pricer, None, complete=False, status="error", error_type=refusal.code)
+            await _finish(gw, meter, event)
         raise
     meter.provider = target.provider
     t_up = time.perf_counter()
@@ -200,6 +232,27 @@ async def exchange(
         response.release()
 
 
+async def _finish(gw: Gateway, meter: Metering, event: UsageEvent) -> None:
+    """Settle the call's reservation with its event, then record the event (its write drops the
+    reservation)."""
+    try:
+        await settle(gw, meter, event)
+    finally:
+        reservation, meter.reservation = meter.reservation, None
+        gw.recorder.record(event, reservation)
+
+
+def _upstream_of(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-ledger-upstream":
+            return str(value.decode("latin-1").strip())
+    return None
+
+
+def _has_key(forwarded: list[tuple[str, str]]) -> bool:
+    return any(k.encode() in _AUTH for k, _ in forwarded)
+
+
 async def _relay_whole(
     gw: Gateway, meter: Metering, response: aiohttp.ClientResponse, send: Send, t0: float, t_up: float
 ) -> None:
@@ -207,14 +260,11 @@ async def _relay_whole(
         raw = await response.read()
     except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
         timeout = isinstance(exc, asyncio.TimeoutError)
-        gw.recorder.record(
-            meter.event(
-                gw.engine.pricer,
-                None,
-                complete=False,
-                status="error",
-                error_type="Timeout" if timeout else type(exc).__name__,
-            )
+        error_type = "Timeout" if timeout else type(exc).__name__
+        await _finish(
+            gw,
+            meter,
+            meter.event(gw.engine.pricer, None, complete=False, status="error", error_type=error_type),
         )
         raise Refusal(
             504 if timeout else 502, "the upstream broke off its answer", "upstream_broken"
@@ -235,7 +285,6 @@ async def _relay_whole(
         event = meter.event(
             gw.engine.pricer, None, complete=False, status="error", error_type=f"HTTP {status}"
         )
-    gw.recorder.record(event)
     overhead = (time.perf_counter() - t0 - waited) * 1000.0
     extra.append((b"content-length", str(len(raw)).encode()))
     extra.append((b"x-ledger-overhead-ms", f"{overhead:.3f}".encode()))
@@ -243,6 +292,7 @@ async def _relay_whole(
         {"type": "http.response.start", "status": status, "headers": response_headers(response, extra)}
     )
     await send({"type": "http.response.body", "body": raw})
+    await _finish(gw, meter, event)  # journaled before this request ends, after the client has it
 
 
 async def _watch(receive: Receive, response: aiohttp.ClientResponse, flag: list[bool]) -> None:
@@ -328,7 +378,7 @@ async def _end_stream(
     else:  # cut short: bill input plus what was streamed, estimated (counted off the loop)
         loop = asyncio.get_running_loop()
         text, chars = reader.text(), reader.chars
-        estimated = await loop.run_in_executor(None, meter.estimate, usage, chars, text)
+        estimated = await loop.run_in_executor(gw.pool, meter.estimate, usage, chars, text)
         status = "cancelled" if gone else ("error" if error else "ok")
         event = meter.event(
             pricer,
@@ -337,7 +387,7 @@ async def _end_stream(
             status=status,
             error_type="ClientDisconnected" if gone else error,
         )
-    gw.recorder.record(event)
+    await _finish(gw, meter, event)
 
 
 async def forward_free(

@@ -27,11 +27,11 @@ from llmledger.events.event import (
     check_units,
 )
 from llmledger.events.ids import uuid7
-from llmledger.instrumentation.estimate import estimate_from_chars, request_text
 from llmledger.instrumentation.hosts import convention
 from llmledger.instrumentation.usage import KEEP_CHARS, Usage, normalise
 from llmledger.pricing.call import price_call
 from llmledger.pricing.pricer import Pricer
+from llmledger.tokens.estimate import estimate_from_chars, request_text
 
 __all__ = ["Metering"]
 

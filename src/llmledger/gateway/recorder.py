@@ -72,30 +72,37 @@ class Recorder:
     def __init__(self, engine: Engine, journal: Path | None) -> None:
         self.engine = engine
         self.journal = Journal(journal) if journal is not None else None
-        self.writer: BackgroundWriter[tuple[UsageEvent, Segment | None]] = BackgroundWriter(
+        self.writer: BackgroundWriter[tuple[UsageEvent, Segment | None, str | None]] = BackgroundWriter(
             self._write, batch_size=2_000, flush_interval=0.1, name="llmledger-gateway-writer"
         )
         if self.journal is not None:
             self._replay()
 
-    def record(self, event: UsageEvent) -> None:
-        """Journal `event` and queue it for the ledger."""
+    def record(self, event: UsageEvent, reservation: str | None = None) -> None:
+        """Journal `event` and queue it for the ledger (its write drops `reservation`)."""
         segment = None
         if self.journal is not None:
             try:  # a failed append (disk full) is counted by the journal; the event stays queued
                 segment = self.journal.append(encode(event))
             except Exception as exc:
                 internal_error(exc, "journaling a gateway event")
-        self.writer.submit((event, segment))  # a full buffer drops and counts (the journal keeps it)
+        self.writer.submit((event, segment, reservation))  # a full buffer drops and counts (journal keeps it)
 
-    def _write(self, batch: Sequence[tuple[UsageEvent, Segment | None]]) -> None:
-        self.engine.ledger.write([event for event, _ in batch])
+    def _write(self, batch: Sequence[tuple[UsageEvent, Segment | None, str | None]]) -> None:
+        events = [event for event, _, _ in batch]
+        releases = [reservation for _, _, reservation in batch if reservation is not None]
+        enforcer = self.engine.enforcer
+        alerts = self.engine.ledger.write(events, releases)
         if self.journal is not None:
             counts: dict[Segment, int] = {}
-            for _, segment in batch:
+            for _, segment, _ in batch:
                 if segment is not None:
                     counts[segment] = counts.get(segment, 0) + 1
             self.journal.done_all(counts)
+        for event in events:  # estimate-mode limits learn their averages from written events
+            enforcer.learn(event)
+        if alerts:  # thresholds the committed spend crossed, announced once written
+            enforcer.announce(alerts)
 
     def _replay(self) -> None:
         assert self.journal is not None
