@@ -56,7 +56,7 @@ def test_openai_chat_stream_usage_chunk_hidden_unless_asked(tmp_path: Path, aske
             r.openai().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True, **options)
         )
         sent = r.upstream.fake.seen[-1].body
-        [event] = r.events()
+        [event] = r.wait_events(1)  # a stream's event is recorded just after its last chunk
     assert sent["stream_options"] == {"include_usage": True}  # asked for upstream either way
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "".join(b.TEXT)
     usage_chunks = [c for c in chunks if not c.choices]
@@ -71,7 +71,7 @@ def test_anthropic_messages_stream_and_not(tmp_path: Path) -> None:
         message = client.messages.create(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES)
         with client.messages.stream(model="claude-haiku-4-5", max_tokens=100, messages=MESSAGES) as s:
             text = "".join(s.text_stream)
-        first, second = r.events()
+        first, second = r.wait_events(2)
         sent = r.upstream.fake.seen[-1].headers
     assert message.content[0].text == text == "".join(b.TEXT)
     for event in (first, second):
@@ -98,7 +98,7 @@ def test_async_clients(tmp_path: Path) -> None:
 
     with rig(tmp_path) as r:
         asyncio.run(main(r))
-        events = r.events()
+        events = r.wait_events(2)
     assert [e.provider for e in events] == ["openai", "anthropic"]
     assert all(e.cost_usd is not None for e in events)
 
@@ -200,7 +200,7 @@ def test_responses_completions_and_free_endpoints(tmp_path: Path) -> None:
         completion = client.completions.create(model="gpt-3.5-turbo-instruct", prompt="Say")
         models = client.models.list()
         counted = r.anthropic().messages.count_tokens(model="claude-haiku-4-5", messages=MESSAGES)
-        events = r.events()
+        events = r.wait_events(3)
     assert response.usage is not None and response.usage.input_tokens == 2000
     assert streamed[-1].type == "response.completed"
     assert completion.usage is not None and completion.usage.completion_tokens == 7

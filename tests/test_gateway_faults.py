@@ -154,7 +154,7 @@ def test_provider_keys_never_reach_logs_or_ledger(tmp_path: Path, caplog: pytest
         r.upstream.statuses = [500]
         with pytest.raises(openai.InternalServerError):
             r.openai().chat.completions.create(model="gpt-4o", messages=MESSAGES)
-        assert len(r.events()) == 3
+        assert len(r.wait_events(3)) == 3
     stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     for secret in ("sk-provider-secret-123", ROUTE_KEY):
         assert secret not in caplog.text
