@@ -32,13 +32,24 @@ class Rig:
     key: str
 
     def events(self) -> list[UsageEvent]:
+        """The recorded events, once no more arrive (an event is recorded just after the answer
+        is sent, so a client can be done before its event is)."""
+        found = self._read()
+        while True:
+            time.sleep(0.15)
+            again = self._read()
+            if len(again) == len(found):
+                return again
+            found = again
+
+    def _read(self) -> list[UsageEvent]:
         assert self.gateway.recorder.flush(10)
         return list(reversed(self.engine.events({}, limit=None)))
 
     def wait_events(self, count: int, timeout: float = 20.0) -> list[UsageEvent]:
         """The events once `count` are recorded (a cut stream's is recorded after its estimate)."""
         deadline = time.monotonic() + timeout
-        while len(found := self.events()) < count and time.monotonic() < deadline:
+        while len(found := self._read()) < count and time.monotonic() < deadline:
             time.sleep(0.05)
         return found
 
