@@ -161,7 +161,11 @@ def test_events_wait_in_the_journal_while_the_server_is_down_then_arrive_once(tm
     client = served.client(tmp_path / "served.txt")
     ids = [llmledger.track(provider="openai", model="gpt-4o", input_tokens=i + 1).event_id for i in range(30)]
     served.calls(tmp_path / "served.txt", 20, c=client)
-    time.sleep(0.3)
+    # A delivery attempt retries with jittered backoff (up to ~0.6 s) before the writer counts it
+    # failed: wait for that, not for a fixed time.
+    deadline = time.monotonic() + 10
+    while llmledger.stats().write_errors < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
     stats = llmledger.stats()
     assert stats.events_pending == 50 and stats.write_errors >= 1
     assert _journal_files(tmp_path)  # on disk, not only in memory

@@ -291,7 +291,7 @@ def test_three_replicas_32_clients_each_never_overshoot_a_strict_limit(pg_url: s
                     continue
                 assert answer.status_code == 201, answer.text
                 rid = answer.json()["reservation_id"]
-                assert rid is not None
+                assert rid is not None, answer.text
                 sent = http.post(
                     "/api/v1/events", json={"events": [event(tenant="strict", reservation_id=rid)]}
                 )

@@ -43,6 +43,7 @@ def proxy(
         from llmledger.engine import Engine
         from llmledger.gateway import GatewaySettings, create_gateway
         from llmledger.server import ServerSettings
+        from llmledger.server.app import enforcement_policy
     except ImportError as exc:
         raise _fail(f"the gateway needs the server's extra: pip install 'llmledger[server]' ({exc})") from exc
     try:
@@ -51,7 +52,7 @@ def proxy(
             file=config,
         )
         gateway_settings = GatewaySettings.load({"allow_upstreams": allow_upstream}, file=config)
-        engine = Engine(settings.ledger, prices=settings.prices)
+        engine = Engine(settings.ledger, prices=settings.prices, policy=enforcement_policy(settings))
         gateway = create_gateway(gateway_settings, engine, ledger=settings.ledger)
     except LlmLedgerError as exc:
         raise _fail(str(exc)) from exc
@@ -78,9 +79,11 @@ def with_gateway(settings: ServerSettings, allow_upstream: list[str] | None, con
     from llmledger.gateway import GatewaySettings, create_gateway
     from llmledger.gateway.mount import WithGateway
     from llmledger.server import create_app
+    from llmledger.server.app import enforcement_policy
 
     gateway_settings = GatewaySettings.load({"allow_upstreams": allow_upstream}, file=config)
-    engine = Engine(settings.ledger, prices=settings.prices)
+    # one engine for the API and the gateway, with the server's limit settings (they were dropped)
+    engine = Engine(settings.ledger, prices=settings.prices, policy=enforcement_policy(settings))
     try:
         gateway = create_gateway(gateway_settings, engine, ledger=settings.ledger)
         return WithGateway(create_app(settings, engine=engine), gateway, engine)

@@ -23,7 +23,7 @@ from llmledger.server.state import ServerState
 from llmledger.server.webhooks import WebhookSender
 from llmledger.storage.webhooks import DeliveryStore
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "enforcement_policy"]
 
 log = logging.getLogger("llmledger.server")
 
@@ -38,7 +38,7 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     """
     settings = settings or ServerSettings.load()
     owned = engine is None
-    engine = engine or Engine(settings.ledger, prices=settings.prices, policy=_policy(settings))
+    engine = engine or Engine(settings.ledger, prices=settings.prices, policy=enforcement_policy(settings))
     if settings.admin_key is not None:
         engine.keys.create("admin", name="LLMLEDGER_ADMIN_KEY", secret=settings.admin_key.get_secret_value())
     state = ServerState(settings, engine)
@@ -82,7 +82,9 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     return app
 
 
-def _policy(settings: ServerSettings) -> EnforcementPolicy:
+def enforcement_policy(settings: ServerSettings) -> EnforcementPolicy:
+    """The limit decision settings of a server process (`limit_timeout`, `on_ledger_fault`, ...), for
+    every engine it serves: the API's and the gateway's."""
     return EnforcementPolicy(
         limit_timeout=settings.limit_timeout,
         on_ledger_fault=settings.on_ledger_fault,

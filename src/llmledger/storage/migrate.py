@@ -34,7 +34,12 @@ def upgrade(engine: Engine) -> None:
 
     config = Config()
     config.set_main_option("script_location", "llmledger.storage:migrations")
-    with engine.connect().execution_options(**{IMMEDIATE: True}) as conn:
+    # ONE transaction under the write lock for the whole upgrade: Alembic would otherwise commit each
+    # migration on its own (SQLite's dialect says "no transactional DDL"), and a process opening the
+    # same new ledger could take the lock between two steps and run the next step first (seen:
+    # "expected to match one row when updating '0002_limits' to '0003_pricing_notes'; 0 found").
+    # Alembic reads the current revision inside this transaction, so the loser of the race finds
+    # the schema already at HEAD.
+    with engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
-        conn.commit()
