@@ -209,3 +209,17 @@ def test_moonshot_top_level_cached_tokens_are_cache_reads(recorded: list[UsageEv
             300,
         )
         assert (e.cost_usd, e.cost_note) == (KIMI_COST, None)
+
+
+def test_the_gateway_prices_gemini_compat_thoughts_as_the_sdk_hooks_do() -> None:
+    # the gateway's door: the same wire body read by its pure reader and metered for the host
+    import json
+
+    from llmledger.attribution.context import EMPTY
+    from llmledger.gateway.meter import Metering
+    from llmledger.gateway.wire import read_body
+    from llmledger.pricing.pricer import Pricer
+
+    usage, _ = read_body("chat.completions", json.dumps(chat("gemini-2.5-flash", GEMINI_USAGE)).encode())
+    meter = Metering("gemini", "chat.completions", "gemini-2.5-flash", EMPTY, None, False)
+    assert_gemini(meter.event(Pricer(), usage))

@@ -27,8 +27,8 @@ from llmledger.events.event import (
     check_units,
 )
 from llmledger.events.ids import uuid7
-from llmledger.instrumentation.hosts import convention
-from llmledger.instrumentation.usage import KEEP_CHARS, Usage, normalise
+from llmledger.instrumentation.hosts import normalise_usage
+from llmledger.instrumentation.usage import KEEP_CHARS, Usage
 from llmledger.pricing.call import price_call
 from llmledger.pricing.pricer import Pricer
 from llmledger.tokens.estimate import estimate_from_chars, request_text
@@ -133,8 +133,8 @@ class Metering:
             provider_cost = Decimal(0)
         else:
             model = usage.model or model
-            if usage.tokens:
-                normalise(usage, convention(self.provider).reasoning_beside)
+            if usage.tokens:  # the host's usage convention, exactly as the SDK hooks apply it
+                normalise_usage(usage, self.provider, self.endpoint)
             tokens, units, tier = usage.tokens, usage.units, usage.service_tier
             request_id, provider_cost, estimated = usage.request_id, usage.provider_cost, usage.estimated
             notes.extend(usage.notes or ())
