@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -76,6 +77,20 @@ def test_sigterm_with_the_default_handler_loses_nothing(tmp_path: Path, run: int
 
 def test_kill_9_with_a_limit_releases_the_dead_process_reservations(tmp_path: Path) -> None:
     _kill_during_calls(tmp_path, signal.SIGKILL, seed=7, limit="1000")
+
+
+@pytest.mark.parametrize("mode", ["die-reserved", "die-guarded"])
+def test_a_kill_the_instant_a_reservation_commits_leaves_none_held(tmp_path: Path, mode: str) -> None:
+    # Regression: the reservation was journaled only with the call's start record (or after
+    # `guard()` reserved); a kill between the commit and that record held it for reservation_ttl.
+    ledger, served = tmp_path / "ledger.db", tmp_path / "served.log"
+    proc = _child(mode, ledger, served, 1, "1000")
+    assert proc.wait(60) == -signal.SIGKILL
+    with sqlite3.connect(ledger) as conn:  # the dead process committed its reservation
+        assert conn.execute("SELECT count(*) FROM llmledger_reservations").fetchone()[0] > 0
+    llmledger.init(ledger=str(ledger))
+    result = compare(ledger, served)
+    assert (result.served, result.reservations, result.phantoms) == (0, 0, 0), result
 
 
 @pytest.mark.parametrize("run", range(max(1, RUNS // 2)))

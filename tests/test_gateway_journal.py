@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
+
+import pytest
 
 from llmledger.attribution.context import Attribution
 from llmledger.engine import Engine
@@ -67,3 +70,63 @@ def test_killed_gateway_loses_nothing(tmp_path: Path) -> None:
     assert len(events) == len(again) == 40
     assert sorted(e.input_tokens for e in events) == list(range(100, 140))
     assert all(e.cost_usd is not None for e in events)
+
+
+CHILD_RESERVING = """
+import asyncio, os, signal, sys
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+from llmledger.attribution.context import Attribution
+from llmledger.engine import Engine
+from llmledger.gateway import enforce
+from llmledger.gateway.meter import Metering
+from llmledger.gateway.recorder import Recorder, journal_dir
+from llmledger.instrumentation.usage import Usage
+ledger, when = sys.argv[1], sys.argv[2]
+engine = Engine(ledger)
+engine.set_limit(usd="100", per="month", tenant="acme")
+recorder = Recorder(engine, journal_dir(ledger))
+recorder.writer.flush_interval = 3600  # nothing reaches the ledger before the kill
+gw = SimpleNamespace(engine=engine, recorder=recorder, pool=ThreadPoolExecutor(2))
+original = Engine.reserve
+
+def reserve_then_die(self, *args, **kwargs):
+    got = original(self, *args, **kwargs)
+    if when == "reserved":  # the instant the reservation is committed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return got
+
+Engine.reserve = reserve_then_die
+body = {"model": "gpt-4o-mini", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+meter = Metering("openai", "chat.completions", "gpt-4o-mini", Attribution(tenant="acme"), body, False)
+asyncio.run(enforce.admit(gw, meter, body))
+assert meter.reservation is not None
+event = meter.event(engine.pricer, Usage({"input_tokens": 9, "output_tokens": 5}))
+recorder.record(event, meter.reservation, meter.held)  # journaled, not yet written
+print("recorded", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("when", ["reserved", "recorded"])
+def test_killed_gateway_leaves_no_reservation_held(tmp_path: Path, when: str) -> None:
+    # Regression: a gateway killed between its reservation's commit and the event's write held the
+    # reservation for reservation_ttl (900 s), refusing the tenant's calls against spend never made.
+    ledger = f"sqlite:///{tmp_path / 'g.db'}"
+    env = {**os.environ}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD_RESERVING, ledger, when], env=env, capture_output=True, timeout=120
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    with sqlite3.connect(tmp_path / "g.db") as conn:
+        assert conn.execute("SELECT count(*) FROM llmledger_reservations").fetchone()[0] == 1
+    engine = Engine(ledger)
+    try:
+        Recorder(engine, journal_dir(ledger)).close()  # the next gateway on this ledger
+        events = engine.events({}, limit=None)
+    finally:
+        engine.close()
+    with sqlite3.connect(tmp_path / "g.db") as conn:
+        assert conn.execute("SELECT count(*) FROM llmledger_reservations").fetchone()[0] == 0
+    assert len(events) == (1 if when == "recorded" else 0)

@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import secrets
+import signal
 import sqlite3
 import sys
 from dataclasses import dataclass
@@ -193,6 +194,27 @@ def _fork_while_calling(served: str, n: int, children: int = 40) -> None:
     )
 
 
+def _die_once_reserved(served: str, guarded: bool) -> None:
+    """SIGKILL this process the instant a reservation is committed: before the call's start
+    record (an instrumented call) or inside `guard()` before the block runs."""
+    from llmledger.engine.limits import Enforcer
+
+    original = Enforcer.reserve
+
+    def reserve_then_die(self: Enforcer, *args: Any, **kwargs: Any) -> Any:
+        got = original(self, *args, **kwargs)
+        if got.id is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return got
+
+    Enforcer.reserve = reserve_then_die  # type: ignore[method-assign]
+    if guarded:
+        with llmledger.guard(model="gpt-4o-mini", max_output_tokens=100, tenant="t"):
+            pass
+    else:
+        calls(served, 1)
+
+
 def _schedstat() -> tuple[int, int]:
     """This thread's (ns on a CPU, ns waiting for one): the rest of the wall time it was blocked."""
     with open("/proc/thread-self/schedstat") as f:
@@ -235,6 +257,8 @@ def main(argv: list[str]) -> None:
             pool.map(_pool_work, [(ledger, served, n)] * 8)
     elif mode == "fork40":
         _fork_while_calling(served, n)
+    elif mode in ("die-reserved", "die-guarded"):
+        _die_once_reserved(served, guarded=mode == "die-guarded")
     else:
         raise SystemExit(f"unknown mode {mode}")
 

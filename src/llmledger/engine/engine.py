@@ -108,6 +108,7 @@ class Engine:
         body: Mapping[str, Any] | None = None,
         shape: Shape | None = None,
         max_output_tokens: int | None = None,
+        reservation_id: str | None = None,
     ) -> Reservation:
         """Reserve a call's worst case against every limit that applies, before it is sent.
 
@@ -117,6 +118,7 @@ class Engine:
         Returns a `Reservation` (its id is None when no limit applies). Raises `InvalidUsageError`
         for a bad attribution, `LimitExceeded` / `UnpricedRefused` / `RateLimited` when refused,
         `LimitUndecided` when the ledger cannot decide under `on_ledger_fault="closed"`.
+        `reservation_id`: a caller-chosen id (journaled before the reservation exists); new otherwise.
         """
         who = _attribution(scope)
         if feature is not None:
@@ -130,6 +132,7 @@ class Engine:
             body=body,
             max_output_tokens=max_output_tokens,
             shape=shape,
+            reservation_id=reservation_id,
         )
 
     def settle(self, reservation_id: str, event_or_amounts: UsageEvent | Mapping[str, Decimal]) -> None:

@@ -121,6 +121,7 @@ class Enforcer:
         body: Mapping[str, Any] | None = None,
         max_output_tokens: int | None = None,
         shape: Shape | None = None,
+        reservation_id: str | None = None,
     ) -> Reservation:
         """Reserve a call's worst case against every limit that applies to `scope` (attribution keys
         plus `model`/`provider`, as `limit.model.scope_of_call` builds it).
@@ -131,10 +132,14 @@ class Enforcer:
         for a USD limit and a model without a price), `RateLimited` when a throttle has no room within
         its `max_wait`, and `LimitUndecided` when the ledger cannot decide and
         `on_ledger_fault="closed"`.
+
+        `reservation_id` lets the caller name the reservation before it exists (a door that
+        journals it first, so that its death at any instant releases it on replay); a new UUIDv7
+        otherwise.
         """
         try:
             return self._reserve(
-                scope, provider, model, feature, input_tokens, body, max_output_tokens, shape
+                scope, provider, model, feature, input_tokens, body, max_output_tokens, shape, reservation_id
             )
         except LimitExceeded:
             raise
@@ -179,6 +184,7 @@ class Enforcer:
         body: Mapping[str, Any] | None,
         max_output_tokens: int | None,
         shape: Shape | None,
+        reservation_id: str | None,
     ) -> Reservation:
         matched = [
             (limit, subject) for limit in self.limits() if (subject := limit.subject(scope)) is not None
@@ -196,7 +202,7 @@ class Enforcer:
             Held(limit, subject, self._needed(limit, subject, matched, provider, model, feature, shape))
             for limit, subject in matched
         ]
-        rid = uuid7()
+        rid = reservation_id or uuid7()
         deadline: float | None = None
         while True:
             decision = self.store.reserve(held, rid, self.policy.reservation_ttl)

@@ -490,12 +490,14 @@ def check_attribution(labels: Mapping[str, Any], tags: Any) -> None:
     for key, value in tags.items():
         if not isinstance(key, str) or not key or len(key) > _MAX_LABEL:
             raise InvalidUsageError(
-                f"tag names must be non-empty strings of at most {_MAX_LABEL} chars, got {key!r:.80}"
+                f"tags: tag names must be non-empty strings of at most {_MAX_LABEL} chars, got {key!r:.80}"
             )
-        _check_chars("tag name", key)
+        _check_chars("tags: tag name", key)
         if not isinstance(value, str) or len(value) > _MAX_LABEL:
-            raise InvalidUsageError(f"tag {key!r:.80} must have a string value of at most {_MAX_LABEL} chars")
-        _check_chars(f"tag {key!r:.80}", value)
+            raise InvalidUsageError(
+                f"tags: tag {key!r:.80} must have a string value of at most {_MAX_LABEL} chars"
+            )
+        _check_chars(f"tags: tag {key!r:.80}", value)
 
 
 def event_problem(e: UsageEvent) -> str | None:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from llmledger.errors import LimitExceeded, LimitUndecided, RateLimited, UnpricedRefused
+from llmledger.events.ids import uuid7
 from llmledger.gateway.app import Refusal
 from llmledger.gateway.meter import Metering
 
@@ -55,15 +56,31 @@ async def admit(gw: Gateway, meter: Metering, body: Mapping[str, Any]) -> str | 
     engine = gw.engine
     if not engine.enforcer.limits():  # cached: no limit defined, nothing to decide
         return None
+    rid = uuid7()
+    held = gw.recorder.hold(rid)  # journaled before it exists: a kill at any instant releases it
     reserve = functools.partial(
-        engine.reserve, meter.who, provider=meter.provider, model=meter.requested_model, body=body
+        engine.reserve,
+        meter.who,
+        provider=meter.provider,
+        model=meter.requested_model,
+        body=body,
+        reservation_id=rid,
     )
     try:
         reservation = await asyncio.get_running_loop().run_in_executor(gw.pool, reserve)
     except LimitExceeded as exc:
+        gw.recorder.unhold(held)
         raise refusal_for(exc) from None
     except LimitUndecided as exc:
+        gw.recorder.unhold(held)
         raise Refusal(503, str(exc), "limit_undecided", [(b"retry-after", b"1")]) from None
+    except BaseException:
+        gw.recorder.unhold(held)
+        raise
+    if reservation.id is None:
+        gw.recorder.unhold(held)
+    else:
+        meter.held = held
     meter.reservation = reservation.id
     if reservation.model is not None and reservation.model != meter.requested_model:
         meter.sent_model = reservation.model
@@ -80,5 +97,9 @@ async def settle(gw: Gateway, meter: Metering, event: Any) -> None:
 async def release(gw: Gateway, meter: Metering) -> None:
     """Drop the reservation of a call that was never sent."""
     reservation, meter.reservation = meter.reservation, None
-    if reservation is not None:
-        await asyncio.get_running_loop().run_in_executor(gw.pool, gw.engine.release, reservation)
+    held, meter.held = meter.held, None
+    try:
+        if reservation is not None:
+            await asyncio.get_running_loop().run_in_executor(gw.pool, gw.engine.release, reservation)
+    finally:
+        gw.recorder.unhold(held)

@@ -239,7 +239,8 @@ async def _finish(gw: Gateway, meter: Metering, event: UsageEvent) -> None:
         await settle(gw, meter, event)
     finally:
         reservation, meter.reservation = meter.reservation, None
-        gw.recorder.record(event, reservation)
+        held, meter.held = meter.held, None
+        gw.recorder.record(event, reservation, held)
 
 
 def _upstream_of(scope: Scope) -> str | None:

@@ -45,6 +45,7 @@ class Metering:
         "body",
         "endpoint",
         "event_id",
+        "held",
         "provider",
         "requested_model",
         "reservation",
@@ -76,6 +77,7 @@ class Metering:
         self.t0 = time.perf_counter()
         self.ttft: float | None = None
         self.reservation: str | None = None
+        self.held: Any = None  # the journal segment of the reservation's `R` line (`Recorder.hold`)
         self.event_id = uuid7()
 
     def estimate(self, usage: Usage | None, chars: int, text: str) -> Usage:

@@ -1,9 +1,11 @@
 """Where the gateway's events go: journaled on disk first (a killed gateway loses nothing it has
 answered), then written to the engine's ledger in batches by a background thread.
 
-The journal is the SDK's (`transport/journal.py`): one line per event (its JSON wire form),
-acknowledged once the batch holding it is committed. At start-up, what a dead gateway process
-left in the same journal directory is written first (idempotent by `event_id`).
+The journal is the SDK's (`transport/journal.py`): one line per event (its field values as JSON),
+acknowledged once the batch holding it is committed, and one `R<id>` line per reservation held by
+a call in flight, acknowledged once that call's event is journaled. At start-up, what a dead gateway process
+left in the same journal directory is written first (idempotent by `event_id`) and the
+reservations of its calls in flight are released.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from llmledger.transport.writer import BackgroundWriter
 __all__ = ["Recorder", "decode", "encode", "journal_dir"]
 
 log = logging.getLogger("llmledger.gateway")
+
+_Recorded = tuple[UsageEvent, Segment | None, str | None, Segment | None]
+"""An event queued for the ledger: its journal line, the reservation its write drops, and that
+reservation's journal line."""
 
 _NAMES = tuple(f.name for f in dataclasses.fields(UsageEvent))
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
@@ -72,32 +78,53 @@ class Recorder:
     def __init__(self, engine: Engine, journal: Path | None) -> None:
         self.engine = engine
         self.journal = Journal(journal) if journal is not None else None
-        self.writer: BackgroundWriter[tuple[UsageEvent, Segment | None, str | None]] = BackgroundWriter(
+        self.writer: BackgroundWriter[_Recorded] = BackgroundWriter(
             self._write, batch_size=2_000, flush_interval=0.1, name="llmledger-gateway-writer"
         )
         if self.journal is not None:
             self._replay()
 
-    def record(self, event: UsageEvent, reservation: str | None = None) -> None:
-        """Journal `event` and queue it for the ledger (its write drops `reservation`)."""
+    def record(self, event: UsageEvent, reservation: str | None = None, held: Segment | None = None) -> None:
+        """Journal `event` and queue it for the ledger (its write drops `reservation`; `held`, the
+        reservation's `R` line, is acknowledged with the event's own line, once committed)."""
         segment = None
         if self.journal is not None:
             try:  # a failed append (disk full) is counted by the journal; the event stays queued
                 segment = self.journal.append(encode(event))
             except Exception as exc:
                 internal_error(exc, "journaling a gateway event")
-        self.writer.submit((event, segment, reservation))  # a full buffer drops and counts (journal keeps it)
+        self.writer.submit(
+            (event, segment, reservation, held)
+        )  # a full buffer drops and counts (journal keeps it)
 
-    def _write(self, batch: Sequence[tuple[UsageEvent, Segment | None, str | None]]) -> None:
-        events = [event for event, _, _ in batch]
-        releases = [reservation for _, _, reservation in batch if reservation is not None]
+    def hold(self, reservation: str) -> Segment | None:
+        """Journal a reservation about to be made (an `R` line), so that a gateway killed at any
+        instant before its call's event is journaled has it released at the next start; `unhold`
+        the returned segment once it is released, or pass it to `record` with the call's event."""
+        if self.journal is None:
+            return None
+        try:
+            return self.journal.append(b"R" + reservation.encode())
+        except Exception as exc:
+            internal_error(exc, "journaling a gateway reservation")
+            return None
+
+    def unhold(self, segment: Segment | None) -> None:
+        """The reservation `hold` journaled was released (or never made)."""
+        if segment is not None and self.journal is not None:
+            self.journal.done(segment)
+
+    def _write(self, batch: Sequence[_Recorded]) -> None:
+        events = [item[0] for item in batch]
+        releases = [item[2] for item in batch if item[2] is not None]
         enforcer = self.engine.enforcer
         alerts = self.engine.ledger.write(events, releases)
         if self.journal is not None:
             counts: dict[Segment, int] = {}
-            for _, segment, _ in batch:
-                if segment is not None:
-                    counts[segment] = counts.get(segment, 0) + 1
+            for _, segment, _, held in batch:
+                for seg in (segment, held):
+                    if seg is not None:
+                        counts[seg] = counts.get(seg, 0) + 1
             self.journal.done_all(counts)
         for event in events:  # estimate-mode limits learn their averages from written events
             enforcer.learn(event)
@@ -107,14 +134,17 @@ class Recorder:
     def _replay(self) -> None:
         assert self.journal is not None
         for orphan in self.journal.orphans():
-            events = []
+            events, releases = [], []
             for line in orphan.records():
+                if line[:1] == b"R":  # a reservation of a call the dead gateway never finished
+                    releases.append(line[1:].decode("ascii", "replace"))
+                    continue
                 try:
                     events.append(decode(line))
                 except InvalidEventError as exc:
                     log.warning("llmledger gateway: a journaled event is unreadable, skipped: %s", exc)
-            if events:
-                self.engine.ledger.write(events)
+            if events or releases:
+                self.engine.ledger.write(events, releases)
                 log.info("llmledger gateway: %d event(s) of a stopped gateway written", len(events))
             orphan.remove()
 

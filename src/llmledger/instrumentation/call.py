@@ -24,7 +24,7 @@ from llmledger.events.ids import uuid7
 from llmledger.instrumentation.usage import KEEP_CHARS, Usage
 from llmledger.limit.model import scope_of_call
 from llmledger.sdk import runtime as _rt
-from llmledger.sdk.spool import call_event, end_fields
+from llmledger.sdk.spool import Held, call_event, end_fields, hold
 from llmledger.tokens import count_tokens
 from llmledger.tokens.estimate import estimate_from_chars, request_text
 
@@ -67,6 +67,7 @@ class Call:
         "endpoint",
         "estimate",
         "event_id",
+        "held",
         "journaled",
         "outcome",
         "provider",
@@ -103,6 +104,7 @@ class Call:
         self.ttft: float | None = None
         self.reader: StreamReader | None = None
         self.reservation: str | None = None
+        self.held: Held | None = None  # the journal record naming the reservation until `sent()`
         self.built: UsageEvent | None = None
         self.done = False
         self.duration = 0.0
@@ -118,6 +120,10 @@ class Call:
         runtime = _rt._runtime
         if runtime is not None and runtime.config.enabled:
             runtime.begin(self)
+        held = self.held
+        if held is not None:  # the start record names the reservation now
+            self.held = None
+            held.done()
 
     # -- endings ---------------------------------------------------------------------------------
 
@@ -300,9 +306,23 @@ def gate(call: Call) -> str | None:
         scope = scope_of_call(
             who, call.requested_model, call.provider, requested=call.requested_model, admitting=True
         )
-        call.reservation, swap = enforcer.admit(
-            scope, provider=call.provider, model=call.requested_model, feature=who.feature, body=call.request
-        )
+        # The reservation is journaled under its id before it exists: a process killed at any
+        # instant between the commit and the call's start record still has it released on replay.
+        rid = uuid7()
+        held = hold(runtime, rid)
+        try:
+            call.reservation, swap = enforcer.admit(
+                scope,
+                provider=call.provider,
+                model=call.requested_model,
+                feature=who.feature,
+                body=call.request,
+                reservation_id=rid,
+            )
+        finally:
+            if held is not None and call.reservation is None:
+                held.done()
+        call.held = held
     except (LimitExceeded, LimitUndecided):
         raise
     except Exception as exc:  # e.g. the limits could not be read: the on_ledger_fault policy

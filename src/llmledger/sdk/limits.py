@@ -20,6 +20,7 @@ from llmledger.attribution.context import _current, attribution_from
 from llmledger.engine import limit_admin
 from llmledger.engine.limit_admin import LimitStatus
 from llmledger.errors import LimitDefinitionError
+from llmledger.events.ids import uuid7
 from llmledger.limit.define import make_limit
 from llmledger.limit.model import SCOPE_KEYS, Limit, scope_of_call
 from llmledger.sdk import runtime as _rt
@@ -246,15 +247,24 @@ def guard(
     """
     values = _scope(scope, model, provider)
     runtime = _rt.current()
-    rid = runtime.enforcer.admit(
-        values,
-        provider=provider,
-        model=model,
-        feature=values.get("feature"),
-        input_tokens=input_tokens,
-        max_output_tokens=max_output_tokens,
-    )[0]
-    held = spool.hold(runtime, rid)  # journaled: a process that dies in the block has it released
+    # Journaled under its id before it exists: a process that dies at any instant of the block
+    # (the reservation's commit included) has it released on replay.
+    rid: str | None = uuid7()
+    held = spool.hold(runtime, rid)
+    try:
+        rid = runtime.enforcer.admit(
+            values,
+            provider=provider,
+            model=model,
+            feature=values.get("feature"),
+            input_tokens=input_tokens,
+            max_output_tokens=max_output_tokens,
+            reservation_id=rid,
+        )[0]
+    except BaseException:
+        if held is not None:
+            held.done()
+        raise
     used: list[Any] = [rid, False]
     token = _guarding.set(used)
     try:
