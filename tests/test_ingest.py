@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmledger.errors import InvalidEventError
-from llmledger.events.event import UsageEvent, event_problem
+from llmledger.events.checks import event_problem
+from llmledger.events.event import UsageEvent
 
 BASE = {
     "event_id": "0190aaaa-0000-7000-8000-000000000001",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from llmledger.events.event import check_attribution
+from llmledger.events.checks import check_attribution
 
 __all__ = ["Attribution", "attribute", "current_attribution", "set_attribution"]
 

@@ -45,7 +45,7 @@ def check_times(*bounds: str | None) -> None:
 
 def filters(tags: list[str] | None, **labels: str | None) -> dict[str, Any]:
     """The query filters the options name (options left out filter nothing)."""
-    from llmledger.events.event import STATUSES
+    from llmledger.events.schema import STATUSES
 
     status = labels.get("status")
     if status is not None and status not in STATUSES:

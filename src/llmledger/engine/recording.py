@@ -14,7 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from llmledger.errors import InvalidEventError
-from llmledger.events.event import TOKEN_FIELDS, UsageEvent
+from llmledger.events.event import UsageEvent
+from llmledger.events.schema import TOKEN_FIELDS
 from llmledger.limit.model import Alert
 from llmledger.pricing.call import price_call
 from llmledger.pricing.pricer import Pricer

@@ -22,7 +22,7 @@ from typing import Any
 
 from llmledger.attribution.context import EMPTY, Attribution
 from llmledger.errors import AttributionRefused, InvalidUsageError
-from llmledger.events.event import check_attribution
+from llmledger.events.checks import check_attribution
 
 __all__ = ["SHORT_NAMES", "attribution_of"]
 

@@ -16,17 +16,10 @@ from typing import Any
 
 from llmledger.attribution.context import Attribution
 from llmledger.errors import InvalidUsageError
-from llmledger.events.event import (
-    MAX_TOKENS,
-    SCHEMA_VERSION,
-    TEXT_LIMITS,
-    UsageEvent,
-    build_event,
-    check_amount,
-    check_text,
-    check_units,
-)
+from llmledger.events.checks import check_amount, check_text, check_units
+from llmledger.events.event import UsageEvent, build_event
 from llmledger.events.ids import uuid7
+from llmledger.events.schema import MAX_TOKENS, SCHEMA_VERSION, TEXT_LIMITS
 from llmledger.instrumentation.hosts import normalise_usage
 from llmledger.instrumentation.usage import KEEP_CHARS, Usage
 from llmledger.pricing.call import price_call

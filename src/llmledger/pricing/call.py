@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from llmledger._internal import internal_error
-from llmledger.events.event import TOKEN_FIELDS
+from llmledger.events.schema import TOKEN_FIELDS
 
 if TYPE_CHECKING:  # `import llmledger` stays light: the catalogue loads on the first price
     from llmledger.pricing.pricer import Pricer

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from genai_prices.types import ModelPrice
 
-from llmledger.events.event import NON_TOKEN_UNITS, CostSource
+from llmledger.events.schema import NON_TOKEN_UNITS, CostSource
 from llmledger.pricing.catalog import Catalog, CatalogEntry, UnknownPrice
 from llmledger.pricing.compiled import CompiledPrice, UsageCounts
 from llmledger.pricing.overrides import Overrides, PriceRule

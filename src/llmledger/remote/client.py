@@ -20,8 +20,9 @@ from typing import Any
 from llmledger._time import TimeBound, parse_time_bound
 from llmledger.attribution.context import current_attribution
 from llmledger.errors import InvalidEventError, InvalidUsageError, ServerError, ValidationError
-from llmledger.events.event import ATTRIBUTION_FIELDS, SCHEMA_VERSION, UsageEvent
+from llmledger.events.event import UsageEvent
 from llmledger.events.ids import uuid7
+from llmledger.events.schema import ATTRIBUTION_FIELDS, SCHEMA_VERSION
 from llmledger.remote.http import HttpClient
 
 __all__ = ["Client"]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from llmledger._internal import internal_error
 from llmledger.errors import ServerError, ValidationError
-from llmledger.events.event import event_problem
+from llmledger.events.checks import event_problem
 from llmledger.sdk import spool
 from llmledger.sdk.sink import LedgerSink, Ready
 from llmledger.transport.journal import Segment

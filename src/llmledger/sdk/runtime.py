@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llmledger._internal import internal_error, internal_error_count
 from llmledger.attribution.context import EMPTY, Attribution, make_attribution
 from llmledger.errors import ConfigError
-from llmledger.events.event import TOKEN_FIELDS, UsageEvent
+from llmledger.events.event import UsageEvent
 from llmledger.events.ids import uuid7
+from llmledger.events.schema import TOKEN_FIELDS
 from llmledger.identity import forget_learned
 from llmledger.sdk import spool
 from llmledger.sdk.sink import LedgerSink, Tracked

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from llmledger._internal import internal_error
-from llmledger.events.event import UsageEvent, event_problem
+from llmledger.events.checks import event_problem
+from llmledger.events.event import UsageEvent
 from llmledger.sdk import spool
 from llmledger.transport.journal import Segment
 from llmledger.transport.writer import describe_error

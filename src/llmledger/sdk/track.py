@@ -21,15 +21,7 @@ from llmledger.attribution.context import (  # the ContextVar itself: hot path
     make_attribution,
 )
 from llmledger.errors import InvalidUsageError
-from llmledger.events.event import (
-    MAX_TEXT,
-    SCHEMA_VERSION,
-    STATUSES,
-    TEXT_LIMITS,
-    TOKEN_FIELDS,
-    Status,
-    UsageEvent,
-    build_event,
+from llmledger.events.checks import (
     check_amount,
     check_attribution,
     check_duration,
@@ -38,7 +30,9 @@ from llmledger.events.event import (
     check_tokens,
     check_units,
 )
+from llmledger.events.event import UsageEvent, build_event
 from llmledger.events.ids import uuid7
+from llmledger.events.schema import MAX_TEXT, SCHEMA_VERSION, STATUSES, TEXT_LIMITS, TOKEN_FIELDS, Status
 from llmledger.pricing.call import PRICE_KEYS, price_call
 from llmledger.sdk import runtime as _rt
 

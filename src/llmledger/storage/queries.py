@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from llmledger.errors import InvalidQueryError
-from llmledger.events.event import STATUSES
+from llmledger.events.schema import STATUSES
 from llmledger.identity import known_model, model_identity
 from llmledger.storage.rows import to_us
 from llmledger.storage.tables import events

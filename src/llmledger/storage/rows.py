@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from llmledger.events.event import TOKEN_FIELDS, UsageEvent
+from llmledger.events.event import UsageEvent
+from llmledger.events.schema import TOKEN_FIELDS
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 

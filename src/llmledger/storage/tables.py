@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from llmledger.events.event import TOKEN_FIELDS
+from llmledger.events.schema import TOKEN_FIELDS
 
 __all__ = [
     "ExactDecimal",
