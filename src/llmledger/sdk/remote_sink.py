@@ -15,17 +15,14 @@ table in remote mode). What dead processes left in the journal is replayed to th
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from llmledger._internal import internal_error
 from llmledger.errors import ServerError, ValidationError
 from llmledger.events.checks import event_problem
 from llmledger.sdk import spool
 from llmledger.sdk.sink import LedgerSink, Ready
-from llmledger.transport.journal import Segment
 from llmledger.transport.writer import describe_error
 
 if TYPE_CHECKING:
@@ -53,14 +50,7 @@ class RemoteSink(LedgerSink):
                 items[i] = self._ready(item)
         rows = cast("list[Ready]", items)
         self._deliver(rows)
-        journal = self.runtime.journal
-        if journal is not None:
-            counts: dict[Segment, int] = {}
-            for row in rows:
-                for segment in row.journaled:
-                    if segment is not None:
-                        counts[segment] = counts.get(segment, 0) + 1
-            journal.done_all(counts)
+        self._acknowledge(rows)
 
     def _deliver(self, rows: list[Ready]) -> None:
         """Post the good rows; mark those the server refuses. Raises (the writer retries the batch)
@@ -110,48 +100,24 @@ class RemoteSink(LedgerSink):
     def replay(self) -> int:
         """Deliver what dead processes left in this server's journal (idempotent by event id);
         returns how many events were recovered. Never raises: a failure leaves the files for the
-        next attempt."""
-        runtime = self.runtime
-        journal = runtime.journal
+        next attempt (all of them while the server is unreachable)."""
+        journal = self.runtime.journal
         if journal is None:
             return 0
-        recovered = 0
-        try:
-            for orphan in journal.orphans():
-                try:
-                    found = spool.events_of(runtime, orphan.records())
-                    rows = [Ready(e, None, (), event_problem(e)) for e in found.events]
-                    size = runtime.config.batch_size
-                    for i in range(0, len(rows), size):
-                        self._deliver(rows[i : i + size])
-                except ServerError:
-                    orphan.release()  # the server is unreachable: every file waits for the next tick
-                    break
-                except Exception as exc:
-                    orphan.release()
-                    with contextlib.suppress(Exception):
-                        internal_error(exc, "replaying the journal")
-                    continue
-                orphan.remove()
-                if found.bad:
-                    self.quarantined += len(found.bad)
-                    log.warning(
-                        "llmledger: %d unreadable journal record(s) dropped: %s",
-                        len(found.bad),
-                        found.bad[0][1],
-                    )
-                recovered += len(found.events)
-                if found.events:
-                    log.info(
-                        "llmledger: delivered %d event(s) (%d interrupted call(s)) a dead process left",
-                        len(found.events),
-                        found.interrupted,
-                    )
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                internal_error(exc, "replaying the journal")
+        recovered = spool.replay_orphans(self.runtime, journal, self._replayed, unreachable=(ServerError,))
         self.replayed += recovered
         return recovered
+
+    def _replayed(self, found: spool.Replayed) -> None:
+        rows = [Ready(e, None, (), event_problem(e)) for e in found.events]
+        size = self.runtime.config.batch_size
+        for i in range(0, len(rows), size):
+            self._deliver(rows[i : i + size])
+        if found.bad:
+            self.quarantined += len(found.bad)
+            log.warning(
+                "llmledger: %d unreadable journal record(s) dropped: %s", len(found.bad), found.bad[0][1]
+            )
 
     def tick(self) -> None:
         """The writer thread, every few seconds: rotate a grown journal, replay dead processes'."""

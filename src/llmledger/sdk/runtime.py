@@ -2,6 +2,8 @@
 
 `init()` sets it up explicitly; without it, the first `track()` builds a default one (SQLite ledger
 at `LLMLEDGER_DB` or `./llmledger.db`, opened by the writer thread so the caller never waits).
+The settings and their checks are in `sdk/config.py`, what is done with each event besides storing
+it (hook, debug line, unpriced counts) in `sdk/announce.py`, the writer thread's side in `sdk/sink.py`.
 """
 
 from __future__ import annotations
@@ -10,20 +12,25 @@ import atexit
 import contextlib
 import logging
 import os
-import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from llmledger._internal import internal_error, internal_error_count
-from llmledger.attribution.context import EMPTY, Attribution, make_attribution
 from llmledger.errors import ConfigError
 from llmledger.events.event import UsageEvent
 from llmledger.events.ids import uuid7
 from llmledger.events.schema import TOKEN_FIELDS
 from llmledger.identity import forget_learned
 from llmledger.sdk import spool
+from llmledger.sdk.announce import Announcer, debug_line
+from llmledger.sdk.config import (
+    DEFAULT_DB,
+    Config,
+    Deferred,
+    Stats,
+    default_config,
+    init,
+)
 from llmledger.sdk.sink import LedgerSink, Tracked
 from llmledger.transport.journal import Journal
 from llmledger.transport.writer import BackgroundWriter
@@ -35,82 +42,20 @@ if TYPE_CHECKING:
     from llmledger.sdk.remote import Remote
     from llmledger.storage.ledger import Ledger
 
-__all__ = ["Config", "Deferred", "Runtime", "Stats", "current", "init", "shutdown"]
+__all__ = [
+    "DEFAULT_DB",
+    "Config",
+    "Deferred",
+    "Runtime",
+    "Stats",
+    "configure",
+    "current",
+    "debug_line",
+    "init",
+    "shutdown",
+]
 
 log = logging.getLogger("llmledger")
-
-DEFAULT_DB = "llmledger.db"
-
-
-@dataclass(frozen=True)
-class Config:
-    """Runtime settings (see `llmledger.init`)."""
-
-    ledger: str
-    prices: str | None = None
-    defaults: Attribution = EMPTY
-    enabled: bool = True
-    debug: bool = False
-    on_event: Callable[[UsageEvent], object] | None = None
-    max_buffer: int = 100_000
-    batch_size: int = 5_000
-    flush_interval: float = 0.2
-    instrument: bool = True
-    providers: tuple[str, ...] | None = None
-    base_url_providers: tuple[tuple[str, str], ...] = ()
-    on_threshold: Callable[[Any], object] | None = None
-    default_output_cap: int = 4096
-    reservation_ttl: float = 900.0
-    journal: bool = True
-    limit_timeout: float = 0.5
-    on_ledger_fault: str = "open"
-    server: str | None = None
-    """Remote mode: the llmledger server events go to (no local ledger is opened)."""
-    api_key: str | None = field(default=None, repr=False)
-
-
-class Deferred(Protocol):
-    """A finished call whose event is built on the writer thread (pricing off the caller's thread)."""
-
-    def event(self) -> UsageEvent:
-        """Price the call and build its event."""
-        ...
-
-
-@dataclass(frozen=True)
-class Stats:
-    """A snapshot of what this process's llmledger has done (`llmledger.stats()`)."""
-
-    events_recorded: int
-    events_pending: int
-    events_dropped: int
-    events_unpriced: int
-    write_errors: int
-    internal_errors: int
-    last_write_error: str | None = None
-    unpriced_models: Mapping[str, int] = field(default_factory=dict)
-    calls_refused: int = 0
-    """Calls a hard limit (or a throttle) refused before they were sent."""
-    pricing_notes: Mapping[str, int] = field(default_factory=dict)
-    """Events with a pricing note, by kind: `partially_priced` (a rate the price record lacks),
-    `cost_disagreement` (a provider-reported cost differs from llmledger's price),
-    `usage_normalised` (usage a host reported impossibly, normalised or clamped)."""
-    journal_errors: int = 0
-    """Records the journal could not write (disk full...): those calls were kept in memory only."""
-    events_replayed: int = 0
-    """Events this process recovered from the journals of processes that died."""
-    events_quarantined: int = 0
-    """Events this process could not store (a value no store holds): kept in the ledger's
-    quarantine with the reason (`llmledger quarantine list|retry`)."""
-    calls_unchecked: int = 0
-    """Calls a limit applied to but the ledger could not decide (locked past `limit_timeout`, disk
-    full...): sent under `on_ledger_fault="open"`, refused (and counted in `calls_refused` too)
-    under `"closed"`."""
-    last_limit_fault: str | None = None
-    events_deferred: int = 0
-    """Events the in-memory buffer had no room for (`max_buffer` reached while the ledger or the
-    server was unreachable): kept only in the journal, delivered when it is replayed (by the next
-    llmledger process that opens the same journal). Also counted in `events_dropped`."""
 
 
 class Runtime:
@@ -127,7 +72,7 @@ class Runtime:
         self._ledger_lock = threading.Lock()
         self._unpriced_lock = threading.Lock()
         self._enforcer: Enforcer | None = None
-        self.unpriced: dict[str, int] = {}
+        self.announcer = Announcer(config)
         self.deferred = 0
         self.remote: Remote | None = None
         journaled = config.enabled and config.journal
@@ -256,50 +201,12 @@ class Runtime:
             )
 
     def _announce(self, event: UsageEvent) -> None:
-        config = self.config
-        if event.cost_usd is None:
-            self._note_unpriced(event)
-        if not config.enabled:
-            return
-        if config.on_event is not None:
-            try:
-                config.on_event(event)
-            except Exception as exc:  # the user's hook: log and go on, never break the call
-                log.warning("llmledger: on_event hook raised %s: %s", type(exc).__name__, exc)
-        if config.debug:
-            print(debug_line(event), file=sys.stderr)
-
-    def _note_unpriced(self, event: UsageEvent) -> None:
-        key = f"{event.provider}/{event.model}"
-        # An unread response (a raw response never parsed) has no usage to price: its model may well
-        # have a price, so say what is unknown instead of "no price".
-        unread = not event.complete and not any(getattr(event, f) for f in TOKEN_FIELDS)
-        if unread:
-            key += " (usage unknown)"
-        with self._unpriced_lock:
-            seen = self.unpriced.get(key, 0)
-            self.unpriced[key] = seen + 1
-        if seen:
-            return
-        if unread:
-            log.warning(
-                "llmledger: the usage of a %s/%s call is unknown; recorded without cost (cost_usd=None): %s",
-                event.provider,
-                event.model,
-                event.unpriced_reason,
-            )
-        else:
-            log.warning(
-                "llmledger: no price for %s; recorded as unpriced (cost_usd=None): %s",
-                key,
-                event.unpriced_reason,
-            )
+        self.announcer(event)
 
     def stats(self) -> Stats:
         """Counters of this runtime."""
         c = self.writer.counters
-        with self._unpriced_lock:
-            unpriced = dict(self.unpriced)
+        unpriced = self.announcer.unpriced()
         return Stats(
             events_recorded=c.written,
             events_pending=self.writer.pending,
@@ -325,6 +232,7 @@ class Runtime:
         reset themselves)."""
         self._ledger_lock = threading.Lock()
         self._unpriced_lock = threading.Lock()
+        self.announcer.after_fork()
         self._enforcer = None
         pricer: Any = self.pricer
         for owner in (pricer, getattr(pricer, "_catalog", None)):
@@ -346,22 +254,8 @@ class Runtime:
         return done
 
 
-def debug_line(e: UsageEvent) -> str:
-    """One human line per event: `[llmledger] openai gpt-4o-mini tenant=acme 1234→56 tok $0.00042`."""
-    who = " ".join(f"{k}={getattr(e, k)}" for k in ("tenant", "user", "feature") if getattr(e, k))
-    cost = f"${e.cost_usd:.6f}".rstrip("0").rstrip(".") if e.cost_usd is not None else "unpriced"
-    parts = ["[llmledger]", e.provider, e.model, who, f"{e.input_tokens}→{e.output_tokens} tok", cost]
-    if e.status != "ok":
-        parts.append(f"{e.status}:{e.error_type}")
-    return " ".join(p for p in parts if p)
-
-
 _lock = threading.RLock()
 _runtime: Runtime | None = None
-
-
-def _env_disabled() -> bool:
-    return os.environ.get("LLMLEDGER_DISABLED", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def current() -> Runtime:
@@ -370,28 +264,10 @@ def current() -> Runtime:
     if runtime is None:
         with _lock:
             if _runtime is None:
-                _install(_default_config(), open_now=False)
+                _install(default_config(), open_now=False)
             runtime = _runtime
             assert runtime is not None
     return runtime
-
-
-def _default_config(remote: bool = True) -> Config:
-    from llmledger.sdk.remote import server_settings
-
-    server = api_key = None
-    try:
-        if remote:
-            server, api_key = server_settings(None, None)
-    except ConfigError as exc:  # from the environment: say so, and meter into the local ledger
-        log.error("llmledger: LLMLEDGER_SERVER ignored: %s", exc)
-    return Config(
-        ledger=os.environ.get("LLMLEDGER_DB") or f"sqlite:///{DEFAULT_DB}",
-        prices=os.environ.get("LLMLEDGER_PRICES") or None,
-        enabled=not _env_disabled(),
-        server=server,
-        api_key=api_key,
-    )
 
 
 def _install(config: Config, *, open_now: bool) -> Runtime:
@@ -404,154 +280,21 @@ def _install(config: Config, *, open_now: bool) -> Runtime:
     return runtime
 
 
-def init(
-    *,
-    ledger: str | None = None,
-    prices: str | os.PathLike[str] | None = None,
-    enabled: bool | None = None,
-    debug: bool = False,
-    on_event: Callable[[UsageEvent], object] | None = None,
-    tenant: str | None = None,
-    user: str | None = None,
-    org: str | None = None,
-    feature: str | None = None,
-    agent: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    max_buffer: int = 100_000,
-    flush_interval: float = 0.2,
-    instrument: bool = True,
-    providers: Iterable[str] | None = None,
-    base_url_providers: Mapping[str, str] | None = None,
-    on_threshold: Callable[[Any], object] | None = None,
-    default_output_cap: int = 4096,
-    reservation_ttl: float = 900.0,
-    journal: bool = True,
-    limit_timeout: float = 0.5,
-    on_ledger_fault: str = "open",
-    server: str | None = None,
-    api_key: str | None = None,
-) -> Runtime:
-    """Configure llmledger for this process. Idempotent and thread-safe: the same settings keep the
-    same runtime.
-
-    `ledger`: a database URL or SQLite file path (default `LLMLEDGER_DB`, else `./llmledger.db`).
-    `prices`: a price overrides TOML file (default `LLMLEDGER_PRICES`). `enabled=False` or the
-    environment variable `LLMLEDGER_DISABLED=1` records nothing and removes the instrumentation.
-    `tenant=`... `tags=` are defaults beneath every `attribute()` block. `on_event` receives every
-    event; `debug` prints one line each. `instrument` patches the provider SDKs (`providers` limits
-    which: "openai", "anthropic", "google"); `base_url_providers` names the provider behind other
-    base URLs (`{"llm.internal:8000": "openai"}`; keys are a host, `host:port` or a URL prefix).
-    Spend limits: `on_threshold(alert)` is called when a call crosses a limit's threshold (once per
-    window); `default_output_cap` is the output a call without `max_tokens` is assumed to use at
-    most; `reservation_ttl` (seconds) frees the reservations of a process that died mid-call.
-    `journal` (default True) writes every call to the local journal before it returns, so that
-    nothing is lost if the process dies (see docs/concepts.md, "Durability"); False keeps events
-    in memory only until they are written.
-    `limit_timeout` (seconds, default 0.5) bounds the wait for a limit decision (the ledger's write
-    lock); when the ledger cannot decide in time (or at all: disk full, an internal fault),
-    `on_ledger_fault` chooses: `"open"` (default) sends the call, counts it in
-    `stats().calls_unchecked` and meters it; `"closed"` raises `LimitUndecided` (nothing is sent).
-    Remote mode: `server` (a `llmledger serve` URL, default `LLMLEDGER_SERVER`) and `api_key` (a key
-    with the ingest scope, default `LLMLEDGER_API_KEY`) send events to that server instead of a
-    local ledger (none is opened); queries read it. `ConfigError` for a bad URL, a missing key,
-    or both `server` and `ledger`. See docs/server.md, "Remote mode".
-    """
-    _check_int("max_buffer", max_buffer, 1, 10_000_000, "events")
-    _check_number("flush_interval", flush_interval, 0.001, 3600.0)
-    _check_int("default_output_cap", default_output_cap, 1, 10_000_000, "tokens")
-    _check_number("reservation_ttl", reservation_ttl, 1.0, 30 * 86400.0)
-    for name, flag in (("debug", debug), ("instrument", instrument), ("journal", journal)):
-        if not isinstance(flag, bool):
-            raise ConfigError(f"{name} must be True or False, got {flag!r:.80}")
-    if enabled is not None and not isinstance(enabled, bool):
-        raise ConfigError(f"enabled must be True, False or None, got {enabled!r:.80}")
-    for name, hook in (("on_event", on_event), ("on_threshold", on_threshold)):
-        if hook is not None and not callable(hook):
-            raise ConfigError(f"{name} must be a function (or None), got {type(hook).__name__}")
-    if ledger is not None and not isinstance(ledger, (str, os.PathLike)):
-        raise ConfigError(f"ledger must be a database URL or a file path, got {type(ledger).__name__}")
-    if prices is not None and not isinstance(prices, (str, os.PathLike)):
-        raise ConfigError(f"prices must be a file path, got {type(prices).__name__}")
-    for name, path in (("ledger", ledger), ("prices", prices)):
-        if path is not None and "\x00" in str(os.fspath(path)):
-            raise ConfigError(f"{name} must not contain a NUL character")
-    if isinstance(ledger, str) and not ledger.strip():
-        raise ConfigError(
-            f"ledger must be a database URL or a file path, got {ledger!r}; "
-            "leave it out to use LLMLEDGER_DB or ./llmledger.db"
-        )
-    _check_number("limit_timeout", limit_timeout, 0.001, 60.0)
-    if on_ledger_fault not in ("open", "closed"):
-        raise ConfigError(
-            f"on_ledger_fault must be 'open' (send unchecked calls, counted) or 'closed' (refuse them), "
-            f"got {on_ledger_fault!r:.80}"
-        )
-    if isinstance(providers, str):
-        raise ConfigError(f"providers must be a list of names, e.g. [{providers!r}], not a string")
-    try:
-        provider_names = None if providers is None else tuple(providers)
-    except TypeError as exc:
-        raise ConfigError(f"providers must be a list of names, got {type(providers).__name__}") from exc
-    if base_url_providers is not None and not isinstance(base_url_providers, Mapping):
-        raise ConfigError(
-            f"base_url_providers must be a dict of host to provider id, got {base_url_providers!r:.80}"
-        )
-    hosts = tuple(sorted((base_url_providers or {}).items()))
-    for key, value in hosts:
-        if not isinstance(key, str) or not key.strip() or not isinstance(value, str) or not value.strip():
-            raise ConfigError(
-                f"base_url_providers maps non-empty strings to provider ids, got {key!r}: {value!r}"
-            )
-    from llmledger.sdk.remote import choose_mode
-
-    server, api_key = choose_mode(ledger, server, api_key)
-    defaults = make_attribution(tenant=tenant, user=user, org=org, feature=feature, agent=agent, tags=tags)
-    base = _default_config(remote=False)
-    config = Config(
-        ledger=os.fspath(ledger) if ledger else base.ledger,
-        prices=os.fspath(prices) if prices is not None else base.prices,
-        defaults=defaults,
-        enabled=base.enabled if enabled is None else (enabled and not _env_disabled()),
-        debug=debug,
-        on_event=on_event,
-        max_buffer=max_buffer,
-        flush_interval=flush_interval,
-        instrument=instrument,
-        providers=provider_names,
-        base_url_providers=hosts,
-        on_threshold=on_threshold,
-        default_output_cap=default_output_cap,
-        reservation_ttl=float(reservation_ttl),
-        journal=journal,
-        limit_timeout=float(limit_timeout),
-        on_ledger_fault=on_ledger_fault,
-        server=server,
-        api_key=api_key,
-    )
+def configure(config: Config) -> Runtime:
+    """Instrument the SDKs as `config` says and install its runtime (`init()`'s last step); the same
+    settings keep the same runtime."""
     from llmledger import instrumentation
     from llmledger.instrumentation.hosts import configure_hosts
 
     with _lock:
         if config.enabled and config.instrument:
-            configure_hosts(dict(hosts))
-            instrumentation.instrument(provider_names)
+            configure_hosts(dict(config.base_url_providers))
+            instrumentation.instrument(config.providers)
         else:
             instrumentation.uninstrument()
         if _runtime is not None and _runtime.config == config:
             return _runtime
         return _install(config, open_now=True)
-
-
-def _check_int(name: str, value: object, low: int, high: int, unit: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(
-            f"{name} must be a whole number of {unit} in [{low:,}, {high:,}], got {value!r:.80}"
-        )
-
-
-def _check_number(name: str, value: object, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ConfigError(f"{name} must be a number of seconds in [{low:g}, {high:g}], got {value!r:.80}")
 
 
 def shutdown(timeout: float = 10.0) -> bool:

@@ -90,6 +90,15 @@ class LedgerSink:
                 items[i] = self._ready(item)
         rows = cast("list[Ready]", items)
         self._store(self.runtime.ledger, rows)
+        self._acknowledge(rows)
+        enforcer = self.runtime._enforcer
+        if enforcer is not None:
+            for row in rows:
+                if row.problem is None:
+                    enforcer.learn(row.event)
+
+    def _acknowledge(self, rows: list[Ready]) -> None:
+        """The batch is committed (or delivered): acknowledge its journal records."""
         journal = self.runtime.journal
         if journal is not None:
             counts: dict[Segment, int] = {}
@@ -98,11 +107,6 @@ class LedgerSink:
                     if segment is not None:
                         counts[segment] = counts.get(segment, 0) + 1
             journal.done_all(counts)
-        enforcer = self.runtime._enforcer
-        if enforcer is not None:
-            for row in rows:
-                if row.problem is None:
-                    enforcer.learn(row.event)
 
     def _ready(self, item: Any) -> Ready:
         reservation = getattr(item, "reservation", None)
@@ -190,38 +194,24 @@ class LedgerSink:
         """Write what dead processes left in the journal (idempotent by event id); returns how
         many events were recovered. Never raises: a ledger fault leaves the files for next time."""
         runtime = self.runtime
-        journal, ledger = runtime.journal, runtime._ledger
-        if journal is None or ledger is None:
+        journal = runtime.journal
+        if journal is None or runtime._ledger is None:
             return 0
-        recovered = 0
-        try:
-            for orphan in journal.orphans():
-                try:
-                    found = spool.events_of(runtime, orphan.records())
-                    rows = [Ready(e, None, (), event_problem(e)) for e in found.events]
-                    for line, reason in found.bad:
-                        rows.append(Ready(_Unbuilt(None, line.decode("utf-8", "replace")), None, (), reason))
-                    size = runtime.config.batch_size
-                    for i in range(0, len(rows), size):
-                        self._store(ledger, rows[i : i + size])
-                    ledger.write([], found.releases)
-                except Exception as exc:
-                    orphan.release()
-                    log.warning("llmledger: replaying a journal failed (%s); will retry", describe_error(exc))
-                    continue
-                orphan.remove()
-                recovered += len(found.events)
-                if found.events:
-                    log.info(
-                        "llmledger: recovered %d event(s) (%d interrupted call(s)) from a dead process",
-                        len(found.events),
-                        found.interrupted,
-                    )
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                internal_error(exc, "replaying the journal")
+        recovered = spool.replay_orphans(runtime, journal, self._replayed)
         self.replayed += recovered
         return recovered
+
+    def _replayed(self, found: spool.Replayed) -> None:
+        # One dead owner's records: its events (and its unreadable records, quarantined) in
+        # batches, then the reservations it held.
+        ledger = self.runtime.ledger
+        rows = [Ready(e, None, (), event_problem(e)) for e in found.events]
+        for line, reason in found.bad:
+            rows.append(Ready(_Unbuilt(None, line.decode("utf-8", "replace")), None, (), reason))
+        size = self.runtime.config.batch_size
+        for i in range(0, len(rows), size):
+            self._store(ledger, rows[i : i + size])
+        ledger.write([], found.releases)
 
     def tick(self) -> None:
         """The writer thread, every few seconds: rotate a grown journal, replay dead processes'."""

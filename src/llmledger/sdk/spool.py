@@ -22,16 +22,19 @@ so a replay (or a second replay) never writes an event twice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmledger._internal import internal_error
 from llmledger.attribution.context import EMPTY, Attribution
 from llmledger.events.event import UsageEvent
 from llmledger.transport.journal import Journal, Segment
@@ -54,8 +57,11 @@ __all__ = [
     "journal_dir",
     "journal_for",
     "release_journal",
+    "replay_orphans",
     "track_record",
 ]
+
+log = logging.getLogger("llmledger")
 
 INTERRUPTED = "ProcessExited"
 """`error_type` of the event of a call whose process died while it was in flight."""
@@ -365,6 +371,55 @@ def call_event(
 
 def _tracked(data: list[Any]) -> UsageEvent:
     return UsageEvent.from_dict(data[0])
+
+
+def replay_orphans(
+    runtime: Runtime,
+    journal: Journal,
+    deliver: Callable[[Replayed], None],
+    *,
+    unreachable: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Replay what dead processes left in `journal`: for each dead owner, `deliver` its records'
+    `Replayed` (events to store or send, reservations to release, unreadable records), then
+    delete its files. Returns how many events were recovered; never raises.
+
+    The one replay loop of every sink (the ledger's, remote mode's). Replay is idempotent by
+    `event_id`, so a `deliver` that fails half-way is simply retried: its owner's files are kept
+    (unlocked) for the next attempt. A failure of a kind in `unreachable` (the destination is down)
+    stops the whole pass; any other failure skips that owner only.
+    """
+    recovered = 0
+    try:
+        for orphan in journal.orphans():
+            try:
+                found = events_of(runtime, orphan.records())
+                deliver(found)
+            except unreachable:
+                orphan.release()  # every file waits for the next attempt
+                break
+            except Exception as exc:
+                orphan.release()
+                log.warning("llmledger: replaying a journal failed (%s); will retry", _describe(exc))
+                continue
+            orphan.remove()
+            recovered += len(found.events)
+            if found.events:
+                log.info(
+                    "llmledger: recovered %d event(s) (%d interrupted call(s)) from a dead process",
+                    len(found.events),
+                    found.interrupted,
+                )
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            internal_error(exc, "replaying the journal")
+    return recovered
+
+
+def _describe(exc: BaseException) -> str:
+    from llmledger.transport.writer import describe_error
+
+    return describe_error(exc)
 
 
 _journals: dict[str, Journal] = {}
