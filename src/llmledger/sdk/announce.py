@@ -8,7 +8,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from llmledger.events.event import TOKEN_FIELDS, UsageEvent
+from llmledger.events.event import UsageEvent
+from llmledger.events.schema import TOKEN_FIELDS
 
 if TYPE_CHECKING:
     from llmledger.sdk.config import Config

@@ -19,7 +19,6 @@ from llmledger._internal import internal_error, internal_error_count
 from llmledger.errors import ConfigError
 from llmledger.events.event import UsageEvent
 from llmledger.events.ids import uuid7
-from llmledger.events.schema import TOKEN_FIELDS
 from llmledger.identity import forget_learned
 from llmledger.sdk import spool
 from llmledger.sdk.announce import Announcer, debug_line
