@@ -81,7 +81,11 @@ def test_hard_limit_refuses_before_the_call(pg_url: str, fake: Fake) -> None:
 
 
 def _spend_in_process(url: str, attempts: int, queue: Any) -> None:
-    llmledger.init(ledger=url, flush_interval=0.01)
+    # What is tested is exactness, not the fault policy: with "open" (the default) a decision that
+    # waits past limit_timeout (0.5 s) for the lock is sent unchecked, which a loaded 2-core machine
+    # provokes (seen in CI: "write lock stayed held for 516 ms", $0.1101 spent of $0.1). A decision
+    # here may wait up to 30 s, and one that still cannot be made is refused, never sent unchecked.
+    llmledger.init(ledger=url, flush_interval=0.01, limit_timeout=30.0, on_ledger_fault="closed")
     admitted = 0
     for _ in range(attempts):
         try:

@@ -66,6 +66,13 @@ def test_crud(api: TestClient, engine: Engine) -> None:
         ({"usd": "1", "mode": "angry"}, "mode"),
         ({"usd": "1", "scope": {"planet": "mars"}}, "planet"),
         ({"usd": "1", "colour": "red"}, "colour"),
+        # JSON booleans are not numbers (pydantic coerced `true` to 1: schemathesis found it)
+        ({"tokens": True}, "tokens"),
+        ({"usd": True}, "usd"),
+        ({"usd": "1", "month_anchor": True}, "month_anchor"),
+        ({"usd": "1", "max_wait": False}, "max_wait"),
+        ({"usd": "1", "thresholds": [True]}, "thresholds"),
+        ({"usd": "1", "fallback_price": [True, 1]}, "fallback_price"),
     ],
 )
 def test_bad_definitions_are_422(api: TestClient, body: dict[str, Any], needle: str) -> None:

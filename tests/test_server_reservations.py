@@ -145,6 +145,8 @@ def test_a_request_body_reserves_what_its_shape_does(api: TestClient, engine: En
         (reservation(attribution={"tenant": "acme", "tags": {"a": 1}}), "tags"),
         (reservation(model=""), "model"),
         ({"provider": "openai"}, "model"),
+        (reservation(max_output_tokens=True), "max_output_tokens"),  # a boolean is not a number
+        (reservation(shape={"input_tokens": True, "output_tokens": 1}), "input_tokens"),
     ],
 )
 def test_bad_reservations_are_422_naming_the_field(

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
@@ -41,7 +41,8 @@ register_url_convertor("limit_id", _LimitId())
 
 Label = Annotated[str | None, Field(min_length=1, max_length=256)]
 LimitId = Annotated[str, Path(pattern="^lim_[0-9a-f]{1,60}$", description="a limit's id")]
-Amount = Annotated[str | int | None, Field(description="a decimal string (or an integer)")]
+# Strict number types: JSON `true` is not the amount 1 (pydantic would coerce it; schemathesis found it).
+Amount = Annotated[StrictStr | StrictInt | None, Field(description="a decimal string (or an integer)")]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such limit"}}
 _BAD: dict[int | str, dict[str, Any]] = {
     400: {"description": "unreadable body"},
@@ -75,23 +76,25 @@ class LimitDefinition(BaseModel):
     requests: Amount = None
     per: str = Field("month", max_length=64, description="day, week, month, lifetime, rolling:1h ...")
     tz: str = Field("UTC", max_length=64)
-    week_start: str | int = "monday"
-    month_anchor: int = 1
+    week_start: StrictStr | StrictInt = "monday"
+    month_anchor: StrictInt = 1
     mode: str = Field("hard", max_length=16, description="hard, soft or throttle")
     enforcement: str | None = Field(None, max_length=16, description="strict or estimate")
-    thresholds: list[str | float] = Field(["0.5", "0.8", "1.0"], max_length=32)
+    thresholds: list[StrictStr | StrictFloat] = Field(["0.5", "0.8", "1.0"], max_length=32)
     name: Label = None
-    max_wait: float = 0.0
+    max_wait: StrictFloat = 0.0
     downgrade: dict[str, str] | None = None
     unpriced: str = Field("refuse", max_length=16)
-    fallback_price: list[str | int] | None = Field(None, description="[input, output] USD per 1M tokens")
+    fallback_price: list[StrictStr | StrictInt] | None = Field(
+        None, description="[input, output] USD per 1M tokens"
+    )
     scope: LimitScope = LimitScope()
 
 
 class TopUp(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    amount: str | int = Field(description="credit to add, a positive decimal string")
+    amount: StrictStr | StrictInt = Field(description="credit to add, a positive decimal string")
     scope: LimitScope = Field(
         default_factory=LimitScope, description='names the subject of a `*` limit: {"user": "u1"}'
     )

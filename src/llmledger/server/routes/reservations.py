@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 
 from llmledger.engine.limits import Reservation
@@ -63,7 +63,7 @@ class ReserveBody(BaseModel):
     request: dict[str, Any] | None = Field(
         None, description="a provider request body (its shape is read here)"
     )
-    max_output_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_output_tokens: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS)
 
 
 class ReservationAnswer(BaseModel):
