@@ -108,8 +108,62 @@ def test_reserve_settle_ingest_and_release(api: TestClient, engine: Engine) -> N
     gone = api.delete(f"/api/v1/reservations/{second}")
     assert gone.status_code == 204 and gone.content == b""
     assert reserved(engine, tenant="acme") == 0
-    assert api.delete(f"/api/v1/reservations/{second}").status_code == 204  # idempotent
+    assert api.delete(f"/api/v1/reservations/{second}").status_code == 404  # released: nothing held
+    assert api.post(f"/api/v1/reservations/{rid}/settle", json={"amounts": {}}).status_code == 404
     assert engine.reconcile() == []
+
+
+def test_a_caller_chosen_id_is_one_reservation_however_often_asked(api: TestClient, engine: Engine) -> None:
+    engine.set_limit(usd="0.03", per="day", tenant="acme")
+    rid = uuid7()
+    first = api.post("/api/v1/reservations", json=reservation(reservation_id=rid))
+    assert first.status_code == 201 and first.json()["reservation_id"] == rid
+    again = api.post("/api/v1/reservations", json=reservation(reservation_id=rid))
+    assert again.status_code == 201 and again.json()["reservation_id"] == rid
+    assert again.json()["expires_at"] == first.json()["expires_at"]
+    assert reserved(engine, tenant="acme") == WORST  # held once
+    other = api.post("/api/v1/reservations", json=reservation(reservation_id="other-1")).json()
+    assert other["reservation_id"] == "other-1" and reserved(engine, tenant="acme") == 2 * WORST
+    # the limit has room for no third: a retry of a held id is still answered, a new id is refused
+    assert api.post("/api/v1/reservations", json=reservation(reservation_id=rid)).status_code == 201
+    assert api.post("/api/v1/reservations", json=reservation(reservation_id="new-2")).status_code == 429
+    assert reserved(engine, tenant="acme") == 2 * WORST
+    assert api.delete(f"/api/v1/reservations/{rid}").status_code == 204
+    assert reserved(engine, tenant="acme") == WORST
+    for bad in ("", "x" * 37, "a b", "../x"):
+        answer = api.post("/api/v1/reservations", json=reservation(reservation_id=bad))
+        assert answer.status_code == 422 and "reservation_id" in answer.text, bad
+
+
+def test_a_tenant_bound_key_reaches_only_its_own_tenants_reservations(
+    api: TestClient, engine: Engine
+) -> None:
+    engine.set_limit(usd=1, per="day", tenant="*")
+    acme, beta = key(api, "ingest", tenant="acme"), key(api, "ingest", tenant="beta")
+    mine = api.post("/api/v1/reservations", json=reservation(tenant=None), headers=acme).json()
+    rid = mine["reservation_id"]
+    chosen = api.post("/api/v1/reservations", json=reservation(None, reservation_id="r-1"), headers=acme)
+    assert chosen.json()["reservation_id"] == "r-1"
+    # the same ids from another tenant's key name nothing: 404, and acme's holds stay
+    for named in (rid, "r-1"):
+        assert api.delete(f"/api/v1/reservations/{named}", headers=beta).status_code == 404
+        settle = api.post(f"/api/v1/reservations/{named}/settle", json={"amounts": {}}, headers=beta)
+        assert settle.status_code == 404
+        beta_event = event(tenant="beta", reservation_id=named)
+        assert api.post("/api/v1/events", json={"events": [beta_event]}, headers=beta).json()["accepted"] == 1
+    assert reserved(engine, tenant="acme") == 2 * WORST
+    # beta may choose the same id for its own reservation: a separate one
+    theirs = api.post("/api/v1/reservations", json=reservation(None, reservation_id="r-1"), headers=beta)
+    assert theirs.status_code == 201 and reserved(engine, tenant="beta") == WORST
+    assert reserved(engine, tenant="acme") == 2 * WORST
+    # acme's own key settles, releases and (by its event) drops its own
+    assert (
+        api.post(f"/api/v1/reservations/{rid}/settle", json={"amounts": {}}, headers=acme).status_code == 200
+    )
+    assert api.delete(f"/api/v1/reservations/{rid}", headers=acme).status_code == 204
+    stored = api.post("/api/v1/events", json={"events": [event(reservation_id="r-1")]}, headers=acme)
+    assert stored.json()["accepted"] == 1
+    assert reserved(engine, tenant="acme") == 0 and reserved(engine, tenant="beta") == WORST
 
 
 def test_settle_with_the_event_holds_its_priced_cost(api: TestClient, engine: Engine) -> None:

@@ -3,6 +3,7 @@ it answers with, and the `LimitExceeded` a refused standing raises."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -10,7 +11,7 @@ from decimal import Decimal
 from llmledger.errors import ConfigError, LimitExceeded
 from llmledger.storage.limits import Standing
 
-__all__ = ["EnforcementPolicy", "Reservation", "exceeded", "seconds_until"]
+__all__ = ["EnforcementPolicy", "Reservation", "exceeded", "owned_reservation_id", "seconds_until"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +81,12 @@ def exceeded(standing: Standing, needed: Decimal, kind: type[LimitExceeded] = Li
         resets_at=standing.resets_at,
         window=limit.window.describe(),
     )
+
+
+def owned_reservation_id(reservation_id: str, tenant: str | None) -> str:
+    """The id a reservation is stored under: a door's id as it is, or, for a key bound to `tenant`, a
+    digest of the tenant and the id (36 characters, like a UUID). A tenant-bound key names its
+    reservations by the ids it chose; whatever id it sends, it can only ever reach its own tenant's."""
+    if tenant is None:
+        return reservation_id
+    return "t" + hashlib.sha256(f"{tenant}\x00{reservation_id}".encode()).hexdigest()[:35]

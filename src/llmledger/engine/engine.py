@@ -4,10 +4,12 @@ the doors (the HTTP server, the gateway; the in-process SDK builds the same `Enf
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
 
 from llmledger.attribution.context import Attribution, attribution_from, make_attribution
 from llmledger.engine import limit_admin
@@ -23,6 +25,7 @@ from llmledger.pricing.pricer import Pricer
 from llmledger.storage.keys import KeyStore
 from llmledger.storage.ledger import Ledger
 from llmledger.storage.queries import UsageRow
+from llmledger.storage.tables import reservations
 
 __all__ = ["Engine"]
 
@@ -143,6 +146,17 @@ class Engine:
     def release(self, reservation_id: str) -> None:
         """Drop a reservation (the call was not made). An unknown id is a no-op."""
         self.enforcer.release(reservation_id)
+
+    def held_until(self, reservation_id: str) -> datetime | None:
+        """When the reservation stored under `reservation_id` expires, or None when none is held (never
+        made, released, settled by its event, or expired). A read; takes no lock."""
+        now_us = int(datetime.now(timezone.utc).timestamp() * 1_000_000)
+        query = sa.select(sa.func.max(reservations.c.expires_us)).where(
+            reservations.c.reservation_id == reservation_id, reservations.c.expires_us >= now_us
+        )
+        with self.ledger.engine.connect() as conn:
+            expires = conn.execute(query).scalar()
+        return None if expires is None else datetime.fromtimestamp(expires / 1e6, timezone.utc)
 
     def limits(self) -> list[Limit]:
         """Every limit defined in the ledger."""

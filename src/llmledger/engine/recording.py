@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from llmledger.engine.decisions import owned_reservation_id
 from llmledger.errors import InvalidEventError
 from llmledger.events.event import UsageEvent
 from llmledger.events.schema import TOKEN_FIELDS
@@ -145,8 +146,8 @@ def ingest(
                 raise InvalidEventError(f"an event must be a JSON object, got {type(item).__name__}")
             item, rid = _reservation(item)
             event = UsageEvent.from_dict(_bind_tenant(item, tenant))
-            if rid is not None:
-                releases.append(rid)
+            if rid is not None:  # a bound key names its own tenant's reservations only
+                releases.append(owned_reservation_id(rid, tenant))
             order[index] = event.event_id
             if event.event_id in seen:  # the same event twice in one batch: stored once
                 result.accepted += 1

@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt
 from starlette.concurrency import run_in_threadpool
 
+from llmledger.engine.decisions import owned_reservation_id
+from llmledger.engine.engine import Engine
 from llmledger.engine.limits import Reservation
 from llmledger.engine.recording import read_event
 from llmledger.errors import (
@@ -28,6 +30,7 @@ from llmledger.errors import (
     RateLimited,
     UnpricedRefused,
 )
+from llmledger.events.ids import uuid7
 from llmledger.limit.shape import MAX_TOKENS, Shape
 from llmledger.server.deps import AUTH_ERRORS, IngestKey, State
 
@@ -64,6 +67,14 @@ class ReserveBody(BaseModel):
         None, description="a provider request body (its shape is read here)"
     )
     max_output_tokens: StrictInt | None = Field(None, ge=1, le=MAX_TOKENS)
+    reservation_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=36,
+        pattern="^[A-Za-z0-9_-]+$",
+        description="an id the caller chose (and journaled) before asking: the same id twice is one"
+        " reservation; a new UUIDv7 when left out",
+    )
 
 
 class ReservationAnswer(BaseModel):
@@ -119,6 +130,12 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_GONE: dict[str, Any] = {
+    "description": "no such reservation is held for this key's tenant (released, settled by its event,"
+    " expired, or never made)"
+}
+
+
 def _refusal(exc: LimitExceeded) -> JSONResponse:
     kind = (
         "rate_limited"
@@ -167,11 +184,15 @@ def _bound(attribution: WireAttribution, tenant: str | None) -> dict[str, Any]:
 
 @router.post("", status_code=201, response_model=ReservationAnswer, responses=_REFUSALS)
 async def reserve(body: ReserveBody, state: State, key: IngestKey) -> Any:
-    """Reserve the call's worst case against every limit that applies, before it is sent."""
+    """Reserve the call's worst case against every limit that applies, before it is sent. A
+    `reservation_id` chosen by the caller makes the request idempotent (asked twice, it is one
+    reservation, answered twice)."""
     who = _bound(body.attribution, key.tenant)
     if (body.shape is None) == (body.request is None):
         raise HTTPException(422, "send exactly one of `shape` (preferred: no prompt text) and `request`")
     engine = state.engine
+    rid = body.reservation_id or uuid7()
+    stored = owned_reservation_id(rid, key.tenant)
     try:
         shape = (
             None
@@ -186,31 +207,55 @@ async def reserve(body: ReserveBody, state: State, key: IngestKey) -> Any:
             body=body.request,
             shape=shape,
             max_output_tokens=body.max_output_tokens,
+            reservation_id=stored,
         )
     except (InvalidShapeError, InvalidUsageError) as exc:
         raise HTTPException(422, str(exc)) from None
     except LimitExceeded as exc:
+        again = await _again(engine, body, rid, stored)
+        if again is not None:
+            return again
         state.metrics.refused.inc()
         return _refusal(exc)
     except LimitUndecided as exc:
+        again = await _again(engine, body, rid, stored)
+        if again is not None:
+            return again
         state.metrics.refused.inc()
         return _undecided(exc)
+    if got.unchecked:
+        again = await _again(engine, body, rid, stored)
+        if again is not None:
+            return again
     return ReservationAnswer(
-        reservation_id=got.id,
+        reservation_id=None if got.id is None else rid,
         model=got.model,
         expires_at=None if got.expires_at is None else got.expires_at.isoformat(),
         unchecked=got.unchecked,
     )
 
 
+async def _again(engine: Engine, body: ReserveBody, rid: str, stored: str) -> ReservationAnswer | None:
+    """A caller-chosen id asked for again (a retry, or two requests racing): the reservation made
+    the first time, if it is held — the second insert under its id failed, or its own worst case,
+    counted twice, looked over the limit. None otherwise (the refusal stands)."""
+    if body.reservation_id is None:
+        return None
+    expires = await run_in_threadpool(engine.held_until, stored)
+    if expires is None:
+        return None
+    return ReservationAnswer(reservation_id=rid, model=None, expires_at=expires.isoformat(), unchecked=False)
+
+
 @router.post(
     "/{reservation_id}/settle",
     response_model=Settled,
-    responses={code: _REFUSALS[code] for code in (400, 422)},
+    responses={404: _GONE, **{code: _REFUSALS[code] for code in (400, 422)}},
 )
 async def settle(reservation_id: str, body: SettleBody, state: State, key: IngestKey) -> Settled:
     """The call ended: its reservation holds the actual use (not its worst case) until the event is
-    ingested (an event naming its `reservation_id` drops it). An unknown id is a no-op."""
+    ingested (an event naming its `reservation_id` drops it). 404 when no such reservation is held
+    for this key's tenant (never made, released, dropped by its event, or expired)."""
     _check_id(reservation_id)
     if (body.event is None) == (body.amounts is None):
         raise HTTPException(422, "send exactly one of `event` and `amounts`")
@@ -226,16 +271,28 @@ async def settle(reservation_id: str, body: SettleBody, state: State, key: Inges
         if bad:
             raise HTTPException(422, f"amounts: {bad[0]!r:.80} must map a limit id to a non-negative decimal")
         settled = body.amounts
-    await run_in_threadpool(engine.settle, reservation_id, settled)
+    stored = await _held(engine, reservation_id, key.tenant)
+    await run_in_threadpool(engine.settle, stored, settled)
     return Settled(reservation_id=reservation_id)
 
 
-@router.delete("/{reservation_id}", status_code=204, response_class=Response)
-async def release(reservation_id: str, state: State, _: IngestKey) -> Response:
-    """Drop a reservation (the call was not made). An unknown id is a no-op."""
+@router.delete("/{reservation_id}", status_code=204, response_class=Response, responses={404: _GONE})
+async def release(reservation_id: str, state: State, key: IngestKey) -> Response:
+    """Drop a reservation (the call was not made). 404 when no such reservation is held for this
+    key's tenant (never made, released already, dropped by its event, or expired)."""
     _check_id(reservation_id)
-    await run_in_threadpool(state.engine.release, reservation_id)
+    stored = await _held(state.engine, reservation_id, key.tenant)
+    await run_in_threadpool(state.engine.release, stored)
     return Response(status_code=204)
+
+
+async def _held(engine: Engine, reservation_id: str, tenant: str | None) -> str:
+    """The stored id of a reservation this key may touch; 404 when none is held. A key bound to a
+    tenant reaches only its tenant's reservations: another tenant's id names nothing for it."""
+    stored = owned_reservation_id(reservation_id, tenant)
+    if len(stored) > 36 or await run_in_threadpool(engine.held_until, stored) is None:
+        raise HTTPException(404, f"no reservation {reservation_id!r:.80} is held for this key")
+    return stored
 
 
 def _check_id(reservation_id: str) -> None:
