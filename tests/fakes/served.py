@@ -208,6 +208,17 @@ def _die_once_reserved(served: str, guarded: bool) -> None:
         return got
 
     Enforcer.reserve = reserve_then_die  # type: ignore[method-assign]
+    from llmledger.sdk.remote_limits import RemoteEnforcer  # remote mode: reserved on the server
+
+    admit = RemoteEnforcer.admit
+
+    def admit_then_die(self: RemoteEnforcer, *args: Any, **kwargs: Any) -> Any:
+        got = admit(self, *args, **kwargs)
+        if got[0] is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return got
+
+    RemoteEnforcer.admit = admit_then_die  # type: ignore[method-assign]
     if guarded:
         with llmledger.guard(model="gpt-4o-mini", max_output_tokens=100, tenant="t"):
             pass

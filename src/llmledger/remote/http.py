@@ -167,6 +167,26 @@ class HttpClient:
             self._sleep(wait)
             attempt += 1
 
+    def exchange(self, method: str, path: str, json_body: Any) -> tuple[int, Any]:
+        """One attempt, no retries (limit decisions: bounded by `timeout`): (status, decoded JSON
+        body or {}). Raises `ServerUnavailable` when no answer came in time, `AuthenticationError`
+        for 401/403; any other status is returned for the caller to read."""
+        headers = dict(self._headers)
+        body: bytes | None = None
+        if json_body is not None:
+            body = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        status, payload, _, failure = self._attempt(method, f"{self.prefix}{path}", body, headers)
+        if failure is not None:
+            where = f"{self.scheme}://{self.host}:{self.port}"
+            raise ServerUnavailable(f"the llmledger server at {where} did not answer: {failure}")
+        if status in (401, 403):
+            raise AuthenticationError(_message(payload, f"HTTP {status}"), status=status)
+        try:
+            return status, json.loads(payload) if payload else {}
+        except ValueError:
+            return status, {}
+
     def _attempt(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
     ) -> tuple[int, bytes, float | None, str | None]:
@@ -213,6 +233,9 @@ def _message(payload: bytes, default: str) -> str:
         data = json.loads(payload)
     except ValueError:
         return default
-    if isinstance(data, dict) and isinstance(data.get("error"), str):
-        return str(data["error"])
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])  # a typed error: {"error": {"type": ..., "message": ...}}
     return default

@@ -1,6 +1,7 @@
 """The spend-limit API: `set_limit`, `limits`, `delete_limit`, `top_up`, `remaining`, `check`, `guard`.
 
-Limits live in the ledger database, so every process sharing the ledger enforces the same ones.
+Limits live in the ledger database, so every process sharing the ledger enforces the same ones. In
+remote mode they live on the server (`sdk/remote_admin.py`, `sdk/remote_limits.py`).
 Instrumented SDK calls are checked automatically; `guard()` does the same around calls you make
 yourself (record them with `track()` inside the block).
 """
@@ -23,8 +24,8 @@ from llmledger.errors import LimitDefinitionError
 from llmledger.events.ids import uuid7
 from llmledger.limit.define import make_limit
 from llmledger.limit.model import SCOPE_KEYS, Limit, scope_of_call
+from llmledger.sdk import remote_admin, spool
 from llmledger.sdk import runtime as _rt
-from llmledger.sdk import spool
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -80,8 +81,13 @@ def set_limit(
     when a token limit bounds the call). The same scope, metric and window replace the earlier limit
     (its id is derived from them). Bad definitions raise `LimitDefinitionError` listing every problem.
     """
-    return limit_admin.define(
-        _rt.current().enforcer,
+    runtime = _rt.current()
+    define: Any = limit_admin.define
+    target: Any = runtime.enforcer
+    if runtime.remote is not None:  # the server holds the limits
+        define, target = remote_admin.define, runtime
+    return define(  # type: ignore[no-any-return]
+        target,
         usd=usd,
         tokens=tokens,
         requests=requests,
@@ -174,12 +180,18 @@ def _entry_problems(entry: Mapping[str, Any]) -> list[str]:
 
 def limits() -> list[Limit]:
     """Every limit defined in the ledger."""
-    return list(_rt.current().enforcer.limits(fresh=True))
+    runtime = _rt.current()
+    if runtime.remote is not None:
+        return remote_admin.limits(runtime)
+    return list(runtime.enforcer.limits(fresh=True))
 
 
 def delete_limit(limit_id: str) -> bool:
     """Remove a limit (and its counters, reservations, credit); False if there was none."""
-    return limit_admin.delete(_rt.current().enforcer, limit_id)
+    runtime = _rt.current()
+    if runtime.remote is not None:
+        return remote_admin.delete(runtime, limit_id)
+    return limit_admin.delete(runtime.enforcer, limit_id)
 
 
 def top_up(limit_id: str, amount: Any, **scope: Any) -> Decimal:
@@ -187,7 +199,10 @@ def top_up(limit_id: str, amount: Any, **scope: Any) -> Decimal:
 
     Returns the total credit granted so far on top of the limit's amount.
     """
-    return limit_admin.top_up(_rt.current().enforcer, limit_id, amount, scope)
+    runtime = _rt.current()
+    if runtime.remote is not None:
+        return remote_admin.top_up(runtime, limit_id, amount, scope)
+    return limit_admin.top_up(runtime.enforcer, limit_id, amount, scope)
 
 
 def _scope(scope: Mapping[str, Any], model: str | None, provider: str | None) -> dict[str, str | None]:
@@ -202,7 +217,10 @@ def _scope(scope: Mapping[str, Any], model: str | None, provider: str | None) ->
 
 def remaining(*, model: str | None = None, provider: str | None = None, **scope: Any) -> list[LimitStatus]:
     """Every limit that applies to this scope (plus the current `attribute()` block), tightest first."""
-    return limit_admin.status(_rt.current().enforcer, _scope(scope, model, provider))
+    runtime = _rt.current()
+    if runtime.remote is not None:
+        return remote_admin.status(runtime, _scope(scope, model, provider))
+    return limit_admin.status(runtime.enforcer, _scope(scope, model, provider))
 
 
 def check(
@@ -216,8 +234,18 @@ def check(
     """Would a call fit? Raises `LimitExceeded` (saying which limit and when it resets) if a hard limit
     would refuse its worst case; otherwise returns `remaining()` for the scope. Reserves nothing."""
     values = _scope(scope, model, provider)
+    runtime = _rt.current()
+    if runtime.remote is not None:
+        return remote_admin.check(
+            runtime,
+            values,
+            provider=provider,
+            model=model,
+            input_tokens=input_tokens,
+            max_output_tokens=max_output_tokens,
+        )
     return limit_admin.check(
-        _rt.current().enforcer,
+        runtime.enforcer,
         values,
         provider=provider,
         model=model,

@@ -59,7 +59,7 @@ class RemoteSink(LedgerSink):
         if good:
             try:
                 answer = self.remote.http.request(
-                    "POST", "/api/v1/events", json_body={"events": [r.event.to_dict() for r in good]}
+                    "POST", "/api/v1/events", json_body={"events": [_wire(r) for r in good]}
                 ).body
             except ValidationError as exc:
                 if len(good) > 1 or exc.status == 413:
@@ -78,6 +78,7 @@ class RemoteSink(LedgerSink):
             log.warning("llmledger: the server at %s answers again; delivering", self.remote.server)
         self.failing = False
         bad = [r for r in rows if r.problem is not None]
+        self._release([r.reservation for r in bad if r.reservation is not None])
         if bad:
             self.quarantined += len(bad)
             log.warning(
@@ -85,6 +86,22 @@ class RemoteSink(LedgerSink):
                 len(bad),
                 bad[0].problem,
             )
+
+    def _release(self, reservations: list[str]) -> None:
+        """Drop reservations whose events the server will never ingest (best effort: they expire)."""
+        for reservation in reservations:
+            self.runtime.enforcer.release(reservation)
+
+    def _drop(self, reservations: list[str]) -> None:
+        """Drop a dead process's reservations on the server; raises `ServerError` when one could not
+        be (the journal file is kept and replayed again)."""
+        if reservations:
+            from llmledger.sdk.remote_limits import RemoteEnforcer
+
+            enforcer = self.runtime.enforcer
+            assert isinstance(enforcer, RemoteEnforcer)
+            for reservation in dict.fromkeys(reservations):
+                enforcer.drop(reservation)
 
     def _failed(self, exc: Exception) -> None:
         if not self.failing:
@@ -113,6 +130,7 @@ class RemoteSink(LedgerSink):
         size = self.runtime.config.batch_size
         for i in range(0, len(rows), size):
             self._deliver(rows[i : i + size])
+        self._drop(found.releases)  # before its files go: a kill while holding one releases it
         if found.bad:
             self.quarantined += len(found.bad)
             log.warning(
@@ -125,3 +143,11 @@ class RemoteSink(LedgerSink):
         if journal is not None:
             journal.maintain()
             self.replay()
+
+
+def _wire(row: Ready) -> dict[str, Any]:
+    """An event's wire form; with the reservation it settles, which the server drops on ingest."""
+    data: dict[str, Any] = row.event.to_dict()
+    if row.reservation is not None:
+        data["reservation_id"] = row.reservation
+    return data
