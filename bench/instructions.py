@@ -8,6 +8,12 @@ writer thread's pricing and SQLite writes count too).
 
     make bench-instructions                                   # bare vs llmledger, calls and streams
     .venv-bench/bin/python bench/instructions.py call llmledger token-limit tokenr
+    .venv/bin/python bench/instructions.py caller             # the caller's thread only (issue 8)
+
+`caller` counts only the instructions of the calling thread (`--separate-threads=yes`, thread 1):
+what an instrumented call costs the application's own thread, the writer thread's pricing and
+SQLite writes left out. Rows: the real openai client over the same in-process transport, bare and
+instrumented (journal on and off), and `bench_hook.py`'s hook around a stub request.
 """
 
 from __future__ import annotations
@@ -56,6 +62,81 @@ def instructions(tool: str, stream: bool, n: int) -> int:
         return int(totals.group(1))
 
 
+CALLER = """
+import os, sys, tempfile
+from pathlib import Path
+sys.path.insert(0, {here!r})
+mode = {mode!r}
+if mode.startswith("sdk"):
+    import bench_instrument as b
+    if mode != "sdk-bare":
+        import llmledger
+        llmledger.init(ledger=str(Path(tempfile.mkdtemp()) / "b.db"), journal=mode == "sdk-journal")
+    c = b._setup("bare")
+    def op():
+        c.chat.completions.create(model="gpt-4o-mini", messages=b.MESSAGES)
+else:
+    import bench_hook as h, openai
+    from openai._models import FinalRequestOptions
+    from openai.types.chat import ChatCompletion
+    from llmledger.instrumentation import stainless
+    from llmledger.instrumentation.providers.openai import SPEC
+    if mode != "hook-bare":
+        os.environ["LLMLEDGER_BENCH_JOURNAL"] = "1" if mode == "hook-journal" else "0"
+    h._init()
+    completion, _ = h._load()
+    def stub(self, cast_to, options, **kw):
+        return completion
+    request = stub if mode == "hook-bare" else stainless._hook(SPEC, stub)
+    client = openai.OpenAI(api_key="sk-bench")
+    options = FinalRequestOptions.construct(
+        method="post", url="/chat/completions", json_data={{"model": "gpt-4o-mini", "messages": []}}
+    )
+    def op():
+        request(client, ChatCompletion, options, stream=False, stream_cls=None)
+for _ in range(20):
+    op()
+for _ in range({n}):
+    op()
+os._exit(0)  # no flush: only the calls are counted on this thread
+"""
+
+
+def caller_instructions(mode: str, n: int) -> int:
+    """Instructions executed by the calling thread (thread 1) over `n` operations of `mode`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        code = CALLER.format(here=str(HERE), mode=mode, n=n)
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--separate-threads=yes",
+                f"--callgrind-out-file={out}",
+                sys.executable,
+                "-c",
+                code,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        text = (Path(tmp) / "cg.out-01").read_text()
+        totals = re.search(r"^totals:\s+(\d+)", text, re.M) or re.search(r"^summary:\s+(\d+)", text, re.M)
+        assert totals is not None
+        return int(totals.group(1))
+
+
+def caller(k: int = 200) -> None:
+    """The caller thread's instructions per call, bare vs instrumented (see the module docstring)."""
+    per = {}
+    for mode in ("sdk-bare", "sdk-journal", "sdk-nojournal", "hook-bare", "hook-journal", "hook-nojournal"):
+        per[mode] = (caller_instructions(mode, 5 * k) - caller_instructions(mode, k)) / (4 * k)
+    print(f"{'caller thread, per call':<34} {'instructions':>14} {'added':>12}")
+    for mode, value in per.items():
+        base = per["sdk-bare" if mode.startswith("sdk") else "hook-bare"]
+        print(f"{mode:<34} {value:>14,.0f} {value - base:>12,.0f}")
+
+
 def per_op(tool: str, stream: bool, k: int) -> float:
     return (instructions(tool, stream, 5 * k) - instructions(tool, stream, k)) / (4 * k)
 
@@ -63,6 +144,9 @@ def per_op(tool: str, stream: bool, k: int) -> float:
 def main() -> None:
     """`instructions.py [call|stream] [tool ...]`: default both operations, bare vs llmledger."""
     only = sys.argv[1] if len(sys.argv) > 1 else ""
+    if only == "caller":
+        caller(int(sys.argv[2]) if len(sys.argv) > 2 else 200)
+        return
     tools = sys.argv[2:] or ["llmledger"]
     rows = []
     for stream, k, unit in ((False, 20, "call"), (True, 4, "stream of 100 chunks")):

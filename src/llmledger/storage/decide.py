@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from llmledger.limit.model import Alert, Limit
-from llmledger.limit.windows import ROLLING_SLOTS, span
+from llmledger.limit.model import Alert, Limit, Window
+from llmledger.limit.windows import ROLLING_SLOTS, Span, span
 from llmledger.storage.hotpath import Exec
-from llmledger.storage.rows import from_us
+from llmledger.storage.rows import from_us, to_us
 
 __all__ = [
     "STANDING_SQL",
@@ -32,6 +32,7 @@ __all__ = [
     "release",
     "reserve",
     "settle",
+    "span_at",
     "standing",
 ]
 
@@ -117,21 +118,56 @@ def alert_key(limit: Limit, at_us: int) -> int:
     window = limit.window
     if window.kind == "rolling":
         return (at_us // 1_000_000) // window.seconds
-    return span(window, from_us(at_us)).first
+    return span_at(window, at_us).first
 
 
-def standing(run: Exec, limit: Limit, subject: str, now_us: int) -> Standing:
+_spans: dict[Window, tuple[int, int, Span]] = {}
+
+
+def span_at(window: Window, now_us: int) -> Span:
+    """`span(window, now_us)`, cached while `now_us` stays in the same window (or rolling slot): a
+    decision needs it once per limit, and working it out (time zones, calendars) costs more than the
+    decision's statements."""
+    cached = _spans.get(window)
+    if cached is not None and cached[0] <= now_us < cached[1]:
+        return cached[2]
+    found = span(window, from_us(now_us))
+    kind = window.kind
+    if kind == "lifetime":
+        low, high = -(1 << 62), 1 << 62
+    elif kind == "rolling":
+        slot_us = max(1, window.seconds // ROLLING_SLOTS) * 1_000_000
+        low = now_us // slot_us * slot_us
+        high = low + slot_us
+    else:  # a calendar window: from its start to its reset
+        assert found.resets_at is not None
+        low, high = found.first * 1_000_000, to_us(found.resets_at)
+    if low <= now_us < high:
+        if len(_spans) > 1024:
+            _spans.clear()
+        _spans[window] = (low, high, found)
+    return found
+
+
+def standing(run: Exec, limit: Limit, subject: str, now_us: int, window: Span | None = None) -> Standing:
     """Where `limit`'s counter for `subject` stands at `now_us` (one statement)."""
-    window = span(limit.window, from_us(now_us))
+    window = window or span_at(limit.window, now_us)
     params = (limit.id, subject, window.first, window.last, limit.id, subject, now_us)
     used, held, granted = run(STANDING_SQL, (*params, limit.id, subject))[0]
     return Standing(limit, subject, _dec(used), _dec(held), limit.amount + _dec(granted), window.resets_at)
 
 
-def reserve(run: Exec, held: Sequence[Held], reservation_id: str, ttl_us: int, now_us: int) -> Decision:
-    """Check every blocking limit at `now_us` and hold each worst case, or refuse holding nothing."""
-    run("DELETE FROM llmledger_reservations WHERE expires_us < ?", (now_us,))
-    standings = [standing(run, h.limit, h.subject, now_us) for h in held]
+def reserve(
+    run: Exec, held: Sequence[Held], reservation_id: str, ttl_us: int, now_us: int, *, sweep: bool = True
+) -> Decision:
+    """Check every blocking limit at `now_us` and hold each worst case, or refuse holding nothing.
+
+    `sweep`: also delete expired reservations (a standing never counts them, so the caller may do it
+    only now and then)."""
+    if sweep:
+        run("DELETE FROM llmledger_reservations WHERE expires_us < ?", (now_us,))
+    spans = [span_at(h.limit.window, now_us) for h in held]
+    standings = [standing(run, h.limit, h.subject, now_us, w) for h, w in zip(held, spans, strict=True)]
     violated = [
         (s, h.amount) for s, h in zip(standings, held, strict=True) if h.limit.blocks and s.refuses(h.amount)
     ]
@@ -143,9 +179,8 @@ def reserve(run: Exec, held: Sequence[Held], reservation_id: str, ttl_us: int, n
             fired.append(Alert(tight.limit, tight.subject, ONE, tight.spent, tight.allowed, "refused"))
         return Decision(standings, violated, fired, now_us)
     expires = now_us + ttl_us
-    for h in held:
-        bucket = span(h.limit.window, from_us(now_us)).last
-        run(_INSERT_RESERVATION, (reservation_id, h.limit.id, h.subject, bucket, str(h.amount), expires))
+    for h, w in zip(held, spans, strict=True):
+        run(_INSERT_RESERVATION, (reservation_id, h.limit.id, h.subject, w.last, str(h.amount), expires))
     return Decision(standings, [], [], now_us)
 
 

@@ -46,14 +46,21 @@ class Exec:
     count of rows it changed in `rowcount`. The statements are written for SQLite and rewritten for
     PostgreSQL (`pg`)."""
 
-    __slots__ = ("_execute", "rowcount", "sqlite")
+    __slots__ = ("_execute", "raw", "rowcount", "sqlite")
 
-    def __init__(self, execute: Callable[[str, tuple[Any, ...]], Any], sqlite: bool) -> None:
+    def __init__(self, execute: Callable[[str, Any], Any], sqlite: bool, raw: bool = False) -> None:
         self._execute = execute
         self.sqlite = sqlite
+        self.raw = raw
+        """`execute` is a `sqlite3.Connection`'s own (rows are tuples, no result wrapper)."""
         self.rowcount = 0
 
     def __call__(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        if self.raw:
+            cursor = self._execute(sql, params)
+            self.rowcount = cursor.rowcount
+            rows: list[tuple[Any, ...]] = cursor.fetchall()  # sqlite3 rows are tuples already
+            return rows
         cursor = self._execute(sql if self.sqlite else pg(sql), tuple(params))
         self.rowcount = cursor.rowcount
         if not getattr(cursor, "returns_rows", True):
@@ -163,7 +170,7 @@ class HotPath:
         conn = self._connect()
         self._begin(conn, cap)
         try:
-            yield Exec(conn.execute, True)
+            yield Exec(conn.execute, True, raw=True)
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -32,6 +32,9 @@ __all__ = ["Decision", "Held", "LimitStore", "Standing", "event_amount", "event_
 
 _ZERO = Decimal(0)
 _VERSION = "limits_version"
+_SWEEP_US = 1_000_000
+"""Expired reservations are deleted by a decision at most once a second per process (no standing
+counts them: the delete only keeps the table small)."""
 _UPSERT_COUNTER = (
     "INSERT INTO llmledger_counters (limit_id, subject, bucket, used) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (limit_id, subject, bucket) DO UPDATE SET used = dadd(used, excluded.used)"
@@ -74,6 +77,7 @@ class LimitStore:
         self.decision_timeout = 0.5
         """Seconds a limit decision may wait for the ledger's write lock (`init(limit_timeout=)`)."""
         self._hot: HotPath | None = None
+        self._swept = 0  # when this process last deleted expired reservations (µs)
 
     # -- definitions ----------------------------------------------------------------------------
 
@@ -162,7 +166,12 @@ class LimitStore:
         """
         ttl_us = int(ttl_seconds * 1_000_000)
         with self.hot.write() as run:
-            return decide.reserve(run, held, reservation_id, ttl_us, now_us())
+            now = now_us()
+            sweep = now - self._swept >= _SWEEP_US or now < self._swept
+            decision = decide.reserve(run, held, reservation_id, ttl_us, now, sweep=sweep)
+        if sweep:
+            self._swept = now
+        return decision
 
     def settle(self, reservation_id: str, amounts: Mapping[str, Decimal]) -> None:
         """A finished call's reservation now holds its actual use (limit id -> amount), until its
