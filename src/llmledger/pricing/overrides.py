@@ -89,7 +89,11 @@ class Adjustment:
     def applies(self, provider: str, model: str, at: datetime) -> bool:
         """True when the adjustment covers this call."""
         in_time = self.since <= at and (self.until is None or at < self.until)
-        return in_time and _match(self.provider, provider) and _match(self.model, model)
+        return in_time and self.matches(provider, model)
+
+    def matches(self, provider: str, model: str) -> bool:
+        """True when the adjustment names `provider`/`model` (at some time)."""
+        return _match(self.provider, provider) and _match(self.model, model)
 
 
 def _match(pattern: str, value: str) -> bool:

@@ -17,9 +17,11 @@ from decimal import Decimal
 from genai_prices.types import ModelPrice
 
 from llmledger.events.schema import NON_TOKEN_UNITS, CostSource
+from llmledger.identity import generation
 from llmledger.pricing.catalog import Catalog, CatalogEntry, UnknownPrice
 from llmledger.pricing.compiled import CompiledPrice, UsageCounts
 from llmledger.pricing.overrides import Overrides, PriceRule
+from llmledger.pricing.plans import Plan, Resolved, plan_for
 
 __all__ = ["PriceResult", "Pricer", "Quote"]
 
@@ -43,12 +45,18 @@ _SIDE = {
     "input_image_tokens": "input_tokens",
     "output_image_tokens": "output_tokens",
 }
+_MAY_MISS = frozenset((*_OWN_RATE, "cache_write_1h_tokens", *NON_TOKEN_UNITS))
+"""Usage keys `_result` may find without a rate (any other key is priced or has none to miss)."""
+_MAX_PLANS = 4096
 _STANDARD_TIERS = frozenset(("standard", "default", "auto", "on_demand", "ondemand"))
 
 
 def _result(
     compiled: CompiledPrice, usage: UsageCounts, source: CostSource, tier: str | None, multiplier: Decimal
 ) -> PriceResult:
+    if tier is None and usage.keys().isdisjoint(_MAY_MISS):  # nothing can lack a rate
+        cost = compiled.cost(usage)
+        return PriceResult(cost * multiplier if multiplier != _ONE else cost, source, None, ())
     keys = compiled.keys
     # a breakdown that is its whole side (an image model's output) is priced by the side's rate
     missing = [k for k in _OWN_RATE if usage.get(k) and k not in keys and usage.get(k) != usage.get(_SIDE[k])]
@@ -157,6 +165,7 @@ class Pricer:
         self._extensions: dict[tuple[int, str], tuple[CompiledPrice, ModelPrice]] = {}
         self._noted: dict[str, int] = {}
         self._warned: set[tuple[str, str]] = set()
+        self._plans: dict[tuple[str, str, str | None], Plan] = {}
 
     def noted(self, kind: str, key: str, message: str) -> None:
         """Count one event with a pricing note of `kind` (`partially_priced`, `cost_disagreement`,
@@ -192,34 +201,62 @@ class Pricer:
 
         A usage breakdown the chosen price has no rate for (an audio or image count, a 1-hour cache
         write, a tool fee, a reported service tier) is never charged at another modality's rate
-        silently: the result lists it in `missing` (the event is then partially priced)."""
-        overrides = self.overrides
+        silently: the result lists it in `missing` (the event is then partially priced).
+
+        The price is resolved once per (provider, model, service tier, price period) and cached
+        (`pricing/plans.py`); replace `overrides` (assign a new `Overrides`) to change them."""
+        key = (provider, model, service_tier)
+        plan = self._plans.get(key)
+        if (
+            plan is None
+            or plan.overrides is not self.overrides
+            or (plan.generation is not None and plan.generation != generation())
+        ):
+            plan = plan_for(
+                self.overrides, provider, model, service_tier, self.catalog.lookup(provider, model)
+            )
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans.clear()
+            self._plans[key] = plan
+        period = plan.period(at)
+        found = plan.periods.get(period)
+        if found is None:
+            found = plan.store(period, self._resolve(plan, provider, model, at, service_tier))
+        compiled = found.compiled
+        if compiled is None:
+            return PriceResult(None, None, found.reason)
+        try:
+            return _result(compiled, usage, found.source, found.tier, found.multiplier)
+        except ValueError as exc:
+            return PriceResult(None, None, f"{found.origin} cannot price this usage: {exc}")
+
+    def _resolve(
+        self, plan: Plan, provider: str, model: str, at: datetime, service_tier: str | None
+    ) -> Resolved:
+        """The price of `provider`/`model` at `at`, resolved without the cache (what `plan`
+        caches for the period of `at`)."""
+        overrides = plan.overrides
         rule = overrides.rule_for(provider, model, at) if overrides.rules else None
         if rule is not None and not rule.extends:
-            try:
-                return _result(rule.compiled, usage, "override", None, _ONE)
-            except ValueError as exc:
-                return PriceResult(None, None, f"override {rule.origin} cannot price this usage: {exc}")
-        catalog = self.catalog
-        entry = catalog.lookup(provider, model)
+            return Resolved(rule.compiled, "override", origin=f"override {rule.origin}")
+        entry = plan.entry
         if isinstance(entry, UnknownPrice):
             if rule is not None:
-                return PriceResult(
-                    None, None, f"override {rule.origin} extends a catalogue price, but {entry}"
-                )
-            return PriceResult(None, None, str(entry))
+                return Resolved(None, reason=f"override {rule.origin} extends a catalogue price, but {entry}")
+            return Resolved(None, reason=str(entry))
+        catalog = self.catalog
         model_price = catalog.model_price(entry, at, service_tier)
         compiled = catalog.compiled(model_price) if rule is None else self._extended(model_price, rule)
-        tier = _missing_tier(entry, service_tier)
         multiplier = _ONE
         if overrides.adjustments and rule is None:
             multiplier, _ = overrides.multiplier(provider, model, at)
-        try:
-            return _result(compiled, usage, "catalog" if rule is None else "override", tier, multiplier)
-        except ValueError as exc:
-            return PriceResult(
-                None, None, f"catalogue price of {entry.model.id} cannot price this usage: {exc}"
-            )
+        return Resolved(
+            compiled,
+            "catalog" if rule is None else "override",
+            _missing_tier(entry, service_tier),
+            multiplier,
+            origin=f"catalogue price of {entry.model.id}",
+        )
 
     def _extended(self, model_price: ModelPrice, rule: PriceRule) -> CompiledPrice:
         key = (id(model_price), rule.origin)
