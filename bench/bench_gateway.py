@@ -130,7 +130,9 @@ def main() -> None:
         main_ = "import sys; from llmledger.cli import main; sys.argv[0] = 'llmledger'; main()"
         cmd = [sys.executable, "-c", main_, "proxy", "--ledger", f"sqlite:///{tmp / 'bench.db'}"]
         gw_proc = start(
-            [*cmd, "--port", str(gw_port), "--config", str(config)], gw, {"LLMLEDGER_ADMIN_KEY": ADMIN}
+            [*cmd, "--port", str(gw_port), "--config", str(config)],
+            gw,
+            {"LLMLEDGER_ADMIN_KEY": ADMIN, "LLMLEDGER_RATE_LIMIT": "1000000"},  # one key sends it all
         )
         procs.append(gw_proc)
         targets: dict[str, dict[str, Any]] = {

@@ -12,7 +12,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import openai
 import pytest
+from tests.fakes.upstream import Upstream, serve_upstream
+from tests.serving import free_port, wait_ready
 
 from llmledger.attribution.context import Attribution
 from llmledger.engine import Engine
@@ -129,4 +132,83 @@ def test_killed_gateway_leaves_no_reservation_held(tmp_path: Path, when: str) ->
         engine.close()
     with sqlite3.connect(tmp_path / "g.db") as conn:
         assert conn.execute("SELECT count(*) FROM llmledger_reservations").fetchone()[0] == 0
-    assert len(events) == (1 if when == "recorded" else 0)
+    assert len(events) == 1
+    if when == "reserved":  # the call had started: recorded as interrupted, usage unknown
+        (event,) = events
+        assert (event.status, event.error_type, event.estimated) == ("error", "ProcessExited", True)
+        assert event.cost_usd is None and event.tenant == "acme"
+
+
+ADMIN = "llk_0123456789abcdef_" + "k" * 32
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+
+
+def _proxy(ledger: str, port: int, upstream: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "LLMLEDGER_ADMIN_KEY": ADMIN}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    main = "import sys; from llmledger.cli import main; sys.argv[0] = 'llmledger'; main()"
+    cmd = [sys.executable, "-c", main, "proxy", "--ledger", ledger, "--port", str(port)]
+    return subprocess.Popen([*cmd, "--allow-upstream", upstream], env=env, stderr=subprocess.PIPE)
+
+
+@pytest.mark.parametrize("limited", [False, True])
+def test_gateway_killed_mid_stream_records_the_call_interrupted(tmp_path: Path, limited: bool) -> None:
+    # Regression: a call's event was journaled only once its answer was sent, so a gateway killed
+    # mid-stream lost the call (the SDK journals a start record; the gateway does too now).
+    ledger = f"sqlite:///{tmp_path / 'k.db'}"
+    if limited:
+        engine = Engine(ledger)
+        engine.set_limit(usd="100", per="month", tenant="acme")
+        engine.close()
+    with serve_upstream(Upstream(delay=0.05)) as (upstream, _):
+        port = free_port()
+        proc = _proxy(ledger, port, upstream)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", proc=proc)
+            client = openai.OpenAI(
+                base_url=f"http://127.0.0.1:{port}/v1",
+                api_key="sk-provider-secret-123",
+                max_retries=0,
+                default_headers={
+                    "X-Ledger-Key": ADMIN,
+                    "X-Ledger-Upstream": f"{upstream}/v1",
+                    "X-Ledger-Tenant": "acme",
+                },
+            )
+            stream = client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+            next(iter(stream))  # the first chunk is relayed: the call is in flight
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+            with pytest.raises(openai.APIError):
+                for _ in stream:
+                    pass
+        finally:
+            proc.kill()
+            proc.communicate(timeout=30)
+    with sqlite3.connect(tmp_path / "k.db") as conn:
+        assert conn.execute("SELECT count(*) FROM llmledger_events").fetchone()[0] == 0
+        held = conn.execute("SELECT count(*) FROM llmledger_reservations").fetchone()[0]
+        assert held == (1 if limited else 0)
+    engine = Engine(ledger)
+    try:
+        Recorder(engine, journal_dir(ledger)).close()  # the next gateway on this ledger
+        Recorder(engine, journal_dir(ledger)).close()  # and the one after: nothing twice
+        events = engine.events({}, limit=None)
+    finally:
+        engine.close()
+    [event] = events
+    assert (event.status, event.error_type, event.estimated, event.complete) == (
+        "error",
+        "ProcessExited",
+        True,
+        False,
+    )
+    assert (event.provider, event.requested_model, event.tenant, event.stream) == (
+        "openai",
+        "gpt-4o-mini",
+        "acme",
+        True,
+    )
+    assert event.cost_usd is None and event.unpriced_reason and "in flight" in event.unpriced_reason
+    with sqlite3.connect(tmp_path / "k.db") as conn:
+        assert conn.execute("SELECT count(*) FROM llmledger_reservations").fetchone()[0] == 0

@@ -1,6 +1,6 @@
-// LedgerOpenAI against a real llmledger gateway process (`llmledger serve`) in front of the fake
-// providers (tests/fakes/upstream.py) on loopback: usage and cost recorded, streams, attribution,
-// upstream errors raised as the openai package's own error classes.
+// LedgerOpenAI and LedgerAnthropic against a real llmledger gateway process (`llmledger serve`) in
+// front of the fake providers (tests/fakes/upstream.py) on loopback: usage and cost recorded,
+// streams, attribution, upstream errors and limit refusals raised as the SDKs' own error classes.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -10,7 +10,9 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import OpenAI from "openai";
+import Anthropic from "@anthropic-ai/sdk";
 import { LedgerOpenAI, LedgerConfigError, ledgerHeaders } from "../dist/index.js";
+import { LedgerAnthropic } from "../dist/anthropic.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const PYTHON = process.env.LLMLEDGER_PYTHON ?? join(ROOT, ".venv", "bin", "python");
@@ -131,4 +133,66 @@ test("bad arguments are LedgerConfigErrors", () => {
     "X-Ledger-Tag-project": "p",
     "X-Custom": "c",
   });
+});
+
+function anthropicClient(extra = {}) {
+  return new LedgerAnthropic({
+    providerApiKey: "sk-ant-provider-secret-js",
+    providerApiBase: upstream,
+    ledgerKey: ADMIN,
+    ledgerUrl: gateway,
+    extraHeaders: { user: "u-ant", project: "p-1" },
+    maxRetries: 0,
+    ...extra,
+  });
+}
+
+test("LedgerAnthropic: non-stream and stream calls are metered with cost and attribution", async () => {
+  const c = anthropicClient();
+  assert.ok(c instanceof Anthropic);
+  const { data, response } = await c.messages
+    .create({ model: "claude-sonnet-5", max_tokens: 100, messages: MESSAGES })
+    .withResponse();
+  assert.equal(data.type, "message");
+  const cost = response.headers.get("x-ledger-cost-usd");
+  assert.ok(Number(cost) > 0);
+  const stream = await c.messages.create({ model: "claude-sonnet-5", max_tokens: 100, messages: MESSAGES, stream: true });
+  let text = "";
+  for await (const event of stream) {
+    if (event.type === "content_block_delta" && event.delta.type === "text_delta") text += event.delta.text;
+  }
+  assert.ok(text.length > 0);
+  const mine = (await events()).filter((e) => e.user === "u-ant");
+  assert.equal(mine.length, 2);
+  assert.equal(mine[0].cost_usd, cost);
+  assert.deepEqual([mine[0].provider, mine[0].tags.project, mine[1].stream], ["anthropic", "p-1", true]);
+  assert.ok(mine[1].input_tokens > 0 && mine[1].output_tokens > 0);
+});
+
+test("a limit refusal is each SDK's own RateLimitError, naming the limit; nothing is metered", async () => {
+  const made = await fetch(`${gateway}/api/v1/limits`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${ADMIN}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ usd: "0.000001", per: "day", scope: { tenant: "js-limited" } }),
+  });
+  assert.equal(made.status, 201, await made.clone().text());
+  const limit = await made.json();
+  const before = (await events()).length;
+  const openai = client({ extraHeaders: { tenant: "js-limited" } });
+  await assert.rejects(openai.chat.completions.create({ model: "gpt-4o-mini", messages: MESSAGES }), (err) => {
+    assert.ok(err instanceof OpenAI.RateLimitError, String(err));
+    assert.match(err.message, new RegExp(`limit ${limit.id}`));
+    assert.equal(err.headers.get("x-ledger-error"), "limit_exceeded");
+    return true;
+  });
+  const anthropic = anthropicClient({ extraHeaders: { tenant: "js-limited" } });
+  await assert.rejects(
+    anthropic.messages.create({ model: "claude-sonnet-5", max_tokens: 100, messages: MESSAGES }),
+    (err) => {
+      assert.ok(err instanceof Anthropic.RateLimitError, String(err));
+      assert.match(err.message, new RegExp(`limit ${limit.id}`));
+      return true;
+    },
+  );
+  assert.equal((await events()).length, before);
 });

@@ -44,6 +44,7 @@ def proxy(
         from llmledger.gateway import GatewaySettings, create_gateway
         from llmledger.server import ServerSettings
         from llmledger.server.app import enforcement_policy
+        from llmledger.server.state import RateLimiter
     except ImportError as exc:
         raise _fail(f"the gateway needs the server's extra: pip install 'llmledger[server]' ({exc})") from exc
     try:
@@ -53,7 +54,9 @@ def proxy(
         )
         gateway_settings = GatewaySettings.load({"allow_upstreams": allow_upstream}, file=config)
         engine = Engine(settings.ledger, prices=settings.prices, policy=enforcement_policy(settings))
-        gateway = create_gateway(gateway_settings, engine, ledger=settings.ledger)
+        gateway = create_gateway(
+            gateway_settings, engine, ledger=settings.ledger, limiter=RateLimiter(settings.rate_limit)
+        )
     except LlmLedgerError as exc:
         raise _fail(str(exc)) from exc
     if settings.admin_key is not None:
@@ -85,8 +88,17 @@ def with_gateway(settings: ServerSettings, allow_upstream: list[str] | None, con
     # one engine for the API and the gateway, with the server's limit settings (they were dropped)
     engine = Engine(settings.ledger, prices=settings.prices, policy=enforcement_policy(settings))
     try:
-        gateway = create_gateway(gateway_settings, engine, ledger=settings.ledger)
-        return WithGateway(create_app(settings, engine=engine), gateway, engine)
+        app = create_app(settings, engine=engine)
+        state = app.state.ledger  # the API's keys, rate limiter and metrics are the gateway's too
+        gateway = create_gateway(
+            gateway_settings,
+            engine,
+            ledger=settings.ledger,
+            limiter=state.limiter,
+            registry=state.metrics.registry,
+        )
+        state.on_forget_key.append(gateway.forget_key)  # revoked through the API: refused at once
+        return WithGateway(app, gateway, engine)
     except BaseException:
         engine.close()
         raise

@@ -12,6 +12,7 @@ cost more CPU than all of it (measured: docs/performance.md). Paths it serves:
 | `/anthropic/v1/messages/count_tokens` | POST | `/v1/messages/count_tokens` | no (free) |
 | `/anthropic/v1/models`, `/anthropic/v1/models/{id}` | GET | `/v1/models...` | no |
 | `/healthz` | GET | – | – |
+| `/metrics` | GET | – (Prometheus; `llmledger serve` shows the gateway's in its own) | – |
 
 Any other path is 404: nothing is relayed that is not metered or free (no side door around the
 limits, such as batch or file APIs).
@@ -23,19 +24,23 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
+from prometheus_client import CollectorRegistry
 
 from llmledger.engine import Engine
+from llmledger.gateway.metrics import GatewayMetrics
 from llmledger.gateway.provider_errors import error_body
 from llmledger.gateway.recorder import Recorder, journal_dir
 from llmledger.gateway.relay import open_session
 from llmledger.gateway.routes import Router
 from llmledger.gateway.settings import GatewaySettings
+from llmledger.server.state import RateLimiter
 from llmledger.storage.keys import ApiKey
 
 __all__ = ["ENDPOINTS", "Gateway", "Refusal", "create_gateway"]
@@ -58,6 +63,11 @@ ENDPOINTS: dict[str, tuple[str, str | None, str]] = {
 """Gateway path -> (API, billable endpoint or None for a free one, upstream path after the base)."""
 
 KEY_CACHE_SECONDS = 5.0
+"""How long a verified llmledger key is trusted without asking the ledger again: a key revoked
+elsewhere (another process, `llmledger keys revoke`) stops working within this many seconds; one
+revoked through the server that mounts this gateway stops at once (`forget_key`)."""
+DEFAULT_RATE_LIMIT = 200.0
+"""Requests per second per llmledger key (bursts of twice that), as the server's default."""
 
 
 class Refusal(Exception):
@@ -84,12 +94,24 @@ class Gateway:
     """One gateway: its settings, router, engine, recorder and upstream session (opened in the
     event loop on first use). Serve it with any ASGI server; `aclose()` when done."""
 
-    def __init__(self, settings: GatewaySettings, engine: Engine, *, ledger_url: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        engine: Engine,
+        *,
+        ledger_url: str | None = None,
+        limiter: RateLimiter | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.router = Router(settings)
         journal = journal_dir(ledger_url) if settings.journal and ledger_url else None
         self.recorder = Recorder(engine, journal)
+        self.limiter = limiter if limiter is not None else RateLimiter(DEFAULT_RATE_LIMIT)
+        """Each llmledger key's rate (the server's limiter when mounted: one budget per key)."""
+        self.metrics = GatewayMetrics(registry, lambda: float(self.recorder.quarantined))
+        self.key_cache_seconds = KEY_CACHE_SECONDS
         self._session: aiohttp.ClientSession | None = None
         self._keys: dict[str, tuple[ApiKey, float]] = {}
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="llmledger-gateway")
@@ -155,8 +177,12 @@ class Gateway:
             if path == "/healthz":
                 await respond(send, 200, b'{"status":"ok"}')
                 return
+            if path == "/metrics":
+                await respond(send, 200, self.metrics.render(), [], _PROMETHEUS)
+                return
             raise Refusal(404, f"the gateway does not serve {path}", "not_found")
         except Refusal as refusal:
+            self.metrics.refusal(refusal.code)
             await refuse(send, api, refusal)
 
     async def authenticate(self, headers: list[tuple[bytes, bytes]]) -> ApiKey:
@@ -181,7 +207,20 @@ class Gateway:
             raise Refusal(401, "invalid llmledger key", "invalid_ledger_key")
         if not key.allows("ingest"):
             raise Refusal(403, f"this llmledger key's scope ({key.scope}) cannot make calls", "forbidden")
+        wait = self.limiter.take(key.key_id)
+        if wait:
+            raise Refusal(
+                429,
+                f"rate limit of this llmledger key exceeded ({self.limiter.rate:g} requests per second)",
+                "key_rate_limited",
+                [(b"retry-after", str(max(1, math.ceil(wait))).encode()), (b"x-should-retry", b"true")],
+            )
         return key
+
+    def forget_key(self, key_id: str) -> None:
+        """Drop a revoked key from the cache: its next request is refused."""
+        for digest in [d for d, (k, _) in self._keys.items() if k.key_id == key_id]:
+            self._keys.pop(digest, None)
 
     async def _verify(self, presented: str) -> ApiKey | None:
         digest = hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()
@@ -198,18 +237,23 @@ class Gateway:
         else:
             if len(self._keys) > 10_000:
                 self._keys.clear()
-            self._keys[digest] = (key, now + KEY_CACHE_SECONDS)
+            self._keys[digest] = (key, now + self.key_cache_seconds)
         return key
 
 
 _JSON = (b"content-type", b"application/json")
+_PROMETHEUS = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
 
 
 async def respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    content_type: tuple[bytes, bytes] = _JSON,
 ) -> None:
-    """Send a whole JSON answer."""
-    head = [_JSON, (b"content-length", str(len(body)).encode()), *(headers or ())]
+    """Send a whole answer (JSON unless `content_type` says otherwise)."""
+    head = [content_type, (b"content-length", str(len(body)).encode()), *(headers or ())]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
 
@@ -223,16 +267,23 @@ async def refuse(send: Send, api: str, refusal: Refusal) -> None:
 
 
 def create_gateway(
-    settings: GatewaySettings | None = None, engine: Engine | None = None, *, ledger: str | None = None
+    settings: GatewaySettings | None = None,
+    engine: Engine | None = None,
+    *,
+    ledger: str | None = None,
+    limiter: RateLimiter | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> Gateway:
     """A gateway on `settings` (default: `GatewaySettings.load()`) recording into `engine`, or into a
-    new engine on `ledger` (a database URL). Raises `ConfigError` for bad settings or routes."""
+    new engine on `ledger` (a database URL). `limiter`: each key's rate (default: 200 requests/s
+    per key); `registry`: where its metrics go (default: its own, served at `/metrics`). Raises
+    `ConfigError` for bad settings or routes."""
     settings = settings or GatewaySettings.load()
     if engine is None:
         if ledger is None:
             raise ValueError("create_gateway needs an engine or a ledger URL")
         engine = Engine(ledger)
-    return Gateway(settings, engine, ledger_url=ledger)
+    return Gateway(settings, engine, ledger_url=ledger, limiter=limiter, registry=registry)
 
 
 def dumps(payload: Any) -> bytes:

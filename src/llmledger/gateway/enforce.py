@@ -54,10 +54,13 @@ async def admit(gw: Gateway, meter: Metering, body: Mapping[str, Any]) -> str | 
     Returns the model to send instead when a soft limit's downgrade applies, else None. Raises
     `Refusal` when a limit refuses or the ledger cannot decide under `on_ledger_fault="closed"`."""
     engine = gw.engine
-    if not engine.enforcer.limits():  # cached: no limit defined, nothing to decide
+    limited = bool(engine.enforcer.limits())  # cached: no limit defined, nothing to decide
+    rid = uuid7() if limited else None
+    # the call and its reservation are journaled before either exists: a kill at any instant
+    # leaves the call recorded as interrupted and the reservation released
+    meter.held = gw.recorder.begin(meter, rid)
+    if not limited:
         return None
-    rid = uuid7()
-    held = gw.recorder.hold(rid)  # journaled before it exists: a kill at any instant releases it
     reserve = functools.partial(
         engine.reserve,
         meter.who,
@@ -69,23 +72,24 @@ async def admit(gw: Gateway, meter: Metering, body: Mapping[str, Any]) -> str | 
     try:
         reservation = await asyncio.get_running_loop().run_in_executor(gw.pool, reserve)
     except LimitExceeded as exc:
-        gw.recorder.unhold(held)
+        _refused(gw, meter)
         raise refusal_for(exc) from None
     except LimitUndecided as exc:
-        gw.recorder.unhold(held)
+        _refused(gw, meter)
         raise Refusal(503, str(exc), "limit_undecided", [(b"retry-after", b"1")]) from None
     except BaseException:
-        gw.recorder.unhold(held)
+        _refused(gw, meter)
         raise
-    if reservation.id is None:
-        gw.recorder.unhold(held)
-    else:
-        meter.held = held
     meter.reservation = reservation.id
     if reservation.model is not None and reservation.model != meter.requested_model:
         meter.sent_model = reservation.model
         return reservation.model
     return None
+
+
+def _refused(gw: Gateway, meter: Metering) -> None:
+    held, meter.held = meter.held, None
+    gw.recorder.unhold(held)
 
 
 async def settle(gw: Gateway, meter: Metering, event: Any) -> None:

@@ -165,9 +165,34 @@ async def exchange(
     swap = await admit(gw, meter, body)  # spend limits: a refusal is answered before anything is sent
     try:
         await _forward(gw, scope, receive, send, meter, targets if swap is None else None, forwarded, raw, t0)
-    except BaseException:
-        await release(gw, meter)  # a no-op once the call's event settled it
+    except BaseException as exc:
+        if meter.held is not None or meter.reservation is not None:  # no event recorded yet
+            await _abandoned(gw, meter, exc)
         raise
+
+
+async def _abandoned(gw: Gateway, meter: Metering, exc: BaseException) -> None:
+    """Record the call a fault or a disconnected client ended before its answer was relayed: it
+    may have reached the provider, so input is billed, estimated; the reservation is settled.
+    A refusal of the gateway's own (an upstream not allowed) sent nothing: released only."""
+    if isinstance(exc, (Refusal, UpstreamRefused, NoUpstream)):
+        await release(gw, meter)
+        return
+    try:
+        loop = asyncio.get_running_loop()
+        usage = await loop.run_in_executor(gw.pool, meter.estimate, None, 0, "")
+        gone = isinstance(exc, asyncio.CancelledError)
+        event = meter.event(
+            gw.engine.pricer,
+            usage,
+            complete=False,
+            status="cancelled" if gone else "error",
+            error_type="ClientDisconnected" if gone else type(exc).__name__,
+        )
+        await _finish(gw, meter, event)
+    except BaseException as again:
+        internal_error(again, "recording an abandoned gateway call")
+        await release(gw, meter)
 
 
 async def _forward(
@@ -204,6 +229,7 @@ async def _forward(
         attempt = Metering(target.provider, endpoint, meter.requested_model, meter.who, None, stream)
         attempt.t0, attempt.wall, attempt.sent_model = meter.t0, meter.wall, meter.sent_model
         gw.recorder.record(attempt.event(pricer, None, complete=False, status="error", error_type=error_type))
+        gw.metrics.upstream_error(error_type)
 
     try:
         response, target = await _open(
@@ -241,6 +267,9 @@ async def _finish(gw: Gateway, meter: Metering, event: UsageEvent) -> None:
         reservation, meter.reservation = meter.reservation, None
         held, meter.held = meter.held, None
         gw.recorder.record(event, reservation, held)
+        gw.metrics.call(meter.endpoint, event.status)
+        if event.status == "error" and event.error_type:
+            gw.metrics.upstream_error(event.error_type)
 
 
 def _upstream_of(scope: Scope) -> str | None:
@@ -287,6 +316,7 @@ async def _relay_whole(
             gw.engine.pricer, None, complete=False, status="error", error_type=f"HTTP {status}"
         )
     overhead = (time.perf_counter() - t0 - waited) * 1000.0
+    gw.metrics.overhead.observe(overhead / 1000.0)
     extra.append((b"content-length", str(len(raw)).encode()))
     extra.append((b"x-ledger-overhead-ms", f"{overhead:.3f}".encode()))
     await send(
@@ -316,6 +346,7 @@ async def _relay_stream(
     t_up: float,
 ) -> None:
     overhead = (time.perf_counter() - t0 - (time.perf_counter() - t_up)) * 1000.0
+    gw.metrics.overhead.observe(overhead / 1000.0)
     head = response_headers(response, [(b"x-ledger-overhead-ms", f"{overhead:.3f}".encode())])
     await send({"type": "http.response.start", "status": response.status, "headers": head})
     gone: list[bool] = []

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from llmledger.attribution.context import Attribution
 from llmledger.errors import InvalidUsageError
@@ -24,11 +26,14 @@ from llmledger.instrumentation.hosts import normalise_usage
 from llmledger.instrumentation.usage import KEEP_CHARS, Usage
 from llmledger.pricing.call import price_call
 from llmledger.pricing.pricer import Pricer
+from llmledger.sdk.spool import INTERRUPTED
 from llmledger.tokens.estimate import estimate_from_chars, request_text
 
-__all__ = ["Metering"]
+__all__ = ["INTERRUPTED", "Metering", "begin_line", "interrupted_event"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+_INTERRUPTED_REASON = "the gateway stopped while the call was in flight: usage unknown (it may be billed)"
 
 
 class Metering:
@@ -70,7 +75,7 @@ class Metering:
         self.t0 = time.perf_counter()
         self.ttft: float | None = None
         self.reservation: str | None = None
-        self.held: Any = None  # the journal segment of the reservation's `R` line (`Recorder.hold`)
+        self.held: Any = None  # the journal segment of the call's `B` line (`Recorder.begin`)
         self.event_id = uuid7()
 
     def estimate(self, usage: Usage | None, chars: int, text: str) -> Usage:
@@ -222,3 +227,40 @@ def _problem(event: UsageEvent, tokens: Mapping[str, int]) -> str | None:
     except InvalidUsageError as exc:
         return str(exc)
     return None
+
+
+def begin_line(meter: Metering, reservation: str | None) -> bytes:
+    """The journal line of a call about to be forwarded (`B`, see `gateway/recorder.py`)."""
+    who = meter.who
+    wall_us = (meter.wall - _EPOCH) // _US
+    return b"B" + orjson.dumps(
+        [
+            meter.event_id,
+            wall_us,
+            meter.provider,
+            meter.endpoint,
+            meter.requested_model,
+            [who.tenant, who.user, who.org, who.feature, who.agent, who.session, who.tags],
+            reservation,
+            meter.stream,
+        ]
+    )
+
+
+def interrupted_event(pricer: Pricer, fields: list[Any]) -> UsageEvent:
+    """The event of a call whose `B` line has no event: the gateway died while it was in flight.
+    Recorded unpriced (usage unknown), `estimated`, `status="error"`, `error_type="ProcessExited"`,
+    under the call's own event id (so a call whose event was written after all is not doubled)."""
+    event_id, wall_us, provider, endpoint, requested_model, who, _reservation, stream = fields
+    tenant, user, org, feature, agent, session, tags = who
+    attribution = Attribution(tenant, user, org, feature, agent, session, dict(tags or {}))
+    meter = Metering(provider, endpoint, requested_model, attribution, None, bool(stream))
+    meter.event_id, meter.wall = str(event_id), _EPOCH + int(wall_us) * _US
+    return meter.event(
+        pricer,
+        Usage(estimated=True),
+        complete=False,
+        status="error",
+        error_type=INTERRUPTED,
+        unpriced_reason=_INTERRUPTED_REASON,
+    )

@@ -1,10 +1,19 @@
 """Where the gateway's events go: journaled on disk first (a killed gateway loses nothing it has
-answered), then written to the engine's ledger in batches by a background thread.
+answered, nor any call it had started), then written to the engine's ledger in batches by a
+background thread.
 
-The journal is the SDK's (`transport/journal.py`): one line per event (its field values as JSON),
-acknowledged once the batch holding it is committed, and one `R<id>` line per reservation held by
-a call in flight, acknowledged once that call's event is journaled. At start-up, what a dead gateway process
-left in the same journal directory is written first (idempotent by `event_id`) and the
+The journal is the SDK's (`transport/journal.py`). Its lines:
+
+- `B[event_id, wall_us, provider, endpoint, requested_model, attribution, reservation_id, stream]`
+  — a metered call is about to be forwarded (written before its reservation is made and before
+  anything is sent upstream); acknowledged with the call's event, once that is committed.
+- `[...]` — an event: its field values in field order (JSON), acknowledged once committed.
+- `R<reservation_id>` — the previous version's reservation line (still read on replay).
+
+At start-up, what a dead gateway process left in the same journal directory is written first
+(idempotent by `event_id`): its events, and for each call it had started without an event, an
+*interrupted* event (`status="error"`, `error_type="ProcessExited"`, `estimated`, unpriced: its
+usage is unknown and the provider may have billed it), under the call's own event id; the
 reservations of its calls in flight are released.
 """
 
@@ -13,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,11 +34,13 @@ from llmledger._internal import internal_error
 from llmledger.engine import Engine
 from llmledger.errors import InvalidEventError
 from llmledger.events.event import UsageEvent
+from llmledger.gateway.meter import INTERRUPTED, Metering, begin_line, interrupted_event
+from llmledger.sdk.sink import LedgerSink, Ready, is_transient
 from llmledger.storage.engine import normalize_url
 from llmledger.transport.journal import Journal, Segment
 from llmledger.transport.writer import BackgroundWriter
 
-__all__ = ["Recorder", "decode", "encode", "journal_dir"]
+__all__ = ["INTERRUPTED", "Recorder", "decode", "encode", "journal_dir"]
 
 log = logging.getLogger("llmledger.gateway")
 
@@ -38,6 +50,7 @@ reservation's journal line."""
 
 _NAMES = tuple(f.name for f in dataclasses.fields(UsageEvent))
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
+_VALUES = operator.attrgetter(*_NAMES)
 
 
 def _decimal(value: Any) -> str:
@@ -47,7 +60,7 @@ def _decimal(value: Any) -> str:
 def encode(event: UsageEvent) -> bytes:
     """One event as a journal line: its field values in field order (JSON; Decimal as strings, the
     timestamp in RFC 3339). A quarter of the wire form's cost: this runs once per request."""
-    return orjson.dumps([getattr(event, name) for name in _NAMES], default=_decimal, option=_OPTIONS)
+    return orjson.dumps(_VALUES(event), default=_decimal, option=_OPTIONS)
 
 
 def decode(line: bytes) -> UsageEvent:
@@ -78,6 +91,8 @@ class Recorder:
     def __init__(self, engine: Engine, journal: Path | None) -> None:
         self.engine = engine
         self.journal = Journal(journal) if journal is not None else None
+        self.quarantined = 0
+        """Events of this gateway the ledger refused, kept in the quarantine instead."""
         self.writer: BackgroundWriter[_Recorded] = BackgroundWriter(
             self._write, batch_size=2_000, flush_interval=0.1, name="llmledger-gateway-writer"
         )
@@ -97,55 +112,106 @@ class Recorder:
             (event, segment, reservation, held)
         )  # a full buffer drops and counts (journal keeps it)
 
-    def hold(self, reservation: str) -> Segment | None:
-        """Journal a reservation about to be made (an `R` line), so that a gateway killed at any
-        instant before its call's event is journaled has it released at the next start; `unhold`
-        the returned segment once it is released, or pass it to `record` with the call's event."""
+    def begin(self, meter: Metering, reservation: str | None) -> Segment | None:
+        """Journal a call about to be forwarded and the reservation about to be made for it (a `B`
+        line), so that a gateway killed at any instant before the call's event is journaled has
+        the call recorded as interrupted and the reservation released at the next start. Pass the
+        returned segment to `record` with the call's event, or `unhold` it when the call is
+        refused before anything was sent (its reservation released or never made)."""
         if self.journal is None:
             return None
         try:
-            return self.journal.append(b"R" + reservation.encode())
+            return self.journal.append(begin_line(meter, reservation))
         except Exception as exc:
-            internal_error(exc, "journaling a gateway reservation")
+            internal_error(exc, "journaling a gateway call's start")
             return None
 
     def unhold(self, segment: Segment | None) -> None:
-        """The reservation `hold` journaled was released (or never made)."""
+        """The call `begin` journaled was refused before it was sent (nothing to record)."""
         if segment is not None and self.journal is not None:
             self.journal.done(segment)
 
     def _write(self, batch: Sequence[_Recorded]) -> None:
-        events = [item[0] for item in batch]
-        releases = [item[2] for item in batch if item[2] is not None]
-        enforcer = self.engine.enforcer
-        alerts = self.engine.ledger.write(events, releases)
+        rows = [Ready(event, None, (segment, held), None) for event, segment, _, held in batch]
+        self._store(rows, [item[2] for item in batch if item[2] is not None])
         if self.journal is not None:
             counts: dict[Segment, int] = {}
-            for _, segment, _, held in batch:
-                for seg in (segment, held):
+            for row in rows:
+                for seg in row.journaled:
                     if seg is not None:
                         counts[seg] = counts.get(seg, 0) + 1
             self.journal.done_all(counts)
-        for event in events:  # estimate-mode limits learn their averages from written events
-            enforcer.learn(event)
+        enforcer = self.engine.enforcer
+        for row in rows:  # estimate-mode limits learn their averages from written events
+            if row.problem is None:
+                enforcer.learn(row.event)
+
+    def _store(self, rows: list[Ready], releases: list[str]) -> None:
+        """Write `rows` in one transaction; if the ledger refuses them for a reason of the data
+        (not the database being unavailable: that is retried), find the rows at fault and keep
+        them in the quarantine, so that nothing valid is lost because of a bad neighbour."""
+        ledger = self.engine.ledger
+        try:
+            alerts = ledger.write([r.event for r in rows], releases)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            alerts = LedgerSink._isolate(ledger, rows)  # marks the rows at fault, writes the others
+            bad = LedgerSink._quarantine(rows)
+            try:
+                ledger.write([], releases, bad)
+            except Exception as again:
+                if is_transient(again):
+                    raise
+                log.error("llmledger gateway: quarantining failed (%s); rows dropped", again)
+                ledger.write([], releases)
+            self.quarantined += len(bad)
+            log.warning(
+                "llmledger gateway: %d event(s) quarantined (see `llmledger quarantine list`): %s",
+                len(bad),
+                bad[0][1] if bad else "",
+            )
         if alerts:  # thresholds the committed spend crossed, announced once written
-            enforcer.announce(alerts)
+            self.engine.enforcer.announce(alerts)
+
+    def _write_all(self, events: list[UsageEvent], releases: list[str]) -> None:
+        self._store([Ready(event, None, (), None) for event in events], releases)
 
     def _replay(self) -> None:
         assert self.journal is not None
+        pricer = self.engine.pricer
         for orphan in self.journal.orphans():
-            events, releases = [], []
+            events, releases, begun = [], [], {}
             for line in orphan.records():
-                if line[:1] == b"R":  # a reservation of a call the dead gateway never finished
-                    releases.append(line[1:].decode("ascii", "replace"))
-                    continue
+                kind = line[:1]
                 try:
-                    events.append(decode(line))
-                except InvalidEventError as exc:
-                    log.warning("llmledger gateway: a journaled event is unreadable, skipped: %s", exc)
+                    if kind == b"B":  # a call the dead gateway had started
+                        fields = orjson.loads(line[1:])
+                        begun[fields[0]] = fields
+                        if fields[6]:
+                            releases.append(fields[6])
+                    elif kind == b"R":  # a reservation journaled by the previous version
+                        releases.append(line[1:].decode("ascii", "replace"))
+                    else:
+                        events.append(decode(line))
+                except (InvalidEventError, ValueError, TypeError, IndexError) as exc:
+                    log.warning("llmledger gateway: an unreadable journal line was skipped: %s", exc)
+            ended = {event.event_id for event in events}
+            interrupted = 0
+            for event_id, fields in begun.items():
+                if event_id not in ended:  # written already if its event was committed: same id
+                    try:
+                        events.append(interrupted_event(pricer, fields))
+                        interrupted += 1
+                    except Exception as exc:
+                        log.warning("llmledger gateway: a journaled call start was skipped: %s", exc)
             if events or releases:
-                self.engine.ledger.write(events, releases)
-                log.info("llmledger gateway: %d event(s) of a stopped gateway written", len(events))
+                self._write_all(events, releases)
+                log.info(
+                    "llmledger gateway: %d event(s) of a stopped gateway written (%d interrupted)",
+                    len(events),
+                    interrupted,
+                )
             orphan.remove()
 
     def flush(self, timeout: float = 30.0) -> bool:

@@ -18,19 +18,13 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from llmledger.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+from llmledger.server.settings import layered, validated
 
 __all__ = ["GatewaySettings", "RouteConfig"]
 
@@ -106,30 +100,11 @@ class GatewaySettings(BaseModel):
         """Settings from `overrides` (None values ignored; `allow_upstreams` are added to the
         others), then `env` (default `os.environ`), then the TOML `file`'s `[gateway]` table.
         Raises `ConfigError` naming the bad setting."""
-        values: dict[str, Any] = {}
-        if file is not None:
-            try:
-                data = tomllib.loads(Path(file).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"cannot read the settings file {file}: {exc}") from exc
-            table = data.get("gateway", {})
-            if not isinstance(table, dict):
-                raise ConfigError(f"{file}: [gateway] must be a table")
-            values.update(table)
-        environ = os.environ if env is None else env
-        for name, var in _ENV.items():
-            if environ.get(var):
-                values[name] = environ[var]
+        values = layered(file, "gateway", _ENV, env)
         extra = list((overrides or {}).get("allow_upstreams") or ())
         values.update(
             {k: v for k, v in (overrides or {}).items() if v is not None and k != "allow_upstreams"}
         )
         if extra:
             values["allow_upstreams"] = (*cls._split(values.get("allow_upstreams") or ()), *extra)
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigError(f"invalid gateway settings: {problems}") from None
+        return validated(cls, values, "gateway")

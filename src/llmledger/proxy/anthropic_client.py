@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import anthropic
 
-from llmledger.proxy.headers import client_options
+from llmledger.proxy.headers import ViaGateway
 
 __all__ = ["Anthropic", "AsyncAnthropic"]
 
 
-class Anthropic(anthropic.Anthropic):
+class Anthropic(ViaGateway, anthropic.Anthropic):
     """`anthropic.Anthropic` through the llmledger gateway.
 
     `provider_api_key`: your Anthropic key, passed through to the provider (omit it
@@ -23,50 +20,10 @@ class Anthropic(anthropic.Anthropic):
     (`user`, `org`, `plan`, `project`, `feature`, ...). Other arguments go to `anthropic.Anthropic`.
     Raises `llmledger.errors.ConfigError` for a missing key or a malformed URL."""
 
-    def __init__(
-        self,
-        *,
-        provider_api_key: str | None = None,
-        provider_api_base: str | None = None,
-        ledger_key: str | None = None,
-        ledger_url: str | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            **client_options(
-                "/anthropic",
-                provider_api_key,
-                provider_api_base,
-                ledger_key,
-                ledger_url,
-                extra_headers,
-                kwargs,
-            )
-        )
+    api_path = "/anthropic"
 
 
-class AsyncAnthropic(anthropic.AsyncAnthropic):
+class AsyncAnthropic(ViaGateway, anthropic.AsyncAnthropic):
     """`anthropic.AsyncAnthropic` through the llmledger gateway (arguments as `Anthropic`'s)."""
 
-    def __init__(
-        self,
-        *,
-        provider_api_key: str | None = None,
-        provider_api_base: str | None = None,
-        ledger_key: str | None = None,
-        ledger_url: str | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            **client_options(
-                "/anthropic",
-                provider_api_key,
-                provider_api_base,
-                ledger_key,
-                ledger_url,
-                extra_headers,
-                kwargs,
-            )
-        )
+    api_path = "/anthropic"

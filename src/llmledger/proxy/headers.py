@@ -81,3 +81,25 @@ def client_options(
     kwargs["base_url"] = f"{url}{api_path}"
     kwargs["api_key"] = provider_api_key if provider_api_key is not None else key  # routes hold keys
     return kwargs
+
+
+class ViaGateway:
+    """The gateway clients' constructor, before the official client's in their bases
+    (`class OpenAI(ViaGateway, openai.OpenAI)`): `api_path` is where the gateway serves that API."""
+
+    api_path = "/v1"
+
+    def __init__(
+        self,
+        *,
+        provider_api_key: str | None = None,
+        provider_api_base: str | None = None,
+        ledger_key: str | None = None,
+        ledger_url: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        options = client_options(
+            self.api_path, provider_api_key, provider_api_base, ledger_key, ledger_url, extra_headers, kwargs
+        )
+        super().__init__(**options)

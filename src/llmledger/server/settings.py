@@ -23,7 +23,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -34,7 +34,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["ServerSettings", "Webhook"]
+__all__ = ["ServerSettings", "Webhook", "layered", "validated"]
+
+_TABLES = ("server", "gateway")
+"""The tables of a settings file llmledger reads (`[server]`, `[gateway]`)."""
 
 _ENV = {
     "host": "LLMLEDGER_HOST",
@@ -92,25 +95,50 @@ class ServerSettings(BaseModel):
         """Settings from `overrides` (None values ignored), then `env` (default `os.environ`), then
         the TOML `file` (a `[server]` table or top-level keys). Raises `ConfigError` naming the bad
         setting."""
-        values: dict[str, Any] = {}
-        if file is not None:
-            try:
-                data = tomllib.loads(Path(file).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-                raise ConfigError(f"cannot read the settings file {file}: {exc}") from exc
-            table = data.get("server", {k: v for k, v in data.items() if k != "gateway"})
-            if not isinstance(table, dict):
-                raise ConfigError(f"{file}: [server] must be a table")
-            values.update(table)
-        environ = os.environ if env is None else env
-        for name, var in _ENV.items():
-            if environ.get(var):
-                values[name] = environ[var]
+        values = layered(file, "server", _ENV, env, top_level=True)
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return validated(cls, values, "server")
+
+
+_Settings = TypeVar("_Settings", bound=BaseModel)
+
+
+def layered(
+    file: str | Path | None,
+    table: str,
+    env_map: Mapping[str, str],
+    env: Mapping[str, str] | None,
+    *,
+    top_level: bool = False,
+) -> dict[str, Any]:
+    """Setting values from the TOML `file`'s `[table]` (with `top_level`, when it has none: its
+    top-level keys but the other tables llmledger reads), then from the environment variables
+    `env_map` names (`env`, default `os.environ`), the latter winning. Raises `ConfigError` for a
+    file that cannot be read or a table that is not one."""
+    values: dict[str, Any] = {}
+    if file is not None:
         try:
-            return cls(**values)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
-            )
-            raise ConfigError(f"invalid server settings: {problems}") from None
+            data = tomllib.loads(Path(file).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read the settings file {file}: {exc}") from exc
+        rest = {k: v for k, v in data.items() if k not in _TABLES} if top_level else {}
+        found = data.get(table, rest)
+        if not isinstance(found, dict):
+            raise ConfigError(f"{file}: [{table}] must be a table")
+        values.update(found)
+    environ = os.environ if env is None else env
+    for name, var in env_map.items():
+        if environ.get(var):
+            values[name] = environ[var]
+    return values
+
+
+def validated(cls: type[_Settings], values: Mapping[str, Any], what: str) -> _Settings:
+    """`cls(**values)`, or `ConfigError` naming each bad setting of the `what` settings."""
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid {what} settings: {problems}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from llmledger.engine import Engine
@@ -65,6 +66,8 @@ class ServerState:
     limiter: RateLimiter = field(init=False)
     _keys: dict[str, tuple[ApiKey, float]] = field(default_factory=dict)
     _keys_lock: threading.Lock = field(default_factory=threading.Lock)
+    on_forget_key: list[Callable[[str], None]] = field(default_factory=list)
+    """Called with a revoked key's id (the gateway mounted beside the API drops it from its cache)."""
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.rate_limit)
@@ -92,3 +95,5 @@ class ServerState:
         with self._keys_lock:
             for digest in [d for d, (k, _) in self._keys.items() if k.key_id == key_id]:
                 del self._keys[digest]
+        for forget in self.on_forget_key:
+            forget(key_id)
