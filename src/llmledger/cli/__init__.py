@@ -10,6 +10,7 @@ from llmledger.cli import (
     quarantine_cmd,
     reports,
     retention_cmd,
+    rollups_cmd,
     server_cmd,
 )
 from llmledger.cli.app import app, main
@@ -25,5 +26,6 @@ __all__ = [
     "quarantine_cmd",
     "reports",
     "retention_cmd",
+    "rollups_cmd",
     "server_cmd",
 ]

@@ -255,15 +255,23 @@ def top_up_cmd(
 
 @app.command()
 def reconcile(ledger: LedgerOpt = None) -> None:
-    """Prove every limit's counters equal the ledger's events (exit 1 and list the differences if not)."""
+    """Prove every limit's counters and the rollups equal the ledger's events (exit 1 and list the
+    differences if not)."""
+    from llmledger.cli.rollups_cmd import show_differences
     from llmledger.sdk import limits as L
+    from llmledger.sdk import runtime as _rt
 
     open_ledger(ledger)
     diffs = L.reconcile()
-    if not diffs:
+    drift = _rt.current().ledger.check_rollups()
+    if not diffs and not drift:
         console.print(Text(f"ok: the counters of {len(L.limits())} limit(s) equal the ledger's events"))
+        console.print(Text("ok: the rollups equal the ledger's events"))
         return
     for d in diffs:
         where = f"{d['limit_id']} {d['subject'] or '-'} bucket {d['bucket']}"
         console.print(Text(f"{where}: ledger {d['ledger']} counter {d['counter']}"))
+    show_differences(drift)
+    if drift:
+        console.print(Text("run `llmledger rollups rebuild` to recompute the rollups"))
     raise typer.Exit(1)

@@ -15,18 +15,13 @@ from llmledger.events.event import UsageEvent
 from llmledger.limit.model import Alert
 from llmledger.storage import migrate
 from llmledger.storage import quarantine as _quarantine
+from llmledger.storage import rollups as _rollups
 from llmledger.storage.engine import IMMEDIATE, create_ledger_engine, normalize_url
 from llmledger.storage.limits import LimitStore
-from llmledger.storage.queries import (
-    SUM_COLUMNS,
-    UsageRow,
-    cost_sum,
-    group_expression,
-    same_models,
-    where_clause,
-)
+from llmledger.storage.queries import UsageRow, group_expression, same_models, where_clause
 from llmledger.storage.rows import SQLITE_COLUMNS, event_to_row, row_to_event, sqlite_tuples
 from llmledger.storage.tables import events
+from llmledger.storage.usage import model_pairs, usage_rows
 
 __all__ = ["Ledger"]
 
@@ -77,11 +72,24 @@ class Ledger:
             alerts = self.limits.apply(conn, self.limits.active(conn), batch, releases)
             if not batch:
                 return alerts
+            new = self._new(conn, batch)
             if self.dialect == "sqlite":
                 conn.exec_driver_sql(self._sqlite_insert, sqlite_tuples(batch))
             else:
                 conn.execute(self._insert, [event_to_row(e) for e in batch])
+            _rollups.add_events(conn, new)  # the same transaction: rollups always equal the events
         return alerts
+
+    def _new(self, conn: sa.Connection, batch: Sequence[UsageEvent]) -> list[UsageEvent]:
+        """The events of `batch` the ledger does not hold yet, each once (the first of an id wins,
+        as the insert keeps it)."""
+        known = LimitStore._known(conn, list({e.event_id for e in batch}), self.dialect == "sqlite")
+        new = []
+        for event in batch:
+            if event.event_id not in known:
+                known.add(event.event_id)
+                new.append(event)
+        return new
 
     def events(
         self,
@@ -99,7 +107,7 @@ class Ledger:
         """
         order = events.c.ts_us.desc() if newest_first else events.c.ts_us.asc()
         with self.engine.connect() as conn:
-            clauses = where_clause(same_models(conn, filters), since, until)
+            clauses = where_clause(self._models(conn, filters), since, until)
             if after is not None:
                 ts_us, event_id = after
                 beyond = events.c.ts_us < ts_us if newest_first else events.c.ts_us > ts_us
@@ -115,59 +123,39 @@ class Ledger:
         filters: Mapping[str, Any],
         since: datetime | None = None,
         until: datetime | None = None,
+        *,
+        use_rollups: bool = True,
     ) -> list[UsageRow]:
-        """Requests, token sums and exact cost per group, most expensive first."""
-        keys = [group_expression(key, self.dialect).label(f"g{i}") for i, key in enumerate(group_by)]
+        """Requests, token sums and exact cost per group, most expensive first.
 
-        def run(token_sum: Any) -> list[Any]:
-            aggregates = [
-                sa.func.count().label("requests"),
-                *[sa.func.coalesce(token_sum(events.c[c]), 0).label(c) for c in SUM_COLUMNS],
-                cost_sum(self.dialect).label("cost_usd"),
-                sa.func.sum(sa.case((events.c.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
-                sa.func.sum(sa.case((events.c.status != "ok", 1), else_=0)).label("errors"),
-            ]
-            with self.engine.connect() as conn:
-                query = sa.select(*keys, *aggregates).where(
-                    *where_clause(same_models(conn, filters), since, until)
-                )
-                if keys:
-                    query = query.group_by(*keys)
-                return list(conn.execute(query).mappings())
+        Answered from the rollups when the grouping and filters allow (`llmledger.storage.usage`),
+        else from the events; `use_rollups=False` always reads the events (same result)."""
+        for key in group_by:
+            group_expression(key, self.dialect)  # raises InvalidQueryError for an unknown key
+        with self.engine.connect() as conn:
+            wanted = self._models(conn, filters)
+            where_clause(wanted, since, until)  # raises InvalidQueryError for a bad filter
+            return usage_rows(conn, group_by, wanted, since, until, use_rollups=use_rollups)[0]
 
-        try:
-            result = run(sa.func.sum)
-        except sa.exc.OperationalError as exc:
-            # Counts are bounded (`MAX_TOKENS`), so sums fit 64 bits; a ledger written by an older
-            # version may hold larger ones: sum those exactly in Python rather than fail.
-            if self.dialect != "sqlite" or "integer overflow" not in str(exc):
-                raise
-            result = run(sa.func.isum)
-        rows = [
-            UsageRow(
-                group={key: r[f"g{i}"] for i, key in enumerate(group_by)},
-                requests=int(r["requests"]),
-                **{c: int(r[c] or 0) for c in SUM_COLUMNS},
-                cost_usd=Decimal(str(r["cost_usd"])) if r["cost_usd"] is not None else Decimal(0),
-                unpriced_requests=int(r["unpriced"] or 0),
-                errors=int(r["errors"] or 0),
-            )
-            for r in result
-            if r["requests"]
-        ]
-        rows.sort(key=lambda row: (-row.cost_usd, -row.requests, tuple(str(v) for v in row.group.values())))
-        return rows
+    def _models(self, conn: sa.Connection, filters: Mapping[str, Any]) -> Mapping[str, Any]:
+        return same_models(conn, filters, pairs=model_pairs(conn))
 
     def spend(
         self, filters: Mapping[str, Any], since: datetime | None = None, until: datetime | None = None
     ) -> Decimal:
         """The exact total cost of matching events (unpriced events count as unknown, not $0)."""
-        with self.engine.connect() as conn:
-            query = sa.select(cost_sum(self.dialect)).where(
-                *where_clause(same_models(conn, filters), since, until)
-            )
-            value = conn.execute(query).scalar()
-        return Decimal(str(value)) if value is not None else Decimal(0)
+        rows = self.usage((), filters, since, until)
+        return rows[0].cost_usd if rows else Decimal(0)
+
+    def rebuild_rollups(self) -> int:
+        """Recompute every rollup row from the events (one write transaction); returns the row count."""
+        with self.engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
+            return _rollups.rebuild(conn)
+
+    def check_rollups(self) -> list[dict[str, Any]]:
+        """Rollup rows that differ from the events' sums (empty: they agree); see `rollups.check`."""
+        with self.engine.connect() as conn, conn.begin():
+            return _rollups.check(conn)
 
     def by_ids(self, event_ids: Sequence[str]) -> dict[str, UsageEvent]:
         """The stored events among `event_ids`, by id."""

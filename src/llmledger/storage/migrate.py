@@ -13,7 +13,7 @@ from llmledger.storage.engine import IMMEDIATE
 
 __all__ = ["HEAD", "current_revision", "upgrade"]
 
-HEAD = "0006_webhook_deliveries"
+HEAD = "0007_rollups"
 """The newest migration; a test checks it equals Alembic's head."""
 
 

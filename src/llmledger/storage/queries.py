@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -107,17 +107,22 @@ class ModelMatch:
         return sa.or_(found, events.c.requested_model.in_(list(self.requested)))
 
 
-def same_models(conn: Connection, filters: Mapping[str, Any]) -> Mapping[str, Any]:
+def same_models(
+    conn: Connection, filters: Mapping[str, Any], pairs: Iterable[tuple[str, str]] | None = None
+) -> Mapping[str, Any]:
     """`filters` with a `model` filter widened to every stored name of the same model identity
     (`model="gpt-4o-mini"` also finds `gpt-4o-mini-2024-07-18`; see `llmledger.identity`), and to
-    the calls that requested a name no alias or catalogue entry knows (an Azure deployment)."""
+    the calls that requested a name no alias or catalogue entry knows (an Azure deployment).
+    `pairs`: the stored (provider, model) pairs when known (default: read from the events)."""
     value = filters.get("model")
     wanted = [value] if isinstance(value, str) else value
     if not isinstance(wanted, Sequence) or not all(isinstance(v, str) for v in wanted):
         return filters  # None, or a bad value that `where_clause` reports
     names = set(wanted)
     requested: set[str] = set()
-    for provider, model in conn.execute(sa.select(events.c.provider, events.c.model).distinct()):
+    if pairs is None:
+        pairs = conn.execute(sa.select(events.c.provider, events.c.model).distinct()).tuples()
+    for provider, model in pairs:
         if model not in names:
             identity = model_identity(model, provider)
             if any(identity == model_identity(v, provider) for v in wanted):

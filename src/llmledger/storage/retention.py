@@ -1,9 +1,10 @@
 """Data retention and erasure: delete events before a date, or every event of a tenant or user.
 
 The events go in ONE write transaction (`BEGIN IMMEDIATE` on SQLite) that also takes their amounts
-off the spend-limit counters that counted them, so the counters keep equalling the ledger's events
-(`reconcile()` stays clean). Deleting events therefore gives their spend back to the limits whose
-windows still hold them, prepaid (lifetime) credits included: the ledger no longer knows about it.
+off the spend-limit counters that counted them and off the rollups, so both keep equalling the
+ledger's events (`reconcile()` stays clean). Deleting events therefore gives their spend back to the
+limits whose windows still hold them, prepaid (lifetime) credits included: the ledger no longer knows
+about it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from llmledger.errors import InvalidQueryError
 from llmledger.events.event import UsageEvent
 from llmledger.limit.model import Limit
 from llmledger.limit.windows import span
+from llmledger.storage import rollups as _rollups
 from llmledger.storage.engine import IMMEDIATE
 from llmledger.storage.limits import LimitStore, event_amount, event_scope
 from llmledger.storage.rows import row_to_event, to_us
@@ -64,14 +66,17 @@ def delete_events(
         active = store.active(conn)
         taken: dict[tuple[str, str, int], Decimal] = defaultdict(Decimal)
         ids: list[str] = []
+        gone = []
         for row in conn.execute(sa.select(events).where(*clauses)).mappings():
             ids.append(row["event_id"])
+            gone.append(row)
             if active:
                 _count_off(active, row_to_event(row), taken)
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i : i + _CHUNK]
             deleted += conn.execute(sa.delete(events).where(events.c.event_id.in_(chunk))).rowcount
         _take_off(conn, taken)
+        _rollups.subtract_rows(conn, gone)  # the rollups keep equalling the events
     return deleted
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "metadata",
     "quarantine",
     "reservations",
+    "rollups",
     "webhook_deliveries",
 ]
 
@@ -204,3 +205,30 @@ webhook_deliveries = sa.Table(
 """Threshold alerts to POST to each webhook (`hook`: a digest of its URL): one row per webhook,
 limit, subject, window and threshold (`alert_key`), `pending` until delivered (or `failed` after
 the last attempt); `next_us` is when it is due, or until when a server has claimed it."""
+
+_ROLLUP_DIMENSIONS = ("tenant", "user", "org", "feature", "agent", "model", "provider")
+_ROLLUP_TOKENS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+
+rollups = sa.Table(
+    "llmledger_rollups",
+    metadata,
+    sa.Column("grain", sa.BigInteger, primary_key=True),
+    sa.Column("cuboid", sa.String(8), primary_key=True),
+    sa.Column("bucket_us", sa.BigInteger, primary_key=True),
+    sa.Column("key", sa.String(32), primary_key=True),
+    *[sa.Column(name, sa.String(256)) for name in _ROLLUP_DIMENSIONS],
+    *[
+        sa.Column(name, sa.BigInteger, nullable=False)
+        for name in ("requests", "errors", "unpriced", "estimated", *_ROLLUP_TOKENS)
+    ],
+    sa.Column("cost_usd", ExactDecimal()),
+    sqlite_with_rowid=False,
+)
+"""Per-hour and per-day sums of the events by dimension sets (`llmledger.storage.rollups`); `grain`
+is the bucket's length in microseconds, `bucket_us` its start, `key` a digest of the dimensions."""
