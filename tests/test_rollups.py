@@ -64,7 +64,7 @@ _events = st.builds(
     reasoning_tokens=st.integers(0, 1000),
     second=st.integers(0, 59),
 )
-_GROUPS = ["tenant", "user", "org", "feature", "agent", "model", "provider", "day", "month"]
+_GROUPS = ["tenant", "user", "org", "feature", "agent", "model", "provider", "hour", "day", "month"]
 _instant = st.one_of(
     st.none(),
     st.integers(-120, 60 * 52).map(lambda m: T0 + timedelta(minutes=m)),  # hour-aligned or not

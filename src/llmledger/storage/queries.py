@@ -45,7 +45,7 @@ FILTER_COLUMNS: tuple[str, ...] = (
 )
 """Columns `events()`, `usage()` and `spend()` filter on (plus `tags={...}`)."""
 
-GROUP_KEYS: tuple[str, ...] = (*FILTER_COLUMNS, "day", "month")
+GROUP_KEYS: tuple[str, ...] = (*FILTER_COLUMNS, "hour", "day", "month")
 """What `usage(group_by=...)` accepts, plus `tag:<name>` for one tag's values."""
 
 SUM_COLUMNS: tuple[str, ...] = (
@@ -176,16 +176,28 @@ def group_expression(key: str, dialect: str) -> ColumnElement[Any]:
     if key.startswith("tag:") and len(key) > 4:
         tag: ColumnElement[Any] = events.c.tags[key[4:]].as_string()
         return tag
-    if key in ("day", "month"):
-        if dialect == "sqlite":
-            seconds = sa.cast(events.c.ts_us / 1_000_000, sa.Integer)
-            fmt = "%Y-%m-%d" if key == "day" else "%Y-%m"
-            return sa.func.strftime(fmt, seconds, "unixepoch")
-        fmt = "YYYY-MM-DD" if key == "day" else "YYYY-MM"
-        utc = sa.func.timezone("UTC", sa.func.to_timestamp(events.c.ts_us / 1_000_000.0))
-        expression: ColumnElement[Any] = sa.func.to_char(utc, fmt)
-        return expression
+    if key in TIME_FORMATS:
+        return time_bucket(events.c.ts_us, key, dialect)
     raise InvalidQueryError(f"cannot group by {key!r}; use {', '.join(GROUP_KEYS)} or tag:<name>")
+
+
+TIME_FORMATS = {
+    "hour": ("%Y-%m-%dT%H:00", 'YYYY-MM-DD"T"HH24:"00"'),
+    "day": ("%Y-%m-%d", "YYYY-MM-DD"),
+    "month": ("%Y-%m", "YYYY-MM"),
+}
+"""Group keys of time buckets (UTC) -> (SQLite strftime, PostgreSQL to_char) formats."""
+
+
+def time_bucket(column: ColumnElement[Any], key: str, dialect: str) -> ColumnElement[Any]:
+    """The UTC hour (`2026-03-30T21:00`), day (`2026-03-30`) or month (`2026-03`) of a column of
+    microseconds since the epoch, as text."""
+    sqlite_fmt, pg_fmt = TIME_FORMATS[key]
+    if dialect == "sqlite":
+        return sa.func.strftime(sqlite_fmt, sa.cast(column / 1_000_000, sa.Integer), "unixepoch")
+    utc = sa.func.timezone("UTC", sa.func.to_timestamp(column / 1_000_000.0))
+    expression: ColumnElement[Any] = sa.func.to_char(utc, pg_fmt)
+    return expression
 
 
 def cost_sum(dialect: str) -> ColumnElement[Any]:

@@ -16,14 +16,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.elements import ColumnElement
 
 from llmledger.storage.queries import (
     SUM_COLUMNS,
+    TIME_FORMATS,
     ModelMatch,
     UsageRow,
     cost_sum,
     group_expression,
+    time_bucket,
     where_clause,
 )
 from llmledger.storage.rollups import CUBOIDS, DAY_US, HOUR_US, enabled
@@ -41,7 +42,7 @@ def cuboid_for(group_by: Sequence[str], filters: Mapping[str, Any]) -> str | Non
     """The smallest cuboid that answers this grouping and these filters; None: read the events."""
     needed = set()
     for key in group_by:
-        if key in ("day", "month"):
+        if key in TIME_FORMATS:
             continue
         needed.add(key)
     for name, value in filters.items():
@@ -68,8 +69,9 @@ def _ceil(us: int, size: int) -> int:
     return -_floor(-us, size)
 
 
-def pieces(since_us: int | None, until_us: int | None) -> list[Piece]:
-    """Split [since, until) into event, hour and day pieces (None: unbounded)."""
+def pieces(since_us: int | None, until_us: int | None, *, hourly: bool = False) -> list[Piece]:
+    """Split [since, until) into event, hour and day pieces (None: unbounded); `hourly`: no day
+    pieces (a report grouped by hour)."""
     lo = _LOWEST if since_us is None else since_us
     hi = _HIGHEST if until_us is None else until_us
     if lo >= hi:
@@ -83,7 +85,9 @@ def pieces(since_us: int | None, until_us: int | None) -> list[Piece]:
         out.append(("events", lo, lo_h))
     lo_d = lo_h if since_us is None else _ceil(lo_h, DAY_US)
     hi_d = hi_h if until_us is None else _floor(hi_h, DAY_US)
-    if lo_d < hi_d:
+    if hourly:  # day rows cannot say which hour
+        out.append(("hour", lo_h, hi_h))
+    elif lo_d < hi_d:
         if lo_h < lo_d:
             out.append(("hour", lo_h, lo_d))
         out.append(("day", lo_d, hi_d))
@@ -94,16 +98,6 @@ def pieces(since_us: int | None, until_us: int | None) -> list[Piece]:
     if hi_h < hi:
         out.append(("events", hi_h, hi))
     return out
-
-
-def _bucket_key(key: str, dialect: str) -> ColumnElement[Any]:
-    column = rollups.c.bucket_us
-    if dialect == "sqlite":
-        seconds = sa.cast(column / 1_000_000, sa.Integer)
-        return sa.func.strftime("%Y-%m-%d" if key == "day" else "%Y-%m", seconds, "unixepoch")
-    utc = sa.func.timezone("UTC", sa.func.to_timestamp(column / 1_000_000.0))
-    expression: ColumnElement[Any] = sa.func.to_char(utc, "YYYY-MM-DD" if key == "day" else "YYYY-MM")
-    return expression
 
 
 def _rollup_query(
@@ -117,7 +111,7 @@ def _rollup_query(
     dialect = conn.dialect.name
     kind, lo, hi = piece
     keys = [
-        (_bucket_key(k, dialect) if k in ("day", "month") else rollups.c[k]).label(f"g{i}")
+        (time_bucket(rollups.c.bucket_us, k, dialect) if k in TIME_FORMATS else rollups.c[k]).label(f"g{i}")
         for i, k in enumerate(group_by)
     ]
     cost = sa.func.dsum(rollups.c.cost_usd) if dialect == "sqlite" else sa.func.sum(rollups.c.cost_usd)
@@ -195,7 +189,7 @@ def usage_rows(
         if cuboid is None:
             return _event_query(conn, None, group_by, filters, since, until, int_sum)
         out: list[Any] = []
-        for piece in pieces(since_us, until_us):
+        for piece in pieces(since_us, until_us, hourly="hour" in group_by):
             if piece[0] == "events":
                 out += _event_query(conn, piece, group_by, filters, None, None, int_sum)
             else:
