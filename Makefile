@@ -10,7 +10,7 @@ STAMP_DEV := $(VENV)/.installed-dev
 # What the test environments install (the main one and each of OTHER_PYTHONS').
 DEV_EXTRAS := dev,openai,anthropic,google,server
 
-.PHONY: demo test lint typecheck readme-typecheck unit unit-min unit-versions postgres-binaries js-test bench bench-instrument bench-instructions clean
+.PHONY: demo test lint typecheck readme-typecheck unit unit-min unit-versions postgres-binaries js-test web chromium bench bench-instrument bench-instructions bench-dashboard clean
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "error: no Python 3.11 (see tools/find-python.sh)" >&2; exit 1; }
@@ -25,8 +25,24 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[$(DEV_EXTRAS)]'
 	touch $@ $(STAMP_DEMO)
 
-demo: $(STAMP_DEMO)
+demo: $(STAMP_DEMO) web
 	$(BIN)/llmledger demo
+
+# The dashboard's front end (web/: Vite + TypeScript + Chart.js), built INTO the Python package
+# (src/llmledger/dashboard/static/, shipped in the wheel: its users need no Node). Needs node + npm.
+WEB_BUILT := src/llmledger/dashboard/static/index.html
+WEB_SOURCES := $(wildcard web/src/*.ts web/src/pages/*.ts web/src/*.css) web/index.html web/package.json \
+	web/package-lock.json web/vite.config.ts web/tsconfig.json
+$(WEB_BUILT): $(WEB_SOURCES)
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
+	touch $@
+
+web: $(WEB_BUILT)
+
+# The dashboard's end-to-end tests drive Debian's Chromium (no browser download): install it if absent.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check src tests bench tools
@@ -45,11 +61,11 @@ postgres-binaries:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
-unit: $(STAMP_DEV) postgres-binaries
+unit: $(STAMP_DEV) postgres-binaries web chromium
 	$(BIN)/pytest -q
 
 # The suite on every other Python version we claim, in parallel (one virtualenv each).
-unit-versions: postgres-binaries
+unit-versions: postgres-binaries web chromium
 	EXTRAS=$(DEV_EXTRAS) tools/test-versions.sh $(OTHER_PYTHONS)
 
 # The instrumentation tests again, against the oldest SDK releases we support.
@@ -91,9 +107,14 @@ $(BENCH_VENV)/.installed: pyproject.toml
 bench-instrument: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/bench_instrument.py $(BENCH_ARGS)
 
+# 10M events in a SQLite ledger; p95 of each dashboard API call, overview page interactive time.
+bench-dashboard: $(STAMP_DEV) web chromium
+	$(BIN)/python bench/bench_dashboard.py $(BENCH_ARGS)
+
 bench-instructions: $(STAMP_DEV)
 	command -v valgrind >/dev/null || apt-get install -y valgrind
 	$(BIN)/python bench/instructions.py
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) $(VENV_MIN) .venv-py3.* .mypy_cache .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) $(BENCH_VENV) $(VENV_MIN) .venv-py3.* .mypy_cache .pytest_cache .ruff_cache build dist \
+		web/node_modules src/llmledger/dashboard/static

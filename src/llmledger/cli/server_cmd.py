@@ -24,6 +24,13 @@ app.add_typer(keys_app, name="keys")
 _NEEDS_EXTRA = "the server needs its extra: pip install 'llmledger[server]'"
 
 
+def dashboard_link(application: object, base: str) -> str:
+    """A fresh one-time login link to the dashboard of a `create_app()` app."""
+    from llmledger.server.session import login_url
+
+    return login_url(base, application.state.sessions)  # type: ignore[attr-defined]
+
+
 @app.command()
 def serve(
     ledger: LedgerOpt = None,
@@ -49,7 +56,9 @@ def serve(
         application = with_gateway(settings, allow_upstream, config)
     except LlmLedgerError as exc:
         raise _fail(str(exc)) from exc
-    errors.print(f"llmledger {settings.ledger} serving on http://{settings.host}:{settings.port}")
+    base = f"http://{settings.host}:{settings.port}"
+    errors.print(f"llmledger {settings.ledger} serving on {base}")
+    errors.print(f"dashboard (one-time login link): {dashboard_link(application, base)}")
     # SIGTERM: uvicorn stops accepting, finishes the requests in flight (up to 10 s), closes the
     # ledger, then re-raises the signal to the handler it found: this one exits with status 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

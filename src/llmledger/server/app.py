@@ -17,7 +17,17 @@ from starlette.routing import Match
 from llmledger._version import __version__
 from llmledger.engine import EnforcementPolicy, Engine
 from llmledger.errors import InvalidQueryError, LedgerError
-from llmledger.server.routes import ingest, keys, limits, ops, reports, reservations
+from llmledger.server.routes import (
+    dashboard,
+    dashboard_pages,
+    ingest,
+    keys,
+    limits,
+    ops,
+    reports,
+    reservations,
+)
+from llmledger.server.session import Sessions
 from llmledger.server.settings import ServerSettings
 from llmledger.server.state import ServerState
 from llmledger.server.webhooks import WebhookSender
@@ -68,7 +78,8 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
         lifespan=lifespan,
     )
     app.state.ledger = state
-    for module in (ingest, reservations, limits, reports, keys, ops):
+    app.state.sessions = Sessions()
+    for module in (ingest, reservations, limits, reports, keys, ops, dashboard, dashboard_pages):
         app.include_router(module.router)
     _install_error_handlers(app)
     _install_metrics(app, state)

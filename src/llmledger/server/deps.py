@@ -1,8 +1,8 @@
 """Dependencies of the routes: the app's state and the calling key, checked for scope and rate.
 
-`Authorization: Bearer <key>`. A missing, malformed, unknown or revoked key gets the same 401 (the
-caller learns nothing about which); a key without the scope gets 403; a key over its rate gets 429
-with `Retry-After`.
+`Authorization: Bearer <key>`, or the dashboard's session cookie (`server/session.py`). A
+missing, malformed, unknown or revoked key gets the same 401 (the caller learns nothing about
+which); a key without the scope gets 403; a key over its rate gets 429 with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 
+from llmledger.server.session import session_key
 from llmledger.server.state import ServerState
 from llmledger.storage.keys import ApiKey
 
@@ -40,7 +41,10 @@ def requires(scope: str) -> Callable[[Request], ApiKey]:
         state = get_state(request)
         header = request.headers.get("authorization", "")
         kind, _, token = header.partition(" ")
-        key = state.verify(token.strip()) if kind.lower() == "bearer" and token.strip() else None
+        if not header:  # the dashboard's session cookie (server/session.py), CSRF-checked
+            key = session_key(request)
+        else:
+            key = state.verify(token.strip()) if kind.lower() == "bearer" and token.strip() else None
         if key is None:
             state.metrics.auth_failures.inc()
             raise HTTPException(

@@ -20,6 +20,7 @@ from llmledger.storage.tables import events
 
 __all__ = [
     "FILTER_COLUMNS",
+    "FLAG_FILTERS",
     "GROUP_KEYS",
     "ModelMatch",
     "UsageRow",
@@ -137,6 +138,9 @@ def where_clause(
     """SQL conditions for column filters, `tags={...}` and a [since, until) time range."""
     clauses: list[ColumnElement[bool]] = []
     for name, value in filters.items():
+        if name in FLAG_FILTERS:
+            clauses.extend(_flag(name, value))
+            continue
         if name == "tags":
             if not isinstance(value, Mapping):
                 raise InvalidQueryError("tags filter must be a dict of tag name to value")
@@ -144,7 +148,9 @@ def where_clause(
                 clauses.append(events.c.tags[str(tag)].as_string() == str(tag_value))
             continue
         if name not in FILTER_COLUMNS:
-            raise InvalidQueryError(f"unknown filter {name!r}; filter on: {', '.join(FILTER_COLUMNS)}, tags")
+            raise InvalidQueryError(
+                f"unknown filter {name!r}; filter on: {', '.join(FILTER_COLUMNS)}, tags, unpriced, estimated"
+            )
         column = events.c[name]
         if value is None:
             continue
@@ -167,6 +173,22 @@ def where_clause(
     if until is not None:
         clauses.append(events.c.ts_us < to_us(until))
     return clauses
+
+
+FLAG_FILTERS = ("unpriced", "estimated")
+"""Yes/no filters: `unpriced=True` (no cost), `estimated=True` (usage estimated, not reported)."""
+
+
+def _flag(name: str, value: Any) -> list[ColumnElement[bool]]:
+    if value is None:
+        return []
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    if not isinstance(value, bool):
+        raise InvalidQueryError(f"filter {name!r} takes true or false, got {value!r:.40}")
+    if name == "unpriced":
+        return [events.c.cost_usd.is_(None) if value else events.c.cost_usd.is_not(None)]
+    return [events.c.estimated.is_(value)]
 
 
 def group_expression(key: str, dialect: str) -> ColumnElement[Any]:
