@@ -158,3 +158,15 @@ def test_a_key_login_acts_with_the_keys_scope(client: tuple[TestClient, dict[str
     assert c.get("/api/v1/dashboard/live").json()["events"] == []  # nothing in the last 5 minutes
     live = c.get("/api/v1/dashboard/live", params={"after": (NOW - timedelta(hours=7)).isoformat()}).json()
     assert len(live["events"]) == 3 and live["cursor"]
+
+
+def test_the_link_serve_prints_logs_into_its_app_with_the_gateway_beside_it(tmp_path: Path) -> None:
+    from llmledger.cli.proxy_cmd import with_gateway
+    from llmledger.cli.server_cmd import dashboard_link
+
+    application = with_gateway(ServerSettings.load({"ledger": str(tmp_path / "l.db")}), None, None)
+    link = dashboard_link(application, "http://testserver")
+    with TestClient(application) as c:
+        answer = c.get(link.removeprefix("http://testserver"), follow_redirects=False)
+        assert answer.status_code == 303 and COOKIE in answer.headers["set-cookie"]
+        assert c.get("/api/v1/dashboard/session").json()["scope"] == "admin"

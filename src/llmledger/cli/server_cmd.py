@@ -25,10 +25,12 @@ _NEEDS_EXTRA = "the server needs its extra: pip install 'llmledger[server]'"
 
 
 def dashboard_link(application: object, base: str) -> str:
-    """A fresh one-time login link to the dashboard of a `create_app()` app."""
+    """A fresh one-time login link to the dashboard of a `create_app()` app (or of the server app
+    inside `llmledger serve`'s app with the gateway mounted beside it)."""
     from llmledger.server.session import login_url
 
-    return login_url(base, application.state.sessions)  # type: ignore[attr-defined]
+    server = getattr(application, "app", application)  # WithGateway keeps the server app in `.app`
+    return login_url(base, server.state.sessions)
 
 
 @app.command()
