@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -29,7 +29,7 @@ def dashboard_link(application: object, base: str) -> str:
     inside `llmledger serve`'s app with the gateway mounted beside it)."""
     from llmledger.server.session import login_url
 
-    server = getattr(application, "app", application)  # WithGateway keeps the server app in `.app`
+    server: Any = getattr(application, "app", application)  # WithGateway keeps the server app in `.app`
     return login_url(base, server.state.sessions)
 
 
