@@ -221,7 +221,9 @@ def test_a_full_disk_then_freed_loses_nothing(tmp_path: Path) -> None:
         llmledger.init(ledger=str(ledger), flush_interval=0.02, journal=False)  # the ledger alone
         _good(200)
         assert llmledger.flush(timeout=10)
-        with open(filler, "ab") as f:  # fill the disk
+        with open(
+            filler, "ab", buffering=0
+        ) as f:  # fill the disk (unbuffered: nothing left to flush at close)
             try:
                 while True:
                     f.write(b"\0" * 65536)
