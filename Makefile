@@ -25,19 +25,16 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[$(DEV_EXTRAS)]'
 	touch $@ $(STAMP_DEMO)
 
-demo: $(STAMP_DEMO) web
+demo: $(STAMP_DEMO)
 	$(BIN)/llmledger demo
 
 # The dashboard's front end (web/: Vite + TypeScript + Chart.js), built INTO the Python package
-# (src/llmledger/dashboard/static/, shipped in the wheel: its users need no Node). Needs node + npm.
-WEB_BUILT := src/llmledger/dashboard/static/index.html
-WEB_SOURCES := $(wildcard web/src/*.ts web/src/pages/*.ts web/src/*.css) web/index.html web/package.json \
-	web/package-lock.json web/vite.config.ts web/tsconfig.json
-$(WEB_BUILT): $(WEB_SOURCES)
+# (src/llmledger/dashboard/static/, checked in and shipped in the wheel: neither CI nor its users
+# need Node). Run after editing web/ and commit static/; tests/test_dashboard_static.py checks that
+# the bundle matches the sources (tools/web_sources.py). Needs node + npm.
+web: $(STAMP_DEV)
 	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
-	touch $@
-
-web: $(WEB_BUILT)
+	$(BIN)/python tools/web_sources.py --write
 
 # The dashboard's end-to-end tests drive Debian's Chromium (no browser download): install it if absent.
 chromium:
@@ -61,11 +58,11 @@ postgres-binaries:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 
-unit: $(STAMP_DEV) postgres-binaries web chromium
+unit: $(STAMP_DEV) postgres-binaries chromium
 	$(BIN)/pytest -q
 
 # The suite on every other Python version we claim, in parallel (one virtualenv each).
-unit-versions: postgres-binaries web chromium
+unit-versions: postgres-binaries
 	EXTRAS=$(DEV_EXTRAS) tools/test-versions.sh $(OTHER_PYTHONS)
 
 # The instrumentation tests again, against the oldest SDK releases we support.
@@ -108,7 +105,7 @@ bench-instrument: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/bench_instrument.py $(BENCH_ARGS)
 
 # 10M events in a SQLite ledger; p95 of each dashboard API call, overview page interactive time.
-bench-dashboard: $(STAMP_DEV) web chromium
+bench-dashboard: $(STAMP_DEV) chromium
 	$(BIN)/python bench/bench_dashboard.py $(BENCH_ARGS)
 
 bench-instructions: $(STAMP_DEV)
@@ -117,4 +114,4 @@ bench-instructions: $(STAMP_DEV)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) $(VENV_MIN) .venv-py3.* .mypy_cache .pytest_cache .ruff_cache build dist \
-		web/node_modules src/llmledger/dashboard/static
+		web/node_modules

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from llmledger.events import UsageEvent
 from llmledger.storage.ledger import Ledger
+from llmledger.storage.queries import ModelMatch
 from llmledger.storage.retention import delete_events
 from llmledger.storage.rollups import CUBOIDS
 from llmledger.storage.tables import rollups
@@ -63,6 +64,7 @@ _events = st.builds(
     cache_read_tokens=st.integers(0, 1000),
     reasoning_tokens=st.integers(0, 1000),
     second=st.integers(0, 59),
+    requested_model=st.sampled_from([None, "gpt-4o-mini", "prod-mini-deploy"]),
 )
 _GROUPS = ["tenant", "user", "org", "feature", "agent", "model", "provider", "hour", "day", "month"]
 _instant = st.one_of(
@@ -74,7 +76,9 @@ _filters = st.fixed_dictionaries(
     {},
     optional={
         "tenant": st.sampled_from(["acme", "globex", ["acme", "globex"]]),
-        "model": st.sampled_from(["gpt-4o-mini", "claude-haiku-4-5"]),
+        "model": st.sampled_from(
+            ["gpt-4o-mini", "claude-haiku-4-5", "prod-mini-deploy", ["claude-haiku-4-5", "prod-mini-deploy"]]
+        ),
         "feature": st.just("chat"),
         "user": st.just("u1"),
     },
@@ -209,6 +213,12 @@ def test_which_queries_the_rollups_answer() -> None:
     assert cuboid_for(["day"], {"feature": "chat"}) == "f"
     assert cuboid_for(["user"], {"tenant": "a"}) == "u"
     assert cuboid_for(["agent"], {"org": "o"}) == "all"
+    assert cuboid_for(["agent", "day"], {}) == "all"
+    assert cuboid_for(["agent", "hour"], {}) is None  # `all` keeps no hours
+    assert cuboid_for(["tenant", "hour"], {"user": "u1"}) == "u"
+    assert cuboid_for(["tenant"], {"model": ModelMatch(("gpt-4o-mini",), ())}) == "tm"
+    # `requested_model` is not rolled up: a filter that must match it reads the events
+    assert cuboid_for(["tenant"], {"model": ModelMatch(("gpt-4o-mini",), ("prod-mini-deploy",))}) is None
     assert cuboid_for(["session"], {}) is None
     assert cuboid_for([], {"tags": {"plan": "pro"}}) is None
     assert cuboid_for([], {"status": "error"}) is None
@@ -224,3 +234,30 @@ def test_which_queries_the_rollups_answer() -> None:
     ]
     assert pieces(d + 5, d + 9) == [("events", d + 5, d + 9)]
     assert pieces(5, 5) == []
+
+
+def test_a_model_filter_matches_snapshots_and_requested_deployment_names(tmp_path: Path) -> None:
+    """One model identity (tests/test_model_identity.py) holds through the rollups: `model=` finds
+    the answered snapshot (rollups: `model IN (names)`) and a deployment name no catalogue knows
+    finds the calls that requested it (read from the events)."""
+    store = Ledger(str(tmp_path / "l.db"))
+    store.write(
+        [
+            _event(1, model="gpt-4o-mini-2024-07-18", requested_model="gpt-4o-mini", cost=Decimal("1")),
+            _event(2, model="gpt-4o-mini-2024-07-18", requested_model="prod-mini-deploy", cost=Decimal("2")),
+            _event(3, model="claude-haiku-4-5", requested_model="claude-haiku-4-5", cost=Decimal("4")),
+            _event(24 * 60 * 3, model="gpt-4o-mini", requested_model="gpt-4o-mini", cost=Decimal("8")),
+        ]
+    )
+    for rollups_on in (True, False):
+        assert store.spend({"model": "gpt-4o-mini"}) == Decimal("11")
+        assert store.spend({"model": "gpt-4o-mini-2024-07-18"}) == Decimal("11")
+        assert store.spend({"model": "prod-mini-deploy"}) == Decimal("2")
+        assert store.spend({"model": ["prod-mini-deploy", "claude-haiku-4-5"]}) == Decimal("6")
+        rows = store.usage(["model"], {"model": "prod-mini-deploy"}, use_rollups=rollups_on)
+        assert [(r.model, r.cost_usd) for r in rows] == [("gpt-4o-mini-2024-07-18", Decimal("2"))]
+        rows = store.usage(
+            ["tenant"], {"model": "gpt-4o-mini"}, T0, T0 + timedelta(days=4), use_rollups=rollups_on
+        )
+        assert [(r.tenant, r.requests, r.cost_usd) for r in rows] == [("acme", 3, Decimal("11"))]
+    store.close()

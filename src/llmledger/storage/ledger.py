@@ -67,29 +67,28 @@ class Ledger:
         """
         if not batch and not releases and not quarantined:
             return []
+        once = list({e.event_id: e for e in reversed(batch)}.values())  # the first of an id wins
+        ready = _rollups.prepare(once)  # before taking the write lock: nothing waits for it
         with self.engine.connect().execution_options(**{IMMEDIATE: True}) as conn, conn.begin():
             _quarantine.insert(conn, quarantined)
             alerts = self.limits.apply(conn, self.limits.active(conn), batch, releases)
             if not batch:
                 return alerts
-            new = self._new(conn, batch)
             if self.dialect == "sqlite":
+                new = self._new(conn, once)
                 conn.exec_driver_sql(self._sqlite_insert, sqlite_tuples(batch))
-            else:
-                conn.execute(self._insert, [event_to_row(e) for e in batch])
-            _rollups.add_events(conn, new)  # the same transaction: rollups always equal the events
+            else:  # the ids the insert kept, in its own round trip
+                rows = [event_to_row(e) for e in batch]
+                kept = set(conn.execute(self._insert.returning(events.c.event_id), rows).scalars())
+                new = [e for e in once if e.event_id in kept]
+            # the same transaction: rollups always equal the events
+            _rollups.add_events(conn, new, ready if len(new) == len(once) else None)
         return alerts
 
-    def _new(self, conn: sa.Connection, batch: Sequence[UsageEvent]) -> list[UsageEvent]:
-        """The events of `batch` the ledger does not hold yet, each once (the first of an id wins,
-        as the insert keeps it)."""
-        known = LimitStore._known(conn, list({e.event_id for e in batch}), self.dialect == "sqlite")
-        new = []
-        for event in batch:
-            if event.event_id not in known:
-                known.add(event.event_id)
-                new.append(event)
-        return new
+    def _new(self, conn: sa.Connection, once: Sequence[UsageEvent]) -> list[UsageEvent]:
+        """The events of `once` (distinct ids) the ledger does not hold yet."""
+        known = LimitStore._known(conn, [e.event_id for e in once], self.dialect == "sqlite")
+        return [e for e in once if e.event_id not in known] if known else list(once)
 
     def events(
         self,

@@ -6,22 +6,24 @@ token sums by kind and the exact cost (Decimal: NUMERIC on PostgreSQL, canonical
 `dadd`/`dsum` on SQLite). Rows exist for several *cuboids*, each a set of dimensions, so that a query
 reads the smallest set of rows that answers it:
 
-| cuboid | dimensions                                       |
-| ------ | ------------------------------------------------ |
-| `m`    | model, provider                                  |
-| `f`    | feature, model, provider                         |
-| `tm`   | tenant, model, provider                          |
-| `u`    | tenant, user                                     |
-| `all`  | tenant, user, org, feature, agent, model, provider |
+| cuboid | dimensions                                         | grains      |
+| ------ | -------------------------------------------------- | ----------- |
+| `m`    | model, provider                                    | hour, day   |
+| `f`    | feature, model, provider                           | hour, day   |
+| `tm`   | tenant, model, provider                            | hour, day   |
+| `u`    | tenant, user                                       | hour, day   |
+| `all`  | tenant, user, org, feature, agent, model, provider | day         |
 
 Tags, session, endpoint, status and the other event columns are not rolled up: a query that filters
 or groups by them reads the events (the exact path). Rows are keyed by (grain, cuboid, bucket_us,
 key) where `key` is a 128-bit BLAKE2b digest of the dimension values (so the primary key stays
 small on PostgreSQL whatever the labels' lengths).
 
-Events are aggregated in Python per batch (first by hour and every dimension, then down to each
-cuboid and to days) and written with ONE set-based upsert statement per batch
-(`INSERT ... ON CONFLICT DO UPDATE`). Deleting events subtracts them the same way.
+Events are aggregated in Python per batch, before the write transaction takes the ledger's lock
+(first by hour and every dimension, then projected once per distinct dimension tuple to each
+cuboid and grain), and written with ONE upsert statement per batch (`executemany` of driver-ready
+rows, `INSERT ... ON CONFLICT DO UPDATE`): one row per distinct (grain, cuboid, bucket, values) of
+the batch, however many events it sums. Deleting events subtracts them the same way.
 """
 
 from __future__ import annotations
@@ -42,11 +44,13 @@ __all__ = [
     "CUBOIDS",
     "DAY_US",
     "DIMENSIONS",
+    "GRAINS",
     "HOUR_US",
     "MEASURES",
     "add_events",
     "check",
     "enabled",
+    "prepare",
     "rebuild",
     "subtract_rows",
 ]
@@ -79,20 +83,54 @@ MEASURES: tuple[str, ...] = (*COUNTS, *TOKENS, "cost_usd")
 
 _N_INT = len(COUNTS) + len(TOKENS)
 _INDEX = {name: i for i, name in enumerate(DIMENSIONS)}
-_PROJECT = {name: tuple(_INDEX[d] for d in dims) for name, dims in CUBOIDS.items()}
-_GRAINS = (HOUR_US, DAY_US)
+
+GRAINS: dict[str, tuple[int, ...]] = {
+    "m": (HOUR_US, DAY_US),
+    "f": (HOUR_US, DAY_US),
+    "tm": (HOUR_US, DAY_US),
+    "u": (HOUR_US, DAY_US),
+    "all": (DAY_US,),
+}
+"""The bucket sizes each cuboid keeps. The widest cuboid (`all`, about one row per event of a
+batch) keeps days only: its hours would double the write cost for the rare query that needs every
+dimension within a day; such a query reads those hours from the events (`llmledger.storage.usage`)."""
+
+_PLAN = tuple((name, tuple(_INDEX[d] for d in dims), GRAINS[name]) for name, dims in CUBOIDS.items())
 
 Acc = list[Any]
 """An accumulator: the integer measures (COUNTS then TOKENS), then the cost (Decimal or None)."""
 Dims = tuple[str | None, ...]
 Groups = dict[tuple[int, Dims], Acc]
 """(bucket_us, dimension values) -> accumulator."""
+RowKey = tuple[int, str, int, Dims]
+"""(grain, cuboid, bucket_us, the cuboid's dimension values)."""
 
 
 def _key(cuboid: str, dims: Dims) -> str:
     # Fields joined by NUL (no stored label holds one); None is "\x01", a string "s" + itself.
     raw = "\x00".join(["s" + cuboid, *("\x01" if v is None else "s" + v for v in dims)])
     return _blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+_PREFIXES: dict[tuple[str, Dims], tuple[Any, ...]] = {}
+_MAX_PREFIXES = 100_000
+
+
+def _prefix(cuboid: str, sub: Dims) -> tuple[Any, ...]:
+    """(cuboid, key, the 7 dimension columns): the fixed part of a row, cached across batches."""
+    found = _PREFIXES.get((cuboid, sub))
+    if found is None:
+        dims: list[Any] = [None] * len(DIMENSIONS)
+        for i, value in zip(_PLAN_INDEX[cuboid], sub, strict=True):
+            dims[i] = value
+        found = (cuboid, _key(cuboid, sub), *dims)
+        if len(_PREFIXES) >= _MAX_PREFIXES:
+            _PREFIXES.clear()
+        _PREFIXES[(cuboid, sub)] = found
+    return found
+
+
+_PLAN_INDEX = {name: picks for name, picks, _ in _PLAN}
 
 
 def _merge(into: Acc, acc: Acc) -> None:
@@ -146,62 +184,72 @@ def _by_hour(values: Iterable[tuple[int, Dims, Acc]]) -> Groups:
     return groups
 
 
-def _cuboid_rows(hourly: Groups) -> dict[tuple[int, str, int, Dims], Acc]:
-    """Every (grain, cuboid, bucket, dims) accumulator derived from full-dimension hourly groups:
-    each cuboid's hours from the groups, then its days from its (fewer) hours."""
-    out: dict[tuple[int, str, int, Dims], Acc] = {}
-    for name, picks in _PROJECT.items():
-        hours: dict[tuple[int, str, int, Dims], Acc] = {}
-        if name == "all":
-            for (bucket, dims), acc in hourly.items():
-                hours[(HOUR_US, name, bucket, dims)] = list(acc)
-        else:
-            for (bucket, dims), acc in hourly.items():
-                k = (HOUR_US, name, bucket, tuple([dims[i] for i in picks]))
-                have = hours.get(k)
+def _cuboid_rows(hourly: Groups) -> dict[RowKey, Acc]:
+    """Every (grain, cuboid, bucket, dims) accumulator derived from full-dimension hourly groups.
+
+    The groups are projected once per distinct dimension tuple, and row keys are interned to small
+    integers, so the per-group work is a few integer-keyed dictionary lookups; accumulators are
+    summed column-wise once at the end (most rows have a single group)."""
+    plans: dict[Dims, list[tuple[int, tuple[int, ...]]]] = {}
+    subs: dict[tuple[str, Dims], int] = {}
+    names: list[tuple[str, Dims]] = []
+    parts: dict[tuple[int, int, int], list[Acc]] = {}
+    for (hour, dims), acc in hourly.items():
+        plan = plans.get(dims)
+        if plan is None:
+            plan = []
+            for name, picks, grains in _PLAN:
+                sub = dims if name == "all" else tuple([dims[i] for i in picks])
+                sid = subs.get((name, sub))
+                if sid is None:
+                    sid = subs[(name, sub)] = len(names)
+                    names.append((name, sub))
+                plan.append((sid, grains))
+            plans[dims] = plan
+        day = hour - hour % DAY_US
+        for sid, grains in plan:
+            for grain in grains:
+                k = (grain, hour if grain == HOUR_US else day, sid)
+                have = parts.get(k)
                 if have is None:
-                    hours[k] = list(acc)
+                    parts[k] = [acc]
                 else:
-                    _merge(have, acc)
-        for (_, _, bucket, sub), acc in hours.items():
-            k = (DAY_US, name, bucket - bucket % DAY_US, sub)
-            have = out.get(k)
-            if have is None:
-                out[k] = list(acc)
-            else:
-                _merge(have, acc)
-        out.update(hours)
+                    have.append(acc)
+    out: dict[RowKey, Acc] = {}
+    for (grain, bucket, sid), accs in parts.items():
+        name, sub = names[sid]
+        if len(accs) == 1:
+            out[(grain, name, bucket, sub)] = accs[0]
+            continue
+        total: Acc = [sum(column) for column in zip(*[a[:_N_INT] for a in accs], strict=True)]
+        costs = [a[_N_INT] for a in accs if a[_N_INT] is not None]
+        total.append(sum(costs[1:], costs[0]) if costs else None)
+        out[(grain, name, bucket, sub)] = total
     return out
 
 
-def _params(rows: dict[tuple[int, str, int, Dims], Acc], sign: int, sqlite: bool) -> list[tuple[Any, ...]]:
+def _params(rows: dict[RowKey, Acc], sign: int, sqlite: bool) -> list[tuple[Any, ...]]:
     """Rows in `_COLUMNS` order (the dimensions a cuboid does not keep are NULL)."""
     params = []
-    keys: dict[tuple[str, Dims], str] = {}
-    slots = {name: [DIMENSIONS.index(d) for d in dims] for name, dims in CUBOIDS.items()}
     for (grain, name, bucket, sub), acc in rows.items():
-        key = keys.get((name, sub))
-        if key is None:
-            key = keys[(name, sub)] = _key(name, sub)
-        dims: list[Any] = [None] * len(DIMENSIONS)
-        for slot, value in zip(slots[name], sub, strict=True):
-            dims[slot] = value
         cost = acc[_N_INT]
-        if cost is not None and sign < 0:
-            cost = -cost
-        measures = acc[:_N_INT] if sign > 0 else [-v for v in acc[:_N_INT]]
+        if sign < 0:
+            measures = [-v for v in acc[:_N_INT]]
+            cost = None if cost is None else -cost
+        else:
+            measures = acc[:_N_INT]
         money = None if cost is None else (str(cost) if sqlite else cost)
-        params.append((grain, name, bucket, key, *dims, *measures, money))
+        params.append((grain, bucket, *_prefix(name, sub), *measures, money))
     return params
 
 
-_COLUMNS = ("grain", "cuboid", "bucket_us", "key", *DIMENSIONS, *MEASURES)
+_COLUMNS = ("grain", "bucket_us", "cuboid", "key", *DIMENSIONS, *MEASURES)
 _T = rollups.name
 
 
 def _upsert_sql(sqlite: bool) -> str:
     cols = ", ".join(f'"{c}"' for c in _COLUMNS)
-    marks = ", ".join(f":{c}" for c in _COLUMNS)
+    marks = ", ".join("?" if sqlite else "%s" for _ in _COLUMNS)
     adds = ", ".join(f'"{m}" = {_T}."{m}" + excluded."{m}"' for m in MEASURES[:_N_INT])
     total = f"dadd({_T}.cost_usd, excluded.cost_usd)" if sqlite else f"{_T}.cost_usd + excluded.cost_usd"
     cost = (
@@ -214,21 +262,30 @@ def _upsert_sql(sqlite: bool) -> str:
     )
 
 
-_PG_UPSERT = sa.text(_upsert_sql(False))
-_SQLITE_UPSERT = _upsert_sql(True).replace(
-    f"VALUES ({', '.join(f':{c}' for c in _COLUMNS)})", f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
-)
+_UPSERT = {True: _upsert_sql(True)}
+_PG_CHUNK = 65_535 // len(_COLUMNS)
+_PG_ROW = "(" + ", ".join("%s" for _ in _COLUMNS) + ")"
 
 
-def _write(conn: Connection, rows: dict[tuple[int, str, int, Dims], Acc], sign: int) -> None:
+def _pg_upsert(n: int) -> str:
+    """The PostgreSQL upsert of `n` rows in one statement (rows are distinct keys: a statement may
+    not update one row twice)."""
+    one = _upsert_sql(False)
+    return one.replace(f"VALUES {_PG_ROW}", "VALUES " + ", ".join([_PG_ROW] * n))
+
+
+def _write(conn: Connection, rows: dict[RowKey, Acc], sign: int) -> None:
     if not rows:
         return
     sqlite = conn.dialect.name == "sqlite"
     params = _params(rows, sign, sqlite)
-    if sqlite:  # driver-ready tuples: the writer's hot path
-        conn.exec_driver_sql(_SQLITE_UPSERT, params)
-    else:
-        conn.execute(_PG_UPSERT, [dict(zip(_COLUMNS, p, strict=True)) for p in params])
+    if sqlite:  # driver-ready tuples, one prepared statement: the writer's hot path
+        conn.exec_driver_sql(_UPSERT[True], params)
+    else:  # one multi-row statement per chunk: one round trip (PostgreSQL allows 65,535 parameters)
+        for i in range(0, len(params), _PG_CHUNK):
+            chunk = params[i : i + _PG_CHUNK]
+            flat = tuple(value for row in chunk for value in row)
+            conn.exec_driver_sql(_pg_upsert(len(chunk)), flat)
     if sign < 0:  # drop emptied rows; a row with no priced event left has no cost
         keys = [{"grain": g, "cuboid": c, "bucket_us": b, "key": _key(c, s)} for (g, c, b, s) in rows]
         where = "grain = :grain AND cuboid = :cuboid AND bucket_us = :bucket_us AND key = :key"
@@ -242,21 +299,34 @@ _BIG = 2**63 - 1
 
 def enabled(conn: Connection) -> bool:
     """False when `rebuild` found sums beyond 64 bits (counts an older version let in): queries then
-    read the events, and writes leave the (empty) rollups alone until a rebuild succeeds."""
+    read the events (and `check` compares nothing) until a rebuild succeeds."""
     query = sa.select(meta.c.value).where(meta.c.key == _OFF)
     return not conn.execute(query).scalar()
 
 
-def add_events(conn: Connection, batch: Sequence[UsageEvent]) -> None:
-    """Add NEW events (not already in the ledger; each once) to the rollups, in the caller's transaction."""
-    if batch and enabled(conn):
-        _write(conn, _cuboid_rows(_by_hour(_event_values(e) for e in batch)), 1)
+def prepare(batch: Sequence[UsageEvent]) -> dict[RowKey, Acc]:
+    """The rollup rows of events (each once): computed before the write transaction, so the
+    ledger's write lock is not held for it (`add_events(..., prepared=)`)."""
+    return _cuboid_rows(_by_hour(_event_values(e) for e in batch))
+
+
+def add_events(
+    conn: Connection, batch: Sequence[UsageEvent], prepared: dict[RowKey, Acc] | None = None
+) -> None:
+    """Add NEW events (not already in the ledger; each once) to the rollups, in the caller's
+    transaction. `prepared`: `prepare(batch)` computed earlier.
+
+    Written whether or not `enabled`: while rollups are off the table holds only rows of events
+    written since (bounded sums), no query reads it, and the `rebuild` that turns them on again
+    replaces every row; not reading the flag saves a round trip per write."""
+    if batch:
+        _write(conn, prepare(batch) if prepared is None else prepared, 1)
 
 
 def subtract_rows(conn: Connection, rows: Iterable[Mapping[Any, Any]]) -> None:
-    """Take event rows (mappings of the events table) being deleted off the rollups."""
-    if enabled(conn):
-        _write(conn, _cuboid_rows(_by_hour(_row_values(r) for r in rows)), -1)
+    """Take event rows (mappings of the events table) being deleted off the rollups (whether or not
+    `enabled`, as `add_events`)."""
+    _write(conn, _cuboid_rows(_by_hour(_row_values(r) for r in rows)), -1)
 
 
 # -- rebuilding and checking from the events -------------------------------------------------------

@@ -2,9 +2,12 @@
 
 `usage()` splits the time range into pieces: whole UTC days read day rollups, whole hours at the
 range's edges read hour rollups, and the minutes before the first / after the last whole hour read
-the events (through the timestamp index, at most two hours of them). Results are merged per group
-and are identical to reading every event (a property test compares both paths). Grouping or
-filtering by a column the rollups do not keep (tags, session, endpoint, status, ...) reads the events.
+the events (through the timestamp index, at most two hours of them). The widest cuboid (`all`)
+keeps no hours (`rollups.GRAINS`): its hour pieces read the events too. Results are merged per
+group and are identical to reading every event (a property test compares both paths). Grouping or
+filtering by a column the rollups do not keep (tags, session, endpoint, status, ...), or a model
+filter that must match `requested_model` (a deployment name, see `queries.ModelMatch`), reads the
+events.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from llmledger.storage.queries import (
     time_bucket,
     where_clause,
 )
-from llmledger.storage.rollups import CUBOIDS, DAY_US, HOUR_US, enabled
+from llmledger.storage.rollups import CUBOIDS, DAY_US, GRAINS, HOUR_US, enabled
 from llmledger.storage.rows import from_us, to_us
 from llmledger.storage.tables import events, rollups
 
@@ -55,8 +58,9 @@ def cuboid_for(group_by: Sequence[str], filters: Mapping[str, Any]) -> str | Non
         if isinstance(value, ModelMatch) and value.requested:
             return None  # `requested_model` is not rolled up: the events answer it exactly
         needed.add(name)
+    hourly = "hour" in group_by
     for name, dims in CUBOIDS.items():
-        if needed <= set(dims):
+        if needed <= set(dims) and (HOUR_US in GRAINS[name] or not hourly):
             return name
     return None
 
@@ -189,8 +193,9 @@ def usage_rows(
         if cuboid is None:
             return _event_query(conn, None, group_by, filters, since, until, int_sum)
         out: list[Any] = []
+        hours = HOUR_US in GRAINS[cuboid]
         for piece in pieces(since_us, until_us, hourly="hour" in group_by):
-            if piece[0] == "events":
+            if piece[0] == "events" or (piece[0] == "hour" and not hours):  # hours it does not keep
                 out += _event_query(conn, piece, group_by, filters, None, None, int_sum)
             else:
                 out += _rollup_query(conn, cuboid, piece, group_by, filters, int_sum)
