@@ -93,8 +93,8 @@ def main() -> None:
             cpu_s += time.process_time() - cpu
             done += len(batch)
         print(
-            f"Ledger.write: {n:,} events in {write_s:.1f} s = {n / write_s:,.0f} events/s (batches of 5,000); "
-            f"CPU {cpu_s / n * 1e6:.1f} us/event"
+            f"Ledger.write: {n:,} events in {write_s:.1f} s = {n / write_s:,.0f} events/s "
+            f"(batches of 5,000); CPU {cpu_s / n * 1e6:.1f} us/event"
         )
         if write_only:
             return

@@ -130,7 +130,7 @@ async def get_alerts(request: Request, state: State, key: ReadKey, since: Since 
     return JSONResponse({"alerts": found})
 
 
-@router.get("/events/{event_id}")
+@router.get("/events/{event_id}", responses={404: {"description": "no such event (for this key)"}})
 async def get_event(event_id: str, state: State, key: ReadKey) -> JSONResponse:
     """One event's full record (404 when absent, or another tenant's for a tenant-bound key)."""
     found = await run_in_threadpool(state.engine.ledger.by_ids, [event_id[:64]])
@@ -165,7 +165,13 @@ _CSV_COLUMNS = [
 ]
 
 
-@router.get("/events.csv")
+@router.get(
+    "/events.csv",
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "the events as CSV", "content": {"text/csv": {"schema": {"type": "string"}}}}
+    },
+)
 async def get_events_csv(
     request: Request, state: State, key: ReadKey, since: Since = None, until: Until = None, tag: Tags = None
 ) -> StreamingResponse:
