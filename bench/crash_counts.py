@@ -5,7 +5,7 @@ the comparison of the ledger with the fake provider's served-requests file. `--s
 children (and the replaying parent) against another checkout's `src/` (e.g. an older commit
 unpacked with `git archive`), to reproduce the "before" figures.
 
-    python bench/crash_counts.py --runs 10 [--calls 2000] [--src /tmp/before/src]
+    python bench/crash_counts.py --runs 10 [--mp-runs 10] [--calls 2000] [--limit 1000] [--src /tmp/before/src]
 """
 
 from __future__ import annotations
@@ -62,11 +62,12 @@ def main() -> None:
     parser.add_argument(
         "--only", default="kill9,sigterm,exit,process-fork,process-spawn,pool-fork,pool-spawn"
     )
+    parser.add_argument("--mp-runs", type=int, default=1, help="runs of each multiprocessing kind")
     args = parser.parse_args()
     rng = random.Random(1)
     kinds = args.only.split(",")
     for kind in kinds:
-        runs = args.runs if kind in ("kill9", "sigterm", "exit") else 1
+        runs = args.runs if kind in ("kill9", "sigterm", "exit") else args.mp_runs
         for run in range(runs):
             tmp = Path(mkdtemp(prefix="llmledger-crash-"))
             ledger, served = tmp / "ledger.db", tmp / "served.log"
