@@ -83,9 +83,6 @@ class Enforcer:
         self._averages: dict[tuple[str, str, str | None], Decimal] = {}
         self._held: dict[str, tuple[Limit, ...]] = {}
         self._warned: set[str] = set()
-        self._worst: dict[tuple[int, str, str | None, Shape], tuple[Limit, Decimal, float]] = {}
-        """Worst cases priced in the last second, by (limit, provider, model, shape): as fresh as
-        the limits themselves (`_REFRESH_SECONDS`), without pricing every call."""
         self._warmed = False
         self.refused = 0
         """Calls refused so far."""
@@ -376,15 +373,7 @@ class Enforcer:
                 bound=strict,
                 estimate=not strict,
             )
-        now = time.monotonic()
-        cache_key = (id(limit), provider, model, shape)
-        hit = self._worst.get(cache_key)
-        if hit is not None and hit[0] is limit and now < hit[2]:
-            return hit[1]
         amount = limit_amount(limit, self.pricer, provider, model, shape)
-        if len(self._worst) > 4096:
-            self._worst.clear()
-        self._worst[cache_key] = (limit, amount, now + _REFRESH_SECONDS)
         if amount == UNPRICED:
             key = f"{provider}/{model}"
             if key not in self._warned:
