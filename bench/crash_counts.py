@@ -5,7 +5,7 @@ the comparison of the ledger with the fake provider's served-requests file. `--s
 children (and the replaying parent) against another checkout's `src/` (e.g. an older commit
 unpacked with `git archive`), to reproduce the "before" figures.
 
-    python bench/crash_counts.py --runs 10 [--mp-runs 10] [--calls 2000] [--limit 1000] [--src /tmp/before/src]
+    python bench/crash_counts.py --runs 10 [--mp-runs 10] [--calls 2000] [--limit 1000] [--src DIR]
 """
 
 from __future__ import annotations
