@@ -20,7 +20,7 @@ from llmledger.errors import ConfigError
 from llmledger.events.event import UsageEvent
 from llmledger.events.ids import uuid7
 from llmledger.identity import forget_learned
-from llmledger.sdk import spool
+from llmledger.sdk import journals, spool
 from llmledger.sdk.announce import Announcer, debug_line
 from llmledger.sdk.config import (
     DEFAULT_DB,
@@ -81,10 +81,10 @@ class Runtime:
             from llmledger.sdk.remote_sink import RemoteSink
 
             self.remote = Remote(config.server, config.api_key or "")
-            self.journal = spool.journal_for(config.ledger, self.remote.journal_dir) if journaled else None
+            self.journal = journals.journal_for(config.ledger, self.remote.journal_dir) if journaled else None
             self.sink: LedgerSink = RemoteSink(self, self.remote)
         else:
-            self.journal = spool.journal_for(config.ledger) if journaled else None
+            self.journal = journals.journal_for(config.ledger) if journaled else None
             self.sink = LedgerSink(self)
         self.writer: BackgroundWriter[UsageEvent | Deferred] = BackgroundWriter(
             self.sink,
@@ -245,7 +245,7 @@ class Runtime:
             timeout = min(timeout, 1.0)  # the server is down: the journal keeps what is not delivered
         done = self.writer.close(timeout)
         if self.journal is not None:
-            spool.release_journal(self.journal)
+            journals.release_journal(self.journal)
         if self._ledger is not None:
             self._ledger.close()
         if remote is not None:
