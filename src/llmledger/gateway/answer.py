@@ -1,0 +1,175 @@
+"""The answer going back to the gateway's client, and the call's event: a JSON body whole (with
+`X-Ledger-Cost-USD`), a stream event by event as the upstream sends it (usage read on the way; a
+client that leaves stops the upstream and is billed for what was streamed).
+"""
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from llmledger._internal import internal_error
+from llmledger.events.event import UsageEvent
+from llmledger.gateway.app import Gateway, Receive, Refusal, Send
+from llmledger.gateway.enforce import settle
+from llmledger.gateway.meter import Metering
+from llmledger.gateway.relay import response_headers
+from llmledger.gateway.wire import SSEFramer, WireReader, event_data, loads, read_body
+from llmledger.instrumentation.usage import Usage
+
+__all__ = ["finish", "relay_stream", "relay_whole"]
+
+
+async def finish(gw: Gateway, meter: Metering, event: UsageEvent) -> None:
+    """Settle the call's reservation with its event, then record the event (its write drops the
+    reservation)."""
+    try:
+        await settle(gw, meter, event)
+    finally:
+        reservation, meter.reservation = meter.reservation, None
+        held, meter.held = meter.held, None
+        gw.recorder.record(event, reservation, held)
+        gw.metrics.call(meter.endpoint, event.status)
+        if event.status == "error" and event.error_type:
+            gw.metrics.upstream_error(event.error_type)
+
+
+async def relay_whole(
+    gw: Gateway, meter: Metering, response: aiohttp.ClientResponse, send: Send, t0: float, t_up: float
+) -> None:
+    try:
+        raw = await response.read()
+    except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        timeout = isinstance(exc, asyncio.TimeoutError)
+        error_type = "Timeout" if timeout else type(exc).__name__
+        await finish(
+            gw,
+            meter,
+            meter.event(gw.engine.pricer, None, complete=False, status="error", error_type=error_type),
+        )
+        raise Refusal(
+            504 if timeout else 502, "the upstream broke off its answer", "upstream_broken"
+        ) from None
+    waited = time.perf_counter() - t_up
+    status = response.status
+    extra: list[tuple[bytes, bytes]] = []
+    if status < 400:
+        usage, _ = read_body(meter.endpoint, raw)
+        event = meter.event(
+            gw.engine.pricer,
+            usage if usage is not None else Usage(),
+            unpriced_reason=None if usage is not None else "the response carried no usage",
+        )
+        if event.cost_usd is not None:
+            extra.append((b"x-ledger-cost-usd", str(event.cost_usd).encode()))
+    else:
+        event = meter.event(
+            gw.engine.pricer, None, complete=False, status="error", error_type=f"HTTP {status}"
+        )
+    overhead = (time.perf_counter() - t0 - waited) * 1000.0
+    gw.metrics.overhead.observe(overhead / 1000.0)
+    extra.append((b"content-length", str(len(raw)).encode()))
+    extra.append((b"x-ledger-overhead-ms", f"{overhead:.3f}".encode()))
+    await send(
+        {"type": "http.response.start", "status": status, "headers": response_headers(response, extra)}
+    )
+    await send({"type": "http.response.body", "body": raw})
+    await finish(gw, meter, event)  # journaled before this request ends, after the client has it
+
+
+async def _watch(receive: Receive, response: aiohttp.ClientResponse, flag: list[bool]) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            flag.append(True)
+            response.close()  # closes the upstream connection: the provider stops generating
+            return
+
+
+async def relay_stream(
+    gw: Gateway,
+    meter: Metering,
+    response: aiohttp.ClientResponse,
+    send: Send,
+    receive: Receive,
+    reader: WireReader,
+    t0: float,
+    t_up: float,
+) -> None:
+    overhead = (time.perf_counter() - t0 - (time.perf_counter() - t_up)) * 1000.0
+    gw.metrics.overhead.observe(overhead / 1000.0)
+    head = response_headers(response, [(b"x-ledger-overhead-ms", f"{overhead:.3f}".encode())])
+    await send({"type": "http.response.start", "status": response.status, "headers": head})
+    gone: list[bool] = []
+    watch = asyncio.ensure_future(_watch(receive, response, gone))
+    framer = SSEFramer()
+    look = reader.event
+    error: str | None = None
+    try:
+        async for chunk in response.content.iter_any():
+            if meter.ttft is None:
+                meter.ttft = time.perf_counter()
+            events = framer.feed(chunk)
+            if not events:
+                continue
+            out = []
+            for event in events:
+                data = event_data(event)
+                keep = True
+                if data is not None and data[:1] == b"{":
+                    try:
+                        keep = look(loads(data))
+                    except ValueError:
+                        pass
+                    except Exception as exc:  # a reader fault: keep relaying, stop reading
+                        internal_error(exc, "reading a gateway stream event")
+                        look = _keep
+                if keep:
+                    out.append(event)
+            if out:
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+            if gone:
+                break
+    except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+        if not gone:
+            error = "Timeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+    finally:
+        watch.cancel()
+    if not gone:
+        rest = framer.rest()
+        await send({"type": "http.response.body", "body": rest, "more_body": False})
+    await _end_stream(gw, meter, reader, bool(gone), error)
+
+
+def _keep(obj: Mapping[str, Any]) -> bool:
+    return True
+
+
+async def _end_stream(
+    gw: Gateway, meter: Metering, reader: WireReader, gone: bool, error: str | None
+) -> None:
+    usage = reader.usage()
+    pricer = gw.engine.pricer
+    if reader.final and usage is not None:
+        event = meter.event(
+            pricer,
+            usage,
+            complete=not gone and error is None,
+            status="ok" if error is None else "error",
+            error_type=error,
+        )
+    else:  # cut short: bill input plus what was streamed, estimated (counted off the loop)
+        loop = asyncio.get_running_loop()
+        text, chars = reader.text(), reader.chars
+        estimated = await loop.run_in_executor(gw.pool, meter.estimate, usage, chars, text)
+        status = "cancelled" if gone else ("error" if error else "ok")
+        event = meter.event(
+            pricer,
+            estimated,
+            complete=False,
+            status=status,
+            error_type="ClientDisconnected" if gone else error,
+        )
+    await finish(gw, meter, event)
