@@ -116,7 +116,7 @@ def report(
 
 @app.command("events")
 def events_cmd(
-    limit: Annotated[int, typer.Option(min=1, metavar="N", help="How many events")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=2**62, metavar="N", help="How many events")] = 20,
     since: SinceOpt = None,
     until: UntilOpt = None,
     fmt: FormatOpt = "table",
