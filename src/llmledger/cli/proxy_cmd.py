@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from llmledger._urls import redact_url
 from llmledger.cli.app import LedgerOpt, _fail, app, errors
 from llmledger.errors import LlmLedgerError
 
@@ -61,7 +62,8 @@ def proxy(
         raise _fail(str(exc)) from exc
     if settings.admin_key is not None:
         engine.keys.create("admin", name="LLMLEDGER_ADMIN_KEY", secret=settings.admin_key.get_secret_value())
-    errors.print(f"llmledger gateway on http://{settings.host}:{settings.port} (ledger {settings.ledger})")
+    where = redact_url(settings.ledger)
+    errors.print(f"llmledger gateway on http://{settings.host}:{settings.port} (ledger {where})")
     try:
         uvicorn.run(
             gateway,

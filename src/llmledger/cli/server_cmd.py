@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from llmledger._urls import redact_url
 from llmledger.cli.app import LedgerOpt, _fail, app, console, errors
 from llmledger.cli.proxy_cmd import AllowOpt, with_gateway
 from llmledger.errors import LlmLedgerError
@@ -59,7 +60,7 @@ def serve(
     except LlmLedgerError as exc:
         raise _fail(str(exc)) from exc
     base = f"http://{settings.host}:{settings.port}"
-    errors.print(f"llmledger {settings.ledger} serving on {base}")
+    errors.print(f"llmledger {redact_url(settings.ledger)} serving on {base}")
     errors.print(f"dashboard (one-time login link): {dashboard_link(application, base)}")
     # SIGTERM: uvicorn stops accepting, finishes the requests in flight (up to 10 s), closes the
     # ledger, then re-raises the signal to the handler it found: this one exits with status 0.

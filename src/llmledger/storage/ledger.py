@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from llmledger._urls import redact_url
 from llmledger.errors import LedgerError
 from llmledger.events.event import UsageEvent
 from llmledger.limit.model import Alert
@@ -40,7 +41,7 @@ class Ledger:
             migrate.upgrade(self.engine)
         except sa.exc.SQLAlchemyError as exc:
             self.engine.dispose()
-            raise LedgerError(f"cannot open the ledger at {self.url}: {exc}") from exc
+            raise LedgerError(f"cannot open the ledger at {redact_url(self.url)}: {exc}") from exc
         self.limits = LimitStore(self.engine)
         insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
         self._insert = insert(events).on_conflict_do_nothing(index_elements=["event_id"])
