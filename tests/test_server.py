@@ -239,7 +239,8 @@ def test_health_readiness_metrics_and_prices(server: str) -> None:
     assert httpx2.get(f"{server}/readyz").json() == {"status": "ready", "ledger": "sqlite"}
     c = client(server)
     c.post("/api/v1/events", json={"events": [event(), event(model="made-up")]})
-    text = httpx2.get(f"{server}/metrics").text
+    assert httpx2.get(f"{server}/metrics").status_code == 401  # it names every tenant's spend
+    text = c.get("/metrics").text
     assert "llmledger_events_ingested_total 2.0" in text
     assert 'llmledger_spend_usd_total{model="gpt-4o-mini",tenant="acme"} 0.00021' in text
     assert (
