@@ -306,6 +306,8 @@ def gate(call: Call) -> str | None:
         scope = scope_of_call(
             who, call.requested_model, call.provider, requested=call.requested_model, admitting=True
         )
+        if not enforcer.applies(scope):  # no limit matches this call: no id, no record, no transaction
+            return None
         # The reservation is journaled under its id before it exists: a process killed at any
         # instant between the commit and the call's start record still has it released on replay.
         rid = uuid7()
