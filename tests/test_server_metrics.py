@@ -7,11 +7,17 @@ import random
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 
+import httpx2
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from tests.serving import serve_thread
 
 from llmledger.events.event import UsageEvent
+from llmledger.server import ServerSettings, create_app
 from llmledger.server.metrics import _TOKEN_BUCKETS, Metrics
+
+ADMIN = "llk_00112233445566aa_admin-secret-for-the-tests-0123"
 
 
 def _events(n: int) -> list[UsageEvent]:
@@ -76,3 +82,26 @@ def test_batched_metrics_read_as_per_event_counting_does() -> None:
     want = {(m, t): float(v) for m, t, v in pattern.findall(theirs.decode())}
     assert got.keys() == want.keys() and len(got) == 9
     assert all(abs(got[k] - want[k]) <= 1e-12 * max(1.0, want[k]) for k in got)
+
+
+def test_requests_are_counted_by_route_method_and_status(tmp_path: Path) -> None:
+    app = create_app(ServerSettings(ledger=f"sqlite:///{tmp_path / 'm.db'}", admin_key=ADMIN))  # type: ignore[arg-type]
+    with serve_thread(app) as url:
+        headers = {"Authorization": f"Bearer {ADMIN}"}
+        assert httpx2.post(f"{url}/api/v1/events", json={"events": []}, headers=headers).status_code == 200
+        assert httpx2.post(f"{url}/api/v1/events", json={"events": []}).status_code == 401
+        assert httpx2.get(f"{url}/no/such/path").status_code == 404
+        held = httpx2.delete(f"{url}/api/v1/reservations/r1", headers=headers)
+        assert held.status_code == 404
+        text = httpx2.get(f"{url}/metrics").text
+    for route, method, status in (
+        ("/api/v1/events", "POST", "200"),
+        ("/api/v1/events", "POST", "401"),
+        ("unmatched", "GET", "404"),
+        ("/api/v1/reservations/{reservation_id}", "DELETE", "404"),
+    ):
+        assert (
+            f'llmledger_http_requests_total{{method="{method}",route="{route}",status="{status}"}} 1.0'
+            in text
+        )
+        assert f'llmledger_http_request_duration_seconds_count{{method="{method}",route="{route}"}}' in text
