@@ -38,6 +38,8 @@ class Target:
 
 def _auth(route: RouteConfig, api: str, secret: str) -> tuple[bytes, bytes]:
     kind = route.auth or ("x-api-key" if api == "anthropic" else "bearer")
+    if any(c in secret for c in "\r\n\0"):  # it is written into the request's head as it is
+        raise ConfigError(f"route for {route.model!r}: the key holds a line break or a NUL")
     if kind == "bearer":
         return b"authorization", f"Bearer {secret}".encode("latin-1")
     return kind.encode(), secret.encode("latin-1")
