@@ -8,7 +8,11 @@ alternate direct and gateway so both see the same machine load. `--stacks` also 
 one-hop forwarders (raw ASGI + aiohttp, raw ASGI + httpx2, FastAPI route + aiohttp): the floor
 each stack puts under a gateway, which is how the gateway's stack was chosen.
 
-    python bench/bench_gateway.py [--requests 2000] [--rounds 3] [--stacks] [--json out.json]
+`--before SRC` also runs a second gateway from another source tree (e.g. main's `src`), in the
+same rounds: before and after interleaved on the same machine load.
+
+    python bench/bench_gateway.py [--requests 2000] [--rounds 3] [--stacks] [--before SRC]
+                                  [--only json|stream] [--json out.json]
 """
 
 from __future__ import annotations
@@ -113,6 +117,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stacks", action="store_true", help="also the bare one-hop stack candidates")
+    parser.add_argument("--before", help="a source tree to run a second ('before') gateway from")
+    parser.add_argument("--only", choices=("json", "stream"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     procs: list[subprocess.Popen[bytes]] = []
@@ -135,20 +141,35 @@ def main() -> None:
             {"LLMLEDGER_ADMIN_KEY": ADMIN, "LLMLEDGER_RATE_LIMIT": "1000000"},  # one key sends it all
         )
         procs.append(gw_proc)
+        via = {"X-Ledger-Key": ADMIN, "X-Ledger-Upstream": f"{up}/v1", "X-Ledger-Tenant": "acme"}
+        gateways = ["gateway"]
+        before: dict[str, dict[str, Any]] = {}
+        if args.before:
+            b_port = free_port()
+            b_url = f"http://127.0.0.1:{b_port}"
+            b_proc = start(
+                [*cmd[:-1], f"sqlite:///{tmp / 'before.db'}", "--port", str(b_port), "--config", str(config)],
+                b_url,
+                {"LLMLEDGER_ADMIN_KEY": ADMIN, "LLMLEDGER_RATE_LIMIT": "1000000", "PYTHONPATH": args.before},
+            )
+            procs.append(b_proc)
+            gateways.append("gateway-before")
+            before["gateway-before"] = {
+                "url": f"{b_url}/v1/chat/completions",
+                "headers": via,
+                "pid": b_proc.pid,
+            }
         targets: dict[str, dict[str, Any]] = {
             "direct": {"url": f"{up}/v1/chat/completions", "headers": {}, "pid": 0},
             "gateway": {
                 "url": f"{gw}/v1/chat/completions",
-                "headers": {
-                    "X-Ledger-Key": ADMIN,
-                    "X-Ledger-Upstream": f"{up}/v1",
-                    "X-Ledger-Tenant": "acme",
-                },
+                "headers": via,
                 "pid": gw_proc.pid,
             },
+            **before,
         }
         if args.stacks:
-            for role in ("hop-asgi-aiohttp", "hop-asgi-httpx2", "hop-fastapi-aiohttp"):
+            for role in ("hop-asgi-aiohttp", "hop-asgi-lean", "hop-asgi-httpx2", "hop-fastapi-aiohttp"):
                 port = free_port()
                 url = f"http://127.0.0.1:{port}"
                 proc = start([sys.executable, str(HERE / "gateway_parts.py"), role, str(port), up], url)
@@ -156,17 +177,19 @@ def main() -> None:
                 targets[role] = {"url": f"{url}/v1/chat/completions", "headers": {}, "pid": proc.pid}
         for name, target in targets.items():  # warm-up: connections, imports, the price catalogue
             measure(target, False, 4, 200)
-            if name in ("direct", "gateway"):
+            if name == "direct" or name in gateways:
                 measure(target, True, 4, 40)
         results: dict[str, Any] = {}
         for stream in (False, True):
+            if args.only and args.only != ("stream" if stream else "json"):
+                continue
             for concurrency in (1, 32):
                 total = args.requests // (10 if stream else 1)
                 total -= total % concurrency
                 pooled: dict[str, dict[str, Any]] = {}
                 for _ in range(args.rounds):
                     for name, target in targets.items():
-                        if stream and name not in ("direct", "gateway"):
+                        if stream and name != "direct" and name not in gateways:
                             continue
                         got = measure(target, stream, concurrency, total)
                         into = pooled.setdefault(name, {"lat": [], "wall": 0.0, "cpu": 0.0, "n": 0})
@@ -218,14 +241,18 @@ def report(results: dict[str, Any]) -> None:
                 f"  {name:22} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} {row['req_s']:8.0f} {cpu:>11} {added}"
             )
         if key.startswith("stream"):
-            g, d = rows["gateway"], rows["direct"]
-            chunks = 103
-            if g["cpu_ms_per_req"] is not None:
-                print(
-                    f"  gateway CPU per stream chunk: {g['cpu_ms_per_req'] * 1000 / chunks:.1f} µs "
-                    f"(stream of {chunks} events, whole request included)"
-                )
-            print(f"  added per chunk (p50 latency): {(g['p50_ms'] - d['p50_ms']) * 1000 / chunks:.1f} µs")
+            d, chunks = rows["direct"], 103
+            for name in ("gateway", "gateway-before"):
+                g = rows.get(name)
+                if g is None:
+                    continue
+                if g["cpu_ms_per_req"] is not None:
+                    print(
+                        f"  {name} CPU per stream chunk: {g['cpu_ms_per_req'] * 1000 / chunks:.1f} µs "
+                        f"(stream of {chunks} events, whole request included)"
+                    )
+                added = (g["p50_ms"] - d["p50_ms"]) * 1000 / chunks
+                print(f"  {name} added per chunk (p50 latency): {added:.1f} µs")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@ stack candidates), each as `python bench/gateway_parts.py <role> <port> [upstrea
 
 - `upstream`: raw ASGI answering `POST .../chat/completions` with a byte-realistic chat completion,
   or with `stream: true` a stream of `CHUNKS` chunk events then the usage chunk and `[DONE]`.
-- `hop-asgi-aiohttp`, `hop-asgi-httpx2`, `hop-fastapi-aiohttp`: forward the JSON POST to the
-  upstream and the answer back, nothing else (the floor each stack puts under a gateway).
+- `hop-asgi-aiohttp`, `hop-asgi-httpx2`, `hop-asgi-lean`, `hop-fastapi-aiohttp`: forward the JSON
+  POST to the upstream and the answer back, nothing else (the floor each stack puts under a
+  gateway; `lean` is the gateway's own client, `llmledger.gateway.upstream`).
 """
 
 from __future__ import annotations
@@ -116,7 +117,19 @@ def hop_asgi(client: str, target: str) -> Any:
             await send({"type": "http.response.body", "body": b"{}"})
             return
         headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
-        if client == "aiohttp":
+        if client == "lean":
+            from llmledger.gateway.guard import AllowList
+            from llmledger.gateway.upstream import UpstreamPool
+
+            pool = state.get("p")
+            if pool is None:
+                pool = state["p"] = UpstreamPool(AllowList([target]), 10.0, 600.0)
+            raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+            r3 = await pool.request(b"POST", target, scope["path"].encode(), raw, body)
+            answer, status = await r3.read(), r3.status
+            ctype = r3.content_type
+            r3.release()
+        elif client == "aiohttp":
             import aiohttp
 
             session = state.get("s")
@@ -172,6 +185,8 @@ def main() -> None:
         app: Any = upstream
     elif role == "hop-asgi-aiohttp":
         app = hop_asgi("aiohttp", target)
+    elif role == "hop-asgi-lean":
+        app = hop_asgi("lean", target)
     elif role == "hop-asgi-httpx2":
         app = hop_asgi("httpx2", target)
     elif role == "hop-fastapi-aiohttp":
