@@ -75,9 +75,8 @@ _JSON = [(b"content-type", b"application/json"), (b"x-request-id", b"req_bench")
 _SSE = [(b"content-type", b"text/event-stream"), (b"x-request-id", b"req_bench")]
 
 
-async def upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
+async def _request(scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
+    """The request's body, or None once a health check is answered."""
     body = b""
     while True:
         message = await receive()
@@ -87,6 +86,15 @@ async def upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"].endswith("/healthz"):
         await send({"type": "http.response.start", "status": 200, "headers": _JSON})
         await send({"type": "http.response.body", "body": b"{}"})
+        return None
+    return body
+
+
+async def upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = await _request(scope, receive, send)
+    if body is None:
         return
     if b'"stream":true' in body.replace(b" ", b""):
         await send({"type": "http.response.start", "status": 200, "headers": _SSE})
@@ -106,15 +114,8 @@ def hop_asgi(client: str, target: str) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        if scope["path"] == "/healthz":
-            await send({"type": "http.response.start", "status": 200, "headers": _JSON})
-            await send({"type": "http.response.body", "body": b"{}"})
+        body = await _request(scope, receive, send)
+        if body is None:
             return
         headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
         if client == "lean":
