@@ -10,6 +10,7 @@ from typing import Any
 
 from llmledger._internal import internal_error
 from llmledger.events.event import UsageEvent
+from llmledger.events.schema import Status
 from llmledger.gateway.app import Gateway, Receive, Refusal, Send
 from llmledger.gateway.enforce import settle
 from llmledger.gateway.meter import Metering
@@ -163,7 +164,7 @@ async def _end_stream(
         loop = asyncio.get_running_loop()
         text, chars = reader.text(), reader.chars
         estimated = await loop.run_in_executor(gw.pool, meter.estimate, usage, chars, text)
-        status = "cancelled" if gone else ("error" if error else "ok")
+        status: Status = "cancelled" if gone else ("error" if error else "ok")
         event = meter.event(
             pricer,
             estimated,
