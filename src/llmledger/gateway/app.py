@@ -151,8 +151,7 @@ class Gateway:
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one HTTP request (a gateway path, or 404 in the OpenAI format)."""
-        from llmledger.gateway.exchange import exchange, forward_free
-
+        exchange, forward_free = _EXCHANGE or _exchange()
         path: str = scope["path"]
         spec = ENDPOINTS.get(path)
         api = "anthropic" if path.startswith("/anthropic/") else "openai"
@@ -239,6 +238,16 @@ class Gateway:
                 self._keys.clear()
             self._keys[digest] = (key, now + self.key_cache_seconds)
         return key
+
+
+_EXCHANGE: list[Any] = []
+
+
+def _exchange() -> list[Any]:
+    from llmledger.gateway.exchange import exchange, forward_free  # it imports this module
+
+    _EXCHANGE[:] = [exchange, forward_free]
+    return _EXCHANGE
 
 
 _JSON = (b"content-type", b"application/json")
