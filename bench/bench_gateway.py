@@ -3,9 +3,10 @@ loopback fake provider and through the gateway in front of it (a real `llmledger
 metering into a real SQLite ledger: usage read, priced, journaled, written).
 
 Non-stream chat completions and streams of 100 chunks, at concurrency 1 and 32; p50/p99 latency,
-requests/s, and the CPU the proxy process used per request (from /proc, user + system). Rounds
+requests/s, and the CPU the proxy process used per request (from /proc, user + system; "loop": its
+main thread alone, the event loop, without the writer thread's SQLite work). Rounds
 alternate direct and gateway so both see the same machine load. `--stacks` also measures bare
-one-hop forwarders (raw ASGI + aiohttp, raw ASGI + httpx2, FastAPI route + aiohttp): the floor
+one-hop forwarders (raw ASGI + aiohttp / the gateway's own client / httpx2, FastAPI + aiohttp): the floor
 each stack puts under a gateway, which is how the gateway's stack was chosen.
 
 `--before SRC` also runs a second gateway from another source tree (e.g. main's `src`), in the
@@ -43,9 +44,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU of a process and its threads so far (`thread`: of that thread only)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
@@ -107,9 +109,11 @@ def pct(values: list[float], q: float) -> float:
 def measure(target: dict[str, Any], stream: bool, concurrency: int, total: int) -> dict[str, float]:
     pid = target["pid"]
     before = cpu_seconds(pid) if pid else 0.0
+    loop_before = cpu_seconds(pid, pid) if pid else 0.0  # the main thread runs the event loop
     latencies, wall = asyncio.run(load(target["url"], target["headers"], stream, concurrency, total))
     cpu = (cpu_seconds(pid) - before) if pid else 0.0
-    return {"lat": latencies, "wall": wall, "cpu": cpu, "n": len(latencies)}  # type: ignore[dict-item]
+    loop = (cpu_seconds(pid, pid) - loop_before) if pid else 0.0
+    return {"lat": latencies, "wall": wall, "cpu": cpu, "loop": loop, "n": len(latencies)}  # type: ignore[dict-item]
 
 
 def main() -> None:
@@ -192,10 +196,13 @@ def main() -> None:
                         if stream and name != "direct" and name not in gateways:
                             continue
                         got = measure(target, stream, concurrency, total)
-                        into = pooled.setdefault(name, {"lat": [], "wall": 0.0, "cpu": 0.0, "n": 0})
+                        into = pooled.setdefault(
+                            name, {"lat": [], "wall": 0.0, "cpu": 0.0, "loop": 0.0, "n": 0}
+                        )
                         into["lat"] += got["lat"]
                         into["wall"] += got["wall"]
                         into["cpu"] += got["cpu"]
+                        into["loop"] += got["loop"]
                         into["n"] += got["n"]
                 key = f"{'stream' if stream else 'json'} c={concurrency}"
                 results[key] = {
@@ -204,6 +211,7 @@ def main() -> None:
                         "p99_ms": pct(p["lat"], 0.99),
                         "req_s": p["n"] / p["wall"],
                         "cpu_ms_per_req": p["cpu"] / p["n"] * 1000 if targets[name]["pid"] else None,
+                        "loop_ms_per_req": p["loop"] / p["n"] * 1000 if targets[name]["pid"] else None,
                         "n": p["n"],
                     }
                     for name, p in pooled.items()
@@ -227,18 +235,20 @@ def report(results: dict[str, Any]) -> None:
         print(f"\n{key}")
         print(
             f"  {'target':22} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'CPU ms/req':>11}"
-            f" {'+p50':>7} {'+p99':>7}"
+            f" {'loop ms':>8} {'+p50':>7} {'+p99':>7}"
         )
         direct = rows["direct"]
         for name, row in rows.items():
             cpu = "" if row["cpu_ms_per_req"] is None else f"{row['cpu_ms_per_req']:.3f}"
+            loop = "" if row.get("loop_ms_per_req") is None else f"{row['loop_ms_per_req']:.3f}"
             added = (
                 ""
                 if name == "direct"
                 else f"{row['p50_ms'] - direct['p50_ms']:7.3f} {row['p99_ms'] - direct['p99_ms']:7.3f}"
             )
             print(
-                f"  {name:22} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} {row['req_s']:8.0f} {cpu:>11} {added}"
+                f"  {name:22} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} {row['req_s']:8.0f} {cpu:>11}"
+                f" {loop:>8} {added}"
             )
         if key.startswith("stream"):
             d, chunks = rows["direct"], 103
