@@ -71,6 +71,7 @@ def proxy(
             port=settings.port,
             log_level="warning",
             access_log=False,
+            proxy_headers=False,  # the gateway never reads the client's address: no middleware layer
             timeout_graceful_shutdown=10,
         )
     finally:

@@ -382,11 +382,12 @@ def _tracked(data: list[Any]) -> UsageEvent:
 
 
 def replay_orphans(
-    runtime: Runtime,
+    runtime: Runtime | None,
     journal: Journal,
     deliver: Callable[[Replayed], None],
     *,
     unreachable: tuple[type[BaseException], ...] = (),
+    read: Callable[[Sequence[bytes]], Replayed] | None = None,
 ) -> int:
     """Replay what dead processes left in `journal`: for each dead owner, `deliver` its records'
     `Replayed` (events to store or send, reservations to release, unreadable records), then
@@ -395,13 +396,19 @@ def replay_orphans(
     The one replay loop of every sink (the ledger's, remote mode's). Replay is idempotent by
     `event_id`, so a `deliver` that fails half-way is simply retried: its owner's files are kept
     (unlocked) for the next attempt. A failure of a kind in `unreachable` (the destination is down)
-    stops the whole pass; any other failure skips that owner only.
+    stops the whole pass; any other failure skips that owner only. `read`: how a journal of
+    another format becomes a `Replayed` (the gateway's; default `events_of(runtime, ...)`).
     """
     recovered = 0
     try:
         for orphan in journal.orphans():
             try:
-                found = events_of(runtime, orphan.records(), orphan.owner)
+                records = orphan.records()
+                if read is not None:
+                    found = read(records)
+                else:
+                    assert runtime is not None
+                    found = events_of(runtime, records, orphan.owner)
                 deliver(found)
             except unreachable:
                 orphan.release()  # every file waits for the next attempt

@@ -19,16 +19,28 @@ from prometheus_client.utils import floatToGoString
 
 from llmledger.events.event import UsageEvent
 
-__all__ = ["Metrics"]
+__all__ = ["MetricSet", "Metrics"]
 
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 
 
-class Metrics:
+class MetricSet:
+    """Metrics in one registry (their own unless `registry` is given: two apps in one process never
+    share counters), rendered in the text exposition format."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
+
+
+class Metrics(MetricSet):
     """The server's counters and histograms."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         r = self.registry
         self.ingested = Counter(
             "llmledger_events_ingested", "Usage events accepted by POST /api/v1/events", registry=r
@@ -93,11 +105,6 @@ class Metrics:
         for model, (inputs, outputs) in tokens.items():
             self.tokens.observe("input", model, inputs)
             self.tokens.observe("output", model, outputs)
-
-    def render(self) -> bytes:
-        """The text exposition format."""
-        return generate_latest(self.registry)
-
 
 class TokenUsage(Collector):
     """`gen_ai_client_token_usage` (OpenTelemetry GenAI `gen_ai.client.token.usage`): a histogram
