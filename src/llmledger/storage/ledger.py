@@ -110,6 +110,9 @@ class Ledger:
             if after is not None:
                 ts_us, event_id = after
                 beyond = events.c.ts_us < ts_us if newest_first else events.c.ts_us > ts_us
+                # the bound alone first: a range on the timestamp index (SQLite and PostgreSQL do not
+                # use an index for the OR on its own, and scanned every event before the cursor)
+                clauses.append(events.c.ts_us <= ts_us if newest_first else events.c.ts_us >= ts_us)
                 clauses.append(sa.or_(beyond, sa.and_(events.c.ts_us == ts_us, events.c.event_id > event_id)))
             query = sa.select(events).where(*clauses).order_by(order, events.c.event_id)
             if limit is not None:
