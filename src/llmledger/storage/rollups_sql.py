@@ -17,6 +17,7 @@ ON CONFLICT DO UPDATE` statement. SQLite only: PostgreSQL keeps the Python path.
 from __future__ import annotations
 
 import sqlite3
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Connection
 from llmledger.storage.rollups import CUBOIDS, DAY_US, DIMENSIONS, GRAINS, HOUR_US, MEASURES, TOKENS, _key
 from llmledger.storage.tables import events, rollups
 
-__all__ = ["SCALE_DIGITS", "add_since", "rebuild"]
+__all__ = ["SCALE_DIGITS", "SUMS", "add_since", "last_rowid", "rebuild", "scaled"]
 
 SCALE_DIGITS = 12
 """Fraction digits a cost may have for the SQL path (its value times 10^12 is an integer)."""
@@ -50,6 +51,23 @@ _PLAIN = (
     f" AND length({_ABS}) - {_DOT} <= {SCALE_DIGITS}))"
 )
 """True when `_SCALED` is exact for the cost (None counts as exact: it is not summed)."""
+
+SUMS = (
+    f"sum(CASE WHEN cost_usd IS NULL THEN NULL ELSE {_SCALED} END)",
+    f"max(length({_ABS}) - {_DOT})",
+    f"min({_PLAIN})",
+)
+"""Aggregates over a text `cost_usd` column for reading: the costs' sum times 10^12, their most
+fraction digits, and whether that sum is exact (0: sum with `dsum` instead; see `scaled`)."""
+
+
+def scaled(total: int | None, digits: int | None) -> Decimal | None:
+    """The Decimal of a `SUMS` sum, with the fraction digits `dsum` would give (the most of its
+    terms'); None: no cost was summed."""
+    if total is None:
+        return None
+    return Decimal(total).scaleb(-SCALE_DIGITS).quantize(Decimal(1).scaleb(-max(0, digits or 0)))
+
 
 _DIM_COLS = ", ".join(f'"{d}"' for d in DIMENSIONS)
 _STAGE_SQL = (
