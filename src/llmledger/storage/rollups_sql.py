@@ -77,6 +77,14 @@ _STAGE_SQL = (
     f" sum(CASE WHEN cost_usd IS NULL THEN NULL ELSE {_SCALED} END), min({_PLAIN})"
     f" FROM {_E} WHERE rowid > ? GROUP BY bucket, {_DIM_COLS}"
 )
+_STAGE_ROWS_SQL = (
+    f"INSERT INTO {_STAGE} SELECT ts_us - ts_us % {HOUR_US}, {_DIM_COLS},"
+    f" 1, status != 'ok', cost_usd IS NULL, estimated != 0, {', '.join(TOKENS)},"
+    f" CASE WHEN cost_usd IS NULL THEN NULL ELSE {_SCALED} END, {_PLAIN}"
+    f" FROM {_E} WHERE rowid > ?"
+)
+"""The stage of a write's batch: its events as they are (grouping them first costs more than it
+saves when a batch holds few events per hour and dimensions; each cuboid groups them anyway)."""
 _CREATE_STAGE = (
     f"CREATE TEMP TABLE IF NOT EXISTS llmledger_rollup_stage (bucket INTEGER, {_DIM_COLS},"
     f" {', '.join(MEASURES[:_N_INT])}, cost INTEGER, plain INTEGER)"
@@ -148,7 +156,7 @@ def add_since(conn: Connection, rowid: int, expected: int | None = None) -> bool
     raw.execute(f"DELETE FROM {_STAGE}")
     raw.execute("SAVEPOINT llmledger_rollups_sql")
     try:
-        raw.execute(_STAGE_SQL, (rowid,))
+        raw.execute(_STAGE_SQL if expected is None else _STAGE_ROWS_SQL, (rowid,))
         n, plain = raw.execute(f"SELECT coalesce(sum(requests), 0), min(plain) FROM {_STAGE}").fetchone()
         if (expected is not None and n != expected) or plain == 0:
             raw.execute("ROLLBACK TO llmledger_rollups_sql")
