@@ -24,6 +24,7 @@ from llmledger.instrumentation.call import Call
 __all__ = [
     "ATTRIBUTION_HEADER",
     "LEDGER_KWARGS",
+    "BadAttributionHeader",
     "Begin",
     "Finish",
     "Scrub",
@@ -102,7 +103,7 @@ def _begin(begin: Begin, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if plan is not None:
             plan[0].sent()  # journaled before the request goes out (survives a kill mid-call)
         return plan
-    except (LimitExceeded, LimitUndecided):  # enforcement decisions: raised on purpose, nothing sent
+    except (LimitExceeded, LimitUndecided, BadAttributionHeader):  # raised on purpose, nothing sent
         raise
     except Exception as exc:
         internal_error(exc, "starting a metered call")
@@ -149,6 +150,7 @@ def kwargs_hook(
         def method(*args: Any, **kwargs: Any) -> Any:
             if not kwargs:
                 return original(*args, **kwargs)
+            _check_names(kwargs)
             if active():
                 if not _LEDGER_KEYS.isdisjoint(kwargs):
                     attach(kwargs, _take(kwargs))
@@ -161,6 +163,16 @@ def kwargs_hook(
         return method
 
     return make
+
+
+def _check_names(kwargs: dict[str, Any]) -> None:
+    """A misspelt `ledger_*` keyword (`ledger_teant=`) is an `InvalidUsageError` naming the valid ones."""
+    for key in kwargs:
+        if key[:7] == "ledger_" and key not in _LEDGER_KEYS:
+            valid = ", ".join(LEDGER_KWARGS)
+            raise InvalidUsageError(
+                f"unknown keyword {key}= (llmledger's are {valid}); the call was not sent"
+            )
 
 
 def _take(kwargs: dict[str, Any]) -> str:
@@ -176,11 +188,39 @@ def _take(kwargs: dict[str, Any]) -> str:
     return json.dumps(fields, separators=(",", ":"))
 
 
+class BadAttributionHeader(InvalidUsageError):
+    """The `x-llmledger-attribution` header of a call is not what `labels()` makes: the call is
+    refused before it is sent (never sent unmetered, outside its tenant's limits)."""
+
+
+_MAX_HEADER = 1 << 20
+"""Far above the longest header `labels()` can make (7 labels and 64 tags, all escaped)."""
+_FIELDS = frozenset(("tenant", "user", "org", "feature", "agent", "session", "tags"))
+
+
 def decode_attribution(value: Any) -> Attribution:
-    """The attribution a `ledger_*` header carries."""
+    """The attribution a `ledger_*` header carries (raises `BadAttributionHeader`)."""
+
+    def bad(why: str) -> BadAttributionHeader:
+        return BadAttributionHeader(
+            f"bad {ATTRIBUTION_HEADER} header ({why}): {value!r:.120}; make it with "
+            "llmledger.labels(...). The call was not sent"
+        )
+
     if not isinstance(value, str):
-        raise InvalidUsageError(f"bad {ATTRIBUTION_HEADER} header: {value!r}")
-    fields = json.loads(value)
+        raise bad("not a string")
+    if len(value) > _MAX_HEADER:
+        raise bad(f"longer than {_MAX_HEADER} characters")
+    try:
+        fields = json.loads(value)
+    except (ValueError, RecursionError) as exc:
+        raise bad(f"not JSON: {exc}") from None
     if not isinstance(fields, Mapping):
-        raise InvalidUsageError(f"bad {ATTRIBUTION_HEADER} header: {value!r}")
-    return make_attribution(**fields)
+        raise bad("not a JSON object")
+    unknown = set(fields) - _FIELDS
+    if unknown:
+        raise bad(f"unknown field {sorted(unknown)[0]!r:.80}")
+    try:
+        return make_attribution(**fields)
+    except (InvalidUsageError, TypeError) as exc:
+        raise bad(str(exc)) from None
