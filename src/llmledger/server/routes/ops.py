@@ -43,7 +43,7 @@ async def metrics(request: Request, state: State) -> Response:
     bound to no tenant (Prometheus: `authorization: {credentials: <key>}`), unless the server runs
     with `metrics_public` (`LLMLEDGER_METRICS_PUBLIC=1`)."""
     if not state.settings.metrics_public:
-        key = _READ(request)
+        key = await _READ(request)
         if key.tenant is not None:
             raise HTTPException(403, "/metrics shows every tenant: use a key bound to no tenant")
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
