@@ -12,7 +12,7 @@ import typer
 from llmledger._urls import redact_url
 from llmledger.cli.app import LedgerOpt, _fail, app, console, errors
 from llmledger.cli.proxy_cmd import AllowOpt, with_gateway
-from llmledger.errors import LlmLedgerError
+from llmledger.errors import ConfigError, LlmLedgerError
 
 if TYPE_CHECKING:
     from llmledger.engine import Engine
@@ -75,10 +75,20 @@ def serve(
 
 
 def _engine(ledger: str | None) -> Engine:
+    """The engine on the server's ledger. A SQLite file that does not exist is refused, not created:
+    a key written to a new file is a key the server never sees (it would answer 401)."""
     from llmledger.engine import Engine
     from llmledger.sdk.runtime import DEFAULT_DB
+    from llmledger.storage.engine import sqlite_path
 
-    return Engine(ledger or f"sqlite:///{DEFAULT_DB}")
+    url = ledger or f"sqlite:///{DEFAULT_DB}"
+    path = sqlite_path(url)
+    if path is not None and not Path(path).exists():
+        raise ConfigError(
+            f"no ledger at {path}: pass --ledger (or set LLMLEDGER_DB) naming the ledger "
+            "`llmledger serve` uses; serve creates it at its first start"
+        )
+    return Engine(url)
 
 
 @keys_app.command("create")

@@ -106,6 +106,7 @@ class Metrics(MetricSet):
             self.tokens.observe("input", model, inputs)
             self.tokens.observe("output", model, outputs)
 
+
 class TokenUsage(Collector):
     """`gen_ai_client_token_usage` (OpenTelemetry GenAI `gen_ai.client.token.usage`): a histogram
     by `gen_ai_token_type` and `gen_ai_request_model`, observed a batch at a time (one lock and a
