@@ -30,6 +30,7 @@ def _isolated_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     yield
     llmledger.shutdown(timeout=10)
     assert _rt._runtime is None
+    _rt._last_config = None  # the next test's implicit runtime uses its own LLMLEDGER_DB
 
 
 @pytest.fixture(scope="session")

@@ -263,15 +263,23 @@ class Runtime:
 
 _lock = threading.RLock()
 _runtime: Runtime | None = None
+_last_config: Config | None = None
+"""The configuration of the runtime `shutdown()` closed: a later call reopens ITS ledger or server,
+never the default `./llmledger.db` (events would be split across two ledgers)."""
 
 
 def current() -> Runtime:
-    """The active runtime, creating the default one on first use."""
+    """The active runtime; on first use the default one, or after `shutdown()` the last one's
+    configuration again (its ledger or server)."""
     runtime = _runtime
     if runtime is None:
         with _lock:
             if _runtime is None:
-                _install(default_config(), open_now=False)
+                if _last_config is not None:
+                    log.warning(
+                        "llmledger was shut down; reopening the ledger of the last init() for this call"
+                    )
+                _install(_last_config or default_config(), open_now=False)
             runtime = _runtime
             assert runtime is not None
     return runtime
@@ -293,7 +301,9 @@ def configure(config: Config) -> Runtime:
     from llmledger import instrumentation
     from llmledger.instrumentation.hosts import configure_hosts
 
+    global _last_config
     with _lock:
+        _last_config = None
         if config.enabled and config.instrument:
             configure_hosts(dict(config.base_url_providers))
             instrumentation.instrument(config.providers)
@@ -305,13 +315,16 @@ def configure(config: Config) -> Runtime:
 
 
 def shutdown(timeout: float = 10.0) -> bool:
-    """Remove the instrumentation, flush and close the runtime (a later `track()` starts a default one)."""
-    global _runtime
+    """Remove the instrumentation, flush and close the runtime. A later `track()` or query reopens
+    the same ledger (or server) with a warning; `init()` starts anew."""
+    global _runtime, _last_config
     from llmledger import instrumentation
 
     with _lock:
         instrumentation.uninstrument()
         runtime, _runtime = _runtime, None
+        if runtime is not None:
+            _last_config = runtime.config
     closed = runtime.close(timeout) if runtime is not None else True
     forget_learned()
     return closed
