@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 from llmledger.errors import (
     AuthenticationError,
@@ -30,7 +30,7 @@ from llmledger.errors import (
     ValidationError,
 )
 
-__all__ = ["Answer", "HttpClient"]
+__all__ = ["Answer", "HttpClient", "server_url"]
 
 _GZIP_ABOVE = 1024
 _RETRY_STATUSES = frozenset((429, 502, 503, 504))
@@ -54,6 +54,25 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def server_url(base_url: object) -> SplitResult:
+    """`base_url` split, when it is `http(s)://host[:port][/path]` with nothing else (no spaces or
+    control characters, user-info, query or fragment; a port from 1 to 65535). Raises `ConfigError`
+    naming what to fix."""
+    bad = ConfigError(f"server must be an http(s) URL such as http://127.0.0.1:8787, got {base_url!r}")
+    if not isinstance(base_url, str) or any(c.isspace() or not c.isprintable() for c in base_url):
+        raise bad
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{bad} ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise bad
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise ConfigError(f"{bad}: give only scheme, host, port and path (no user, query or fragment)")
+    return parts
+
+
 class HttpClient:
     """Requests to one server. Thread-safe: each thread keeps its own connection.
 
@@ -73,11 +92,7 @@ class HttpClient:
         backoff: float = 0.2,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        parts = urlsplit(base_url) if isinstance(base_url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"server must be an http(s) URL such as http://127.0.0.1:8787, got {base_url!r}"
-            )
+        parts = server_url(base_url)
         if not isinstance(api_key, str) or not api_key.strip():
             raise ConfigError("api_key must be a llmledger API key (llmledger keys create --scope ingest)")
         for name, value in (("timeout", timeout), ("backoff", backoff)):
@@ -86,8 +101,8 @@ class HttpClient:
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= 100:
             raise ConfigError(f"max_retries must be an int from 0 to 100, got {max_retries!r}")
         self.scheme = parts.scheme
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.host: str = parts.hostname or ""  # server_url checked it
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)  # checked by server_url
         self.prefix = parts.path.rstrip("/")
         self.timeout = float(timeout)
         self.max_retries = max_retries
