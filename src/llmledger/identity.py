@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 _MAX_CACHE = 4096
+_MAX_NAME = 256
+"""The longest alias or model name `alias_models()` takes (as the event's model field)."""
 _lock = threading.Lock()
 _aliases: dict[str, str] = {}
 _learned: dict[tuple[str | None, str], str] = {}
@@ -63,12 +65,32 @@ def alias_models(mapping: Mapping[str, str] | None) -> None:
     """Name models by other names: `{"prod-mini": "gpt-4o-mini"}` (an Azure deployment, a relay's
     alias). Replaces earlier aliases; None or {} clears them. Raises `InvalidUsageError` for a key or
     value that is not a non-empty string."""
+    if mapping is not None and not isinstance(mapping, Mapping):
+        raise InvalidUsageError(
+            "model aliases must be a mapping such as {'prod-mini': 'gpt-4o-mini'}, "
+            f"got {type(mapping).__name__}"
+        )
     out: dict[str, str] = {}
     for name, model in (mapping or {}).items():
         for what, value in (("alias", name), ("model", model)):
-            if not isinstance(value, str) or not value.strip():
-                raise InvalidUsageError(f"model aliases: {what} must be a non-empty string, got {value!r}")
+            if (
+                not isinstance(value, str)
+                or not value.strip()
+                or len(value) > _MAX_NAME
+                or not value.isprintable()
+            ):
+                raise InvalidUsageError(
+                    f"model aliases: {what} must be a non-empty printable string of at most "
+                    f"{_MAX_NAME} characters, got {value!r:.80}"
+                )
         out[name.strip()] = model.strip()
+    for name in out:  # a -> b -> ... -> a would name no model at all
+        path, step = [name], out[name]
+        while step in out:
+            if step in path:
+                raise InvalidUsageError(f"model aliases: {name!r} leads back to itself ({' -> '.join(path)})")
+            path.append(step)
+            step = out[step]
     global _aliases, _generation
     with _lock:
         _aliases = out
@@ -81,6 +103,8 @@ def model_identity(model: str | None, provider: str | None = None) -> str | None
     process: it depends on the catalogue and the aliases set, never on calls seen."""
     if model is None:
         return None
+    if not isinstance(model, str):
+        raise InvalidUsageError(f"model must be a string, got {type(model).__name__}")
     return _cached(model, provider)[0]
 
 

@@ -88,14 +88,14 @@ class Catalog:
                 self._entries[key] = found
         return found
 
-    def _find(self, provider: str | None, model: str) -> CatalogEntry | UnknownPrice:
+    def _find(self, provider: str | None, model: str, follow: bool = True) -> CatalogEntry | UnknownPrice:
         provider_id = PROVIDER_ALIASES.get(provider, provider) if provider else None
         try:
             prov, info = self._snapshot.find_provider_model(model, None, provider_id, None)
         except LookupError as exc:
             identity = admission_identity(model, provider)  # an alias or a learned Azure deployment
-            if identity is not None and identity != model:
-                found = self._find(provider, identity)
+            if follow and identity is not None and identity != model:
+                found = self._find(provider, identity, follow=False)  # one step: never a loop
                 if not isinstance(found, UnknownPrice):
                     return found
             where = f"provider {provider!r}" if provider else "any provider"

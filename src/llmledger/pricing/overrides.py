@@ -47,9 +47,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["Adjustment", "Overrides", "PriceRule"]
+__all__ = ["MAX_RATE", "Adjustment", "Overrides", "PriceRule"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MAX_RATE = Decimal(1_000_000)
+"""The largest rate or multiplier an overrides file may give (USD per million tokens or per unit):
+above it, one call's cost would pass the ledger's bound and be quarantined after `track()` returned it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +175,8 @@ def _decimal(value: Any, where: str) -> Decimal:
         dec = Decimal(str(value))
     except InvalidOperation as exc:
         raise PriceOverrideError(f"{where} must be a number or a decimal string, got {value!r}") from exc
-    if not dec.is_finite() or dec < 0:
-        raise PriceOverrideError(f"{where} must be a finite number >= 0, got {value!r}")
+    if not dec.is_finite() or not 0 <= dec <= MAX_RATE:
+        raise PriceOverrideError(f"{where} must be a finite number >= 0 and <= {MAX_RATE}, got {value!r}")
     return dec
 
 
