@@ -61,7 +61,13 @@ def proxy(
     except LlmLedgerError as exc:
         raise _fail(str(exc)) from exc
     if settings.admin_key is not None:
-        engine.keys.create("admin", name="LLMLEDGER_ADMIN_KEY", secret=settings.admin_key.get_secret_value())
+        try:
+            engine.keys.create(
+                "admin", name="LLMLEDGER_ADMIN_KEY", secret=settings.admin_key.get_secret_value()
+            )
+        except LlmLedgerError as exc:
+            engine.close()
+            raise _fail(f"admin_key (LLMLEDGER_ADMIN_KEY): {exc}") from exc
     where = redact_url(settings.ledger)
     errors.print(f"llmledger gateway on http://{settings.host}:{settings.port} (ledger {where})")
     try:

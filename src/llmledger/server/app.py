@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmledger._version import __version__
 from llmledger.engine import EnforcementPolicy, Engine
-from llmledger.errors import InvalidQueryError, LedgerError
+from llmledger.errors import ConfigError, InvalidQueryError, LedgerError, LlmLedgerError
 from llmledger.server.metrics import Metrics
 from llmledger.server.routes import (
     dashboard,
@@ -52,7 +52,14 @@ def create_app(settings: ServerSettings | None = None, *, engine: Engine | None 
     owned = engine is None
     engine = engine or Engine(settings.ledger, prices=settings.prices, policy=enforcement_policy(settings))
     if settings.admin_key is not None:
-        engine.keys.create("admin", name="LLMLEDGER_ADMIN_KEY", secret=settings.admin_key.get_secret_value())
+        try:
+            engine.keys.create(
+                "admin", name="LLMLEDGER_ADMIN_KEY", secret=settings.admin_key.get_secret_value()
+            )
+        except LlmLedgerError as exc:
+            if owned:
+                engine.close()
+            raise ConfigError(f"admin_key (LLMLEDGER_ADMIN_KEY): {exc}") from None
     state = ServerState(settings, engine)
     sender = None
     if settings.webhooks:

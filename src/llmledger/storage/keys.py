@@ -135,19 +135,19 @@ class KeyStore:
         }
         with self.engine.begin() as conn:
             existing = conn.execute(
-                sa.select(api_keys.c.secret_hash).where(api_keys.c.key_id == key_id)
+                sa.select(api_keys.c.secret_hash, api_keys.c.revoked_us).where(api_keys.c.key_id == key_id)
             ).first()
             if existing is not None:
-                if hmac.compare_digest(
-                    str(existing[0]), str(row["secret_hash"])
-                ):  # the same seeded key again
-                    conn.execute(
-                        sa.update(api_keys)
-                        .where(api_keys.c.key_id == key_id)
-                        .values(scope=scope, tenant=tenant, revoked_us=None)
-                    )
-                else:
+                if not hmac.compare_digest(str(existing[0]), str(row["secret_hash"])):
                     raise InvalidQueryError("a different key with this id already exists")
+                if existing[1] is not None:  # revoked: a restart must never bring a revoked key back
+                    raise InvalidQueryError(
+                        f"key {key_id} was revoked; it cannot be used again: choose a new key "
+                        "(for LLMLEDGER_ADMIN_KEY: generate a new one and restart)"
+                    )
+                conn.execute(  # the same seeded key again
+                    sa.update(api_keys).where(api_keys.c.key_id == key_id).values(scope=scope, tenant=tenant)
+                )
             else:
                 conn.execute(sa.insert(api_keys).values(**row))
         key = ApiKey(key_id, scope, tenant, name, now, None)
