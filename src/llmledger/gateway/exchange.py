@@ -279,7 +279,7 @@ async def forward_free(
         try:
             body = json.loads(raw)
             model = body.get("model") if isinstance(body, dict) else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to read: relayed as is
             pass
     if method == "GET" and upstream is None and not has_key and gw.router.routes:
         names = gw.router.models(api)

@@ -143,3 +143,5 @@ def _parse(body: bytes) -> Any:
         return json.loads(body)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4,300 digits
         raise HTTPException(422, f"the body is not JSON: {exc}") from None
+    except RecursionError:  # nested deeper than the interpreter's stack (orjson stops at 1,024)
+        raise HTTPException(422, "the body is not JSON llmledger reads: nested too deeply") from None
