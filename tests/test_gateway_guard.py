@@ -132,3 +132,42 @@ def test_unknown_paths_are_not_relayed(tmp_path: Path) -> None:
             )
             assert answer.status_code == 404, path
         assert r.upstream.fake.seen == []
+
+
+DOT_SEGMENTS = [
+    "/v1/../admin",
+    "/v1/%2e%2e/admin",
+    "/v1/%2E%2e/admin",
+    "/v1/.%2e/admin",
+    "/v1/./../admin",
+    "/v1/..",
+    "/v1/%2e",
+    "/v1\\..\\admin",
+    "/v1/%5c../admin",
+]
+
+
+@pytest.mark.parametrize("path", DOT_SEGMENTS)
+def test_dot_segments_never_leave_an_entrys_path(path: str) -> None:
+    """Newcomer report item 9: `/v1/../admin` matched the `/v1` entry and reached `/admin`."""
+    operator = AllowList(["http://127.0.0.1:18902/v1"])
+    with pytest.raises(UpstreamRefused, match="path segments"):
+        operator.check(f"http://127.0.0.1:18902{path}")
+    with pytest.raises(UpstreamRefused):
+        AllowList().check(f"https://api.openai.com{path}")
+
+
+def test_dot_segments_through_a_real_gateway_never_reach_the_upstream(tmp_path: Path) -> None:
+    with rig(tmp_path) as r:
+        for path in ("/v1/../admin", "/v1/%2e%2e/admin"):
+            client = openai.OpenAI(
+                base_url=f"{r.url}/v1",
+                api_key="sk-x",
+                max_retries=0,
+                default_headers={"X-Ledger-Key": r.key, "X-Ledger-Upstream": f"{r.upstream_url}{path}"},
+            )
+            with pytest.raises(openai.PermissionDeniedError, match="path"):
+                client.chat.completions.create(
+                    model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+                )
+        assert r.upstream.fake.seen == []

@@ -21,7 +21,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from llmledger.errors import ConfigError, UpstreamRefused
 
@@ -108,7 +108,20 @@ def parse_upstream(text: str) -> SplitResult:
         raise UpstreamRefused(f"upstream {text!r}: user info in the URL is not allowed")
     if url.fragment or url.query:
         raise UpstreamRefused(f"upstream {text!r}: a base URL takes no query or fragment")
+    if _climbs(url.path):
+        raise UpstreamRefused(
+            f"upstream {text!r}: '.' and '..' path segments (raw or percent-encoded) and backslashes "
+            "are not allowed: the path would leave the allowed prefix"
+        )
     return url
+
+
+def _climbs(path: str) -> bool:
+    """Whether `path` has a dot segment (`.`, `..`, also `%2e%2E`...) or a backslash, which a server
+    may resolve to a path outside the allow-list entry's prefix."""
+    if "\\" in path or "%5c" in path.lower():
+        return True
+    return any(unquote(segment) in (".", "..") for segment in path.split("/"))
 
 
 def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
