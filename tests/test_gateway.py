@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import anthropic
+import httpx2
 import openai
 import pytest
 from tests.fakes import bodies as b
@@ -179,6 +180,16 @@ def test_real_process_meters_into_its_ledger(tmp_path: Path, command: str) -> No
                 default_headers={"X-Ledger-Key": ADMIN, "X-Ledger-Upstream": f"{upstream}/v1"},
             )
             client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            raw = httpx2.get(  # a free route (no event): date/server once, as on metered answers
+                f"http://127.0.0.1:{port}/v1/models",
+                headers={
+                    "X-Ledger-Key": ADMIN,
+                    "X-Ledger-Upstream": f"{upstream}/v1",
+                    "Authorization": "Bearer sk-x",
+                },
+            )
+            names = [name.lower() for name, _ in raw.headers.raw]
+            assert raw.status_code == 200 and names.count(b"date") == 1 and names.count(b"server") <= 1, names
         finally:
             proc.terminate()
             _, stderr = proc.communicate(timeout=30)
@@ -215,3 +226,20 @@ def test_responses_completions_and_free_endpoints(tmp_path: Path) -> None:
         )
     assert responses_stream.stream and not responses.stream
     assert (legacy.endpoint, legacy.input_tokens, legacy.output_tokens) == ("completions", 5, 7)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_date_and_server_headers_are_sent_once(tmp_path: Path, stream: bool) -> None:
+    """Newcomer report item 29: the upstream's `date` / `server` were relayed beside uvicorn's own."""
+    with rig(tmp_path) as r:
+        answer = httpx2.post(
+            f"{r.url}/v1/chat/completions",
+            headers={
+                "X-Ledger-Key": r.key,
+                "X-Ledger-Upstream": f"{r.upstream_url}/v1",
+                "Authorization": "Bearer sk-x",
+            },
+            json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": stream},
+        )
+        names = [name.lower() for name, _ in answer.headers.raw]
+        assert answer.status_code == 200 and names.count(b"date") == 1 and names.count(b"server") <= 1, names

@@ -36,7 +36,11 @@ HOP_BY_HOP = frozenset(
 )
 """Headers that describe one hop, never forwarded (RFC 9110 §7.6.1)."""
 
-_DROP_DOWN = frozenset((b"content-length", b"content-encoding", b"set-cookie")) | HOP_BY_HOP
+_DROP_DOWN = (
+    frozenset((b"content-length", b"content-encoding", b"set-cookie", b"date", b"server")) | HOP_BY_HOP
+)
+"""Not relayed to the client: the body's framing is ours, cookies are the upstream's business, and
+`date` / `server` are set once by the server in front (uvicorn): relaying them too sent each twice."""
 
 
 class GuardedResolver(AbstractResolver):
