@@ -171,3 +171,24 @@ def test_dot_segments_through_a_real_gateway_never_reach_the_upstream(tmp_path: 
                     model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
                 )
         assert r.upstream.fake.seen == []
+
+
+@pytest.mark.parametrize("model", ["gpt\x00", "", "   ", "m" * 300, 5, ["gpt-4o"]])
+def test_a_model_name_the_ledger_cannot_hold_is_refused_before_forwarding(
+    tmp_path: Path, model: object
+) -> None:
+    """Newcomer report item 11: `"model": "gpt\\u0000"` was forwarded and its event stored the NUL."""
+    with rig(tmp_path) as r:
+        answer = httpx2.post(
+            f"{r.url}/v1/chat/completions",
+            headers={
+                "X-Ledger-Key": r.key,
+                "X-Ledger-Upstream": f"{r.upstream_url}/v1",
+                "Authorization": "Bearer sk-x",
+            },
+            json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert answer.status_code == 400, answer.text
+        assert "model" in answer.json()["error"]["message"]
+        assert r.upstream.fake.seen == []
+        assert r.events() == []

@@ -14,7 +14,9 @@ import time
 from typing import Any
 
 from llmledger._internal import internal_error
-from llmledger.errors import AttributionRefused, UpstreamRefused
+from llmledger.errors import AttributionRefused, InvalidUsageError, UpstreamRefused
+from llmledger.events.checks import check_text
+from llmledger.events.schema import TEXT_LIMITS
 from llmledger.gateway.answer import finish, relay_stream, relay_whole
 from llmledger.gateway.app import ENDPOINTS, Gateway, Receive, Refusal, Scope, Send, respond
 from llmledger.gateway.attribution import SHORT_NAMES, attribution_of
@@ -150,6 +152,11 @@ async def exchange(
         raise Refusal(403 if exc.forbidden else 400, str(exc), "bad_attribution") from None
     forwarded, upstream, has_key = _client_side(headers)
     model = body.get("model")
+    if model is not None:  # a name the ledger could not store is refused here, as by track() and ingest
+        try:
+            check_text("model", model, TEXT_LIMITS["model"], required=True)
+        except InvalidUsageError as exc:
+            raise Refusal(400, str(exc), "bad_model") from None
     model = model if isinstance(model, str) and model else None
     try:
         targets = gw.router.targets(api, model, upstream, has_key)
