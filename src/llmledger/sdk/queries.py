@@ -68,7 +68,7 @@ def events(
     if limit is not None and (
         isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT
     ):
-        raise InvalidQueryError(f"limit must be an int from 1 to {MAX_LIMIT} or None, got {limit!r}")
+        raise InvalidQueryError(f"limit must be a positive int (at most {MAX_LIMIT}) or None, got {limit!r}")
     return list(_read_ledger(flush, flush_timeout).events(filters, *_window(since, until), limit))
 
 
