@@ -9,6 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
+import llmledger
 from llmledger.cli import app
 from llmledger.engine import Engine
 from llmledger.server import ServerSettings, create_app
@@ -35,3 +36,29 @@ def test_keys_refuse_a_control_character_tenant_like_limits(tmp_path: Path, tena
         assert [k.tenant for k in engine.keys.list() if k.scope == "read"] == ["acme"]
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("input_tokens", -5, "input_tokens must be >= 0"),
+        ("input_tokens", float("nan"), "input_tokens must be an int"),
+        ("input_tokens", 1.5, "input_tokens must be an int"),
+        ("input_tokens", True, "input_tokens must be an int"),
+        ("input_tokens", 10**20, "input_tokens must be at most"),
+        ("max_output_tokens", -1, "max_output_tokens must be >= 0"),
+        ("max_output_tokens", float("nan"), "max_output_tokens must be an int"),
+    ],
+)
+def test_check_and_guard_validate_token_counts_like_track(
+    tmp_path: Path, field: str, value: object, says: str
+) -> None:
+    """#2: a typed InvalidUsageError naming the field, not a silent accept or a raw TypeError."""
+    llmledger.init(ledger=str(tmp_path / "c.db"))
+    llmledger.set_limit(usd=1, per="month", tenant="a")
+    with pytest.raises(llmledger.InvalidUsageError, match=says):
+        llmledger.check(model="gpt-4o-mini", tenant="a", **{field: value})  # type: ignore[arg-type]
+    guard = llmledger.guard(model="gpt-4o-mini", tenant="a", **{field: value})  # type: ignore[arg-type]
+    with pytest.raises(llmledger.InvalidUsageError, match=says), guard:
+        pass
+    assert llmledger.check(model="gpt-4o-mini", tenant="a", input_tokens=5, max_output_tokens=10)
