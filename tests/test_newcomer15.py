@@ -3,10 +3,20 @@ the real CLI (typer's runner) and the server's ASGI app on real SQLite files."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import IO, Any
 
+import httpx2
 import pytest
 from starlette.testclient import TestClient
+from tests.serving import wait_ready
 from typer.testing import CliRunner
 
 import llmledger
@@ -62,3 +72,111 @@ def test_check_and_guard_validate_token_counts_like_track(
     with pytest.raises(llmledger.InvalidUsageError, match=says), guard:
         pass
     assert llmledger.check(model="gpt-4o-mini", tenant="a", input_tokens=5, max_output_tokens=10)
+
+
+ROOT = Path(__file__).parent.parent
+MAIN = "import sys; from llmledger.cli import main; sys.argv[0] = 'llmledger'; main()"
+
+
+def _cli(*args: str, cwd: Path, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(
+        [sys.executable, "-c", MAIN, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
+
+
+def _redeems(link: str) -> bool:
+    answer = httpx2.get(link, follow_redirects=False, timeout=5)
+    return answer.status_code == 303 and answer.headers["location"] == "/" and "set-cookie" in answer.headers
+
+
+def test_serve_on_a_port_in_use_prints_no_url_and_no_login_link(tmp_path: Path) -> None:
+    """#16: bind first; the URL and the one-time link are printed only once listening."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = _cli("serve", "--ledger", f"sqlite:///{tmp_path / 's.db'}", "--port", str(port), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "cannot listen on 127.0.0.1:" in done.stderr and "pick another --port" in done.stderr
+    assert "serving on" not in done.stderr and "login" not in done.stderr
+    bad_host = _cli(
+        "serve", "--ledger", f"sqlite:///{tmp_path / 's.db'}", "--host", "999.1.1.1", cwd=tmp_path
+    )
+    assert bad_host.returncode == 2 and "cannot listen on 999.1.1.1" in bad_host.stderr
+    assert "serving on" not in bad_host.stderr
+
+
+def _read_until(stream: IO[str], want: str, deadline: float) -> str:
+    lines: list[str] = []
+    while time.monotonic() < deadline and not any(want in line for line in lines):
+        line = stream.readline()
+        assert line, f"the process ended: {''.join(lines)}"
+        lines.append(line)
+    return "".join(lines)
+
+
+def _popen(*args: str, cwd: Path, stdout: bool) -> subprocess.Popen[str]:
+    env = {**os.environ, "COLUMNS": "200", "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(cwd)}
+    return subprocess.Popen(
+        [sys.executable, "-c", MAIN, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if stdout else subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def test_serve_on_port_0_prints_the_real_port_and_a_working_login_link(tmp_path: Path) -> None:
+    """#16: the printed URL is the bound one (port 0 → the real port) and the server is up."""
+    proc = _popen(
+        "serve", "--ledger", f"sqlite:///{tmp_path / 's.db'}", "--port", "0", cwd=tmp_path, stdout=False
+    )
+    try:
+        assert proc.stderr is not None
+        text = _read_until(proc.stderr, "login link", time.monotonic() + 60)
+        url = re.search(r"serving on (http://127\.0\.0\.1:(\d+))", text)
+        link = re.search(r"login link\): (\S+)", text)
+        assert url and link and url.group(2) != "0", text
+        assert link.group(1).startswith(url.group(1) + "/login?token=")
+        wait_ready(url.group(1), timeout=60, proc=proc)
+        assert _redeems(link.group(1))
+    finally:
+        _stop(proc)
+
+
+def test_demo_serve_prints_a_one_time_dashboard_login_link(tmp_path: Path) -> None:
+    """#22: like `llmledger serve`, the demo's server prints a dashboard login link."""
+    proc = _popen("demo", "--serve", "--port", "0", "--calls", "3", cwd=tmp_path, stdout=True)
+    try:
+        assert proc.stdout is not None
+        text = _read_until(proc.stdout, "Admin key:", time.monotonic() + 120)
+        url = re.search(r"Serving the demo ledger at (http://127\.0\.0\.1:\d+)", text)
+        link = re.search(r"Dashboard \(one-time login link\): (\S+)", text)
+        assert url and link, text
+        assert link.group(1).startswith(url.group(1) + "/login?token=")
+        wait_ready(url.group(1), timeout=60, proc=proc)
+        assert _redeems(link.group(1))
+        assert not _redeems(link.group(1))  # one time
+    finally:
+        _stop(proc)
