@@ -3,6 +3,9 @@ the real CLI (typer's runner) and the server's ASGI app on real SQLite files."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import re
 import signal
@@ -10,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
@@ -180,3 +184,88 @@ def test_demo_serve_prints_a_one_time_dashboard_login_link(tmp_path: Path) -> No
         assert not _redeems(link.group(1))  # one time
     finally:
         _stop(proc)
+
+
+def _limits_ledger(tmp_path: Path) -> str:
+    path = str(tmp_path / "lim.db")
+    llmledger.init(ledger=path)
+    llmledger.set_limit(usd="1.5", per="month", tenant="*")
+    llmledger.set_limit(requests=10, per="day", tenant="acme")
+    llmledger.track(provider="openai", model="gpt-4o-mini", input_tokens=1000, tenant="acme")
+    llmledger.shutdown()
+    return path
+
+
+def test_limits_list_has_csv_and_json_formats(tmp_path: Path) -> None:
+    """#12: the narrow-table hint says `--format csv`: it exists, exact amounts, like report/events."""
+    path = _limits_ledger(tmp_path)
+    narrow = runner.invoke(app, ["limits", "list", "--ledger", path], env={"COLUMNS": "60"})
+    assert narrow.exit_code == 0, narrow.output
+    as_csv = runner.invoke(app, ["limits", "list", "--ledger", path, "--format", "csv"])
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.DictReader(io.StringIO(as_csv.output)))
+    usd = next(r for r in rows if r["metric"] == "usd")
+    assert (usd["subject"], usd["limit"], usd["spent"]) == ("tenant=acme", "1.5", "0.00015")
+    assert Decimal(usd["left"]) == Decimal("1.5") - Decimal("0.00015")
+    as_json = runner.invoke(app, ["limits", "list", "--ledger", path, "-f", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    records = json.loads(as_json.output)
+    requests = next(r for r in records if r["metric"] == "requests")
+    assert (requests["limit"], requests["spent"], requests["left"]) == ("10", "1", "9")
+    assert requests["resets_at"].endswith("+00:00")
+    bad = runner.invoke(app, ["limits", "list", "--ledger", path, "--format", "xml"])
+    assert bad.exit_code == 2 and "--format must be one of table, csv, json" in bad.output
+
+
+def test_delete_validates_before_before_asking(tmp_path: Path) -> None:
+    """#5: a bad --before fails at once (no confirmation prompt, nothing deleted)."""
+    path = _limits_ledger(tmp_path)
+    result = runner.invoke(app, ["delete", "--before", "garbage", "--ledger", path], input="y\n")
+    assert result.exit_code == 2 and "not a time" in result.output
+    assert "Delete every event" not in result.output
+    llmledger.init(ledger=path)
+    assert len(llmledger.events()) == 1
+
+
+def test_top_up_of_an_unknown_limit_names_the_cli_command(tmp_path: Path) -> None:
+    """#5: the CLI's hint is `llmledger limits list`, like `limits rm`."""
+    path = _limits_ledger(tmp_path)
+    result = runner.invoke(app, ["limits", "top-up", "lim_nope", "5", "--ledger", path])
+    assert result.exit_code == 2 and "see `llmledger limits list`" in result.output
+    assert "llmledger.limits()" not in result.output
+
+
+@pytest.mark.parametrize("per", ["rolling:99999999d", "rolling:367d", "rolling:53w", "rolling:8784h1"])
+def test_rolling_windows_are_bounded(tmp_path: Path, per: str) -> None:
+    """#6: at most 366 days; a typed error otherwise (and the CLI says so)."""
+    llmledger.init(ledger=str(tmp_path / "r.db"))
+    with pytest.raises(llmledger.LimitDefinitionError, match=r"per=.*(at most 366 days|needs a span)"):
+        llmledger.set_limit(usd=1, per=per, tenant="a")
+    assert llmledger.set_limit(usd=1, per="rolling:366d", tenant="a").window.seconds == 366 * 86_400
+    result = runner.invoke(
+        app,
+        [
+            "limits",
+            "set",
+            "--usd",
+            "1",
+            "--per",
+            "rolling:99999999d",
+            "--tenant",
+            "b",
+            "--ledger",
+            str(tmp_path / "r.db"),
+        ],
+    )
+    assert result.exit_code == 2 and "at most 366 days" in result.output
+
+
+@pytest.mark.parametrize(("metric", "amount"), [("usd", float("nan")), ("usd", "-1x"), ("tokens", 1.5)])
+def test_top_up_errors_name_amount(tmp_path: Path, metric: str, amount: object) -> None:
+    """#19: the parameter the caller passed is `amount`, not the limit's metric."""
+    llmledger.init(ledger=str(tmp_path / "t.db"))
+    limit = llmledger.set_limit(**{metric: 100}, per="lifetime", tenant="*")  # type: ignore[arg-type]
+    with pytest.raises(llmledger.LimitDefinitionError, match=r"^amount must be") as caught:
+        llmledger.top_up(limit.id, amount, tenant="t1")
+    assert f"{metric} must" not in str(caught.value)
+    assert llmledger.top_up(limit.id, 5, tenant="t1") == 5
