@@ -269,3 +269,48 @@ def test_top_up_errors_name_amount(tmp_path: Path, metric: str, amount: object) 
         llmledger.top_up(limit.id, amount, tenant="t1")
     assert f"{metric} must" not in str(caught.value)
     assert llmledger.top_up(limit.id, 5, tenant="t1") == 5
+
+
+def _quarantined(tmp_path: Path) -> str:
+    """A ledger holding one good event and one quarantined row that can never be stored."""
+    from llmledger.sdk import runtime as _rt
+    from llmledger.storage import quarantine
+
+    path = str(tmp_path / "q.db")
+    llmledger.init(ledger=path)
+    llmledger.track(provider="openai", model="gpt-4o-mini", input_tokens=10)
+    llmledger.flush()
+    with _rt.current().ledger.engine.begin() as conn:
+        quarantine.insert(conn, [(None, "JSONDecodeError: Expecting ',' delimiter", '{"event_id": "x" "y"}')])
+    llmledger.shutdown()
+    return path
+
+
+def test_quarantine_retry_of_an_unknown_row_says_so(tmp_path: Path) -> None:
+    """#21: an id that does not exist is an error (rc 2), not `0 event(s) written`."""
+    path = _quarantined(tmp_path)
+    for missing in ("99999999999999999999", "0", "2"):
+        result = runner.invoke(app, ["quarantine", "retry", missing, "--ledger", path])
+        assert result.exit_code == 2, result.output
+        assert f"no quarantined row {missing}" in result.output and "written" not in result.output
+    kept = runner.invoke(app, ["quarantine", "retry", "1", "--ledger", path])
+    assert kept.exit_code == 0 and "0 event(s) written, 1 still quarantined" in kept.output
+
+
+def test_quarantine_show_and_drop(tmp_path: Path) -> None:
+    """#21: a row that can never be fixed can be seen (its payload) and discarded from the CLI."""
+    path = _quarantined(tmp_path)
+    shown = runner.invoke(app, ["quarantine", "show", "1", "--ledger", path])
+    assert shown.exit_code == 0, shown.output
+    assert '{"event_id": "x" "y"}' in shown.output and "JSONDecodeError" in shown.output
+    assert runner.invoke(app, ["quarantine", "show", "7", "--ledger", path]).exit_code == 2
+    refused = runner.invoke(app, ["quarantine", "drop", "1", "--ledger", path], input="n\n")
+    assert refused.exit_code == 1 and "nothing discarded" in refused.output
+    assert "1 event(s)" in runner.invoke(app, ["quarantine", "list", "--ledger", path]).output
+    dropped = runner.invoke(app, ["quarantine", "drop", "1", "--ledger", path], input="y\n")
+    assert dropped.exit_code == 0 and "discarded quarantined row 1" in dropped.output
+    assert "0 event(s)" in runner.invoke(app, ["quarantine", "list", "--ledger", path]).output
+    again = runner.invoke(app, ["quarantine", "drop", "1", "--yes", "--ledger", path])
+    assert again.exit_code == 2 and "no quarantined row 1" in again.output
+    llmledger.init(ledger=path)
+    assert len(llmledger.events()) == 1  # the ledger's events are untouched
