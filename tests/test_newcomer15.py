@@ -314,3 +314,30 @@ def test_quarantine_show_and_drop(tmp_path: Path) -> None:
     assert again.exit_code == 2 and "no quarantined row 1" in again.output
     llmledger.init(ledger=path)
     assert len(llmledger.events()) == 1  # the ledger's events are untouched
+
+
+def test_unpriced_rows_never_read_as_free_in_tables(tmp_path: Path) -> None:
+    """#25: a row of unpriced calls shows `unpriced`, not `$0.00`; csv/json stay exact (events: null)."""
+    path = str(tmp_path / "u.db")
+    llmledger.init(ledger=path)
+    llmledger.track(provider="openai", model="ft:gpt-4o-mini:acme::demo", input_tokens=1000, tenant="a")
+    llmledger.track(provider="openai", model="gpt-4o-mini", input_tokens=1000, tenant="b")
+    llmledger.shutdown()
+    table = runner.invoke(app, ["report", "--by", "model", "--ledger", path], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    line = next(x for x in table.output.splitlines() if x.startswith("ft:gpt-4o-mini"))
+    assert "unpriced" in line and "$0.00 " not in line
+    priced = next(x for x in table.output.splitlines() if x.startswith("gpt-4o-mini"))
+    assert "$0.00015" in priced
+    rows = list(
+        csv.DictReader(
+            io.StringIO(runner.invoke(app, ["report", "--by", "model", "--ledger", path, "-f", "csv"]).output)
+        )
+    )
+    ft = next(r for r in rows if r["model"].startswith("ft:"))
+    assert (ft["cost_usd"], ft["unpriced_requests"]) == ("0", "1")
+    events = json.loads(runner.invoke(app, ["events", "--ledger", path, "-f", "json"]).output)
+    assert [e["cost_usd"] for e in events if e["model"].startswith("ft:")] == [None]
+    listed = runner.invoke(app, ["events", "--ledger", path], env={"COLUMNS": "200"})
+    ft_event = next(x for x in listed.output.splitlines() if "ft:gpt-4o-mini" in x)
+    assert "unpriced" in ft_event and "$0.00 " not in ft_event
