@@ -155,7 +155,9 @@ def test_good_header_still_attributes(recorded: list[Any]) -> None:
     assert LABELS_HEADER not in fake.seen[0].headers
 
 
-@pytest.mark.parametrize("call", ["openai", "anthropic", "google"])
+@pytest.mark.parametrize(
+    "call", ["openai", "openai-async", "anthropic-stream", "google", "google-async-stream"]
+)
 def test_misspelt_ledger_keyword_names_the_valid_ones(recorded: list[Any], call: str) -> None:
     fake = Fake()
     with pytest.raises(llmledger.InvalidUsageError, match=r"ledger_teant=.*ledger_tenant.*not sent"):
