@@ -110,6 +110,15 @@ def test_serve_on_a_port_in_use_prints_no_url_and_no_login_link(tmp_path: Path) 
     assert done.returncode == 2, done.stderr
     assert "cannot listen on 127.0.0.1:" in done.stderr and "pick another --port" in done.stderr
     assert "serving on" not in done.stderr and "login" not in done.stderr
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        gateway = _cli(
+            "proxy", "--ledger", f"sqlite:///{tmp_path / 's.db'}", "--port", str(port), cwd=tmp_path
+        )
+    assert gateway.returncode == 2 and "cannot listen on 127.0.0.1:" in gateway.stderr
+    assert "gateway on" not in gateway.stderr
     bad_host = _cli(
         "serve", "--ledger", f"sqlite:///{tmp_path / 's.db'}", "--host", "999.1.1.1", cwd=tmp_path
     )

@@ -61,16 +61,16 @@ def proxy(
         raise _fail(str(exc)) from exc
     if settings.admin_key is not None:
         engine.keys.create("admin", name="LLMLEDGER_ADMIN_KEY", secret=settings.admin_key.get_secret_value())
-    errors.print(f"llmledger gateway on http://{settings.host}:{settings.port} (ledger {settings.ledger})")
+    from llmledger.cli.demo_serve import listen
+
     try:
-        uvicorn.run(
-            gateway,
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=10,
+        sock = listen(settings.host, settings.port)  # bound and listening before anything is printed
+        shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+        errors.print(
+            f"llmledger gateway on http://{shown}:{sock.getsockname()[1]} (ledger {settings.ledger})"
         )
+        served = uvicorn.Config(gateway, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
+        uvicorn.Server(served).run(sockets=[sock])
     finally:
         engine.close()
 
