@@ -3,12 +3,17 @@ loopback fake provider and through the gateway in front of it (a real `llmledger
 metering into a real SQLite ledger: usage read, priced, journaled, written).
 
 Non-stream chat completions and streams of 100 chunks, at concurrency 1 and 32; p50/p99 latency,
-requests/s, and the CPU the proxy process used per request (from /proc, user + system). Rounds
+requests/s, and the CPU the proxy process used per request (from /proc, user + system; "loop": its
+main thread alone, the event loop, without the writer thread's SQLite work). Rounds
 alternate direct and gateway so both see the same machine load. `--stacks` also measures bare
-one-hop forwarders (raw ASGI + aiohttp, raw ASGI + httpx2, FastAPI route + aiohttp): the floor
+one-hop forwarders (raw ASGI + aiohttp / the gateway's own client / httpx2, FastAPI + aiohttp): the floor
 each stack puts under a gateway, which is how the gateway's stack was chosen.
 
-    python bench/bench_gateway.py [--requests 2000] [--rounds 3] [--stacks] [--json out.json]
+`--before SRC` also runs a second gateway from another source tree (e.g. main's `src`), in the
+same rounds: before and after interleaved on the same machine load.
+
+    python bench/bench_gateway.py [--requests 2000] [--rounds 3] [--stacks] [--before SRC]
+                                  [--only json|stream] [--json out.json]
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU of a process and its threads so far (`thread`: of that thread only)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
@@ -103,9 +109,11 @@ def pct(values: list[float], q: float) -> float:
 def measure(target: dict[str, Any], stream: bool, concurrency: int, total: int) -> dict[str, float]:
     pid = target["pid"]
     before = cpu_seconds(pid) if pid else 0.0
+    loop_before = cpu_seconds(pid, pid) if pid else 0.0  # the main thread runs the event loop
     latencies, wall = asyncio.run(load(target["url"], target["headers"], stream, concurrency, total))
     cpu = (cpu_seconds(pid) - before) if pid else 0.0
-    return {"lat": latencies, "wall": wall, "cpu": cpu, "n": len(latencies)}  # type: ignore[dict-item]
+    loop = (cpu_seconds(pid, pid) - loop_before) if pid else 0.0
+    return {"lat": latencies, "wall": wall, "cpu": cpu, "loop": loop, "n": len(latencies)}  # type: ignore[dict-item]
 
 
 def main() -> None:
@@ -113,6 +121,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--stacks", action="store_true", help="also the bare one-hop stack candidates")
+    parser.add_argument("--before", help="a source tree to run a second ('before') gateway from")
+    parser.add_argument("--only", choices=("json", "stream"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     procs: list[subprocess.Popen[bytes]] = []
@@ -135,20 +145,35 @@ def main() -> None:
             {"LLMLEDGER_ADMIN_KEY": ADMIN, "LLMLEDGER_RATE_LIMIT": "1000000"},  # one key sends it all
         )
         procs.append(gw_proc)
+        via = {"X-Ledger-Key": ADMIN, "X-Ledger-Upstream": f"{up}/v1", "X-Ledger-Tenant": "acme"}
+        gateways = ["gateway"]
+        before: dict[str, dict[str, Any]] = {}
+        if args.before:
+            b_port = free_port()
+            b_url = f"http://127.0.0.1:{b_port}"
+            b_proc = start(
+                [*cmd[:-1], f"sqlite:///{tmp / 'before.db'}", "--port", str(b_port), "--config", str(config)],
+                b_url,
+                {"LLMLEDGER_ADMIN_KEY": ADMIN, "LLMLEDGER_RATE_LIMIT": "1000000", "PYTHONPATH": args.before},
+            )
+            procs.append(b_proc)
+            gateways.append("gateway-before")
+            before["gateway-before"] = {
+                "url": f"{b_url}/v1/chat/completions",
+                "headers": via,
+                "pid": b_proc.pid,
+            }
         targets: dict[str, dict[str, Any]] = {
             "direct": {"url": f"{up}/v1/chat/completions", "headers": {}, "pid": 0},
             "gateway": {
                 "url": f"{gw}/v1/chat/completions",
-                "headers": {
-                    "X-Ledger-Key": ADMIN,
-                    "X-Ledger-Upstream": f"{up}/v1",
-                    "X-Ledger-Tenant": "acme",
-                },
+                "headers": via,
                 "pid": gw_proc.pid,
             },
+            **before,
         }
         if args.stacks:
-            for role in ("hop-asgi-aiohttp", "hop-asgi-httpx2", "hop-fastapi-aiohttp"):
+            for role in ("hop-asgi-aiohttp", "hop-asgi-lean", "hop-asgi-httpx2", "hop-fastapi-aiohttp"):
                 port = free_port()
                 url = f"http://127.0.0.1:{port}"
                 proc = start([sys.executable, str(HERE / "gateway_parts.py"), role, str(port), up], url)
@@ -156,23 +181,28 @@ def main() -> None:
                 targets[role] = {"url": f"{url}/v1/chat/completions", "headers": {}, "pid": proc.pid}
         for name, target in targets.items():  # warm-up: connections, imports, the price catalogue
             measure(target, False, 4, 200)
-            if name in ("direct", "gateway"):
+            if name == "direct" or name in gateways:
                 measure(target, True, 4, 40)
         results: dict[str, Any] = {}
         for stream in (False, True):
+            if args.only and args.only != ("stream" if stream else "json"):
+                continue
             for concurrency in (1, 32):
                 total = args.requests // (10 if stream else 1)
                 total -= total % concurrency
                 pooled: dict[str, dict[str, Any]] = {}
                 for _ in range(args.rounds):
                     for name, target in targets.items():
-                        if stream and name not in ("direct", "gateway"):
+                        if stream and name != "direct" and name not in gateways:
                             continue
                         got = measure(target, stream, concurrency, total)
-                        into = pooled.setdefault(name, {"lat": [], "wall": 0.0, "cpu": 0.0, "n": 0})
+                        into = pooled.setdefault(
+                            name, {"lat": [], "wall": 0.0, "cpu": 0.0, "loop": 0.0, "n": 0}
+                        )
                         into["lat"] += got["lat"]
                         into["wall"] += got["wall"]
                         into["cpu"] += got["cpu"]
+                        into["loop"] += got["loop"]
                         into["n"] += got["n"]
                 key = f"{'stream' if stream else 'json'} c={concurrency}"
                 results[key] = {
@@ -181,6 +211,7 @@ def main() -> None:
                         "p99_ms": pct(p["lat"], 0.99),
                         "req_s": p["n"] / p["wall"],
                         "cpu_ms_per_req": p["cpu"] / p["n"] * 1000 if targets[name]["pid"] else None,
+                        "loop_ms_per_req": p["loop"] / p["n"] * 1000 if targets[name]["pid"] else None,
                         "n": p["n"],
                     }
                     for name, p in pooled.items()
@@ -204,28 +235,34 @@ def report(results: dict[str, Any]) -> None:
         print(f"\n{key}")
         print(
             f"  {'target':22} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'CPU ms/req':>11}"
-            f" {'+p50':>7} {'+p99':>7}"
+            f" {'loop ms':>8} {'+p50':>7} {'+p99':>7}"
         )
         direct = rows["direct"]
         for name, row in rows.items():
             cpu = "" if row["cpu_ms_per_req"] is None else f"{row['cpu_ms_per_req']:.3f}"
+            loop = "" if row.get("loop_ms_per_req") is None else f"{row['loop_ms_per_req']:.3f}"
             added = (
                 ""
                 if name == "direct"
                 else f"{row['p50_ms'] - direct['p50_ms']:7.3f} {row['p99_ms'] - direct['p99_ms']:7.3f}"
             )
             print(
-                f"  {name:22} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} {row['req_s']:8.0f} {cpu:>11} {added}"
+                f"  {name:22} {row['p50_ms']:8.3f} {row['p99_ms']:8.3f} {row['req_s']:8.0f} {cpu:>11}"
+                f" {loop:>8} {added}"
             )
         if key.startswith("stream"):
-            g, d = rows["gateway"], rows["direct"]
-            chunks = 103
-            if g["cpu_ms_per_req"] is not None:
-                print(
-                    f"  gateway CPU per stream chunk: {g['cpu_ms_per_req'] * 1000 / chunks:.1f} µs "
-                    f"(stream of {chunks} events, whole request included)"
-                )
-            print(f"  added per chunk (p50 latency): {(g['p50_ms'] - d['p50_ms']) * 1000 / chunks:.1f} µs")
+            d, chunks = rows["direct"], 103
+            for name in ("gateway", "gateway-before"):
+                g = rows.get(name)
+                if g is None:
+                    continue
+                if g["cpu_ms_per_req"] is not None:
+                    print(
+                        f"  {name} CPU per stream chunk: {g['cpu_ms_per_req'] * 1000 / chunks:.1f} µs "
+                        f"(stream of {chunks} events, whole request included)"
+                    )
+                added = (g["p50_ms"] - d["p50_ms"]) * 1000 / chunks
+                print(f"  {name} added per chunk (p50 latency): {added:.1f} µs")
 
 
 if __name__ == "__main__":

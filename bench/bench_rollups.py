@@ -8,6 +8,7 @@ rollups (median and spread of 5 runs each).
     python bench/bench_rollups.py [N]          # default 1,000,000
     PYTHONPATH=/work/main/src python bench/bench_rollups.py 200000 --write-only   # a tree without rollups
     python bench/bench_rollups.py 200000 --write-only --days=1    # denser: 200k events in one day
+    python bench/bench_rollups.py 20000 --write-only --floor      # the same writes, rollups skipped
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def timed(fn: Any, runs: int = 5) -> tuple[float, float]:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 1_000_000
     write_only = "--write-only" in sys.argv
+    if "--floor" in sys.argv:  # the floor: the same transaction without its rollups
+        from llmledger.storage import ledger as _ledger
+
+        _ledger._rollups_sql.add_since = lambda *_: True  # type: ignore[attr-defined]
+        _ledger._rollups.add_events = lambda *_, **__: None  # type: ignore[attr-defined]
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as tmp:
         store = Ledger(str(Path(tmp) / "bench.db"))

@@ -3,8 +3,9 @@ stack candidates), each as `python bench/gateway_parts.py <role> <port> [upstrea
 
 - `upstream`: raw ASGI answering `POST .../chat/completions` with a byte-realistic chat completion,
   or with `stream: true` a stream of `CHUNKS` chunk events then the usage chunk and `[DONE]`.
-- `hop-asgi-aiohttp`, `hop-asgi-httpx2`, `hop-fastapi-aiohttp`: forward the JSON POST to the
-  upstream and the answer back, nothing else (the floor each stack puts under a gateway).
+- `hop-asgi-aiohttp`, `hop-asgi-httpx2`, `hop-asgi-lean`, `hop-fastapi-aiohttp`: forward the JSON
+  POST to the upstream and the answer back, nothing else (the floor each stack puts under a
+  gateway; `lean` is the gateway's own client, `llmledger.gateway.upstream`).
 """
 
 from __future__ import annotations
@@ -74,9 +75,8 @@ _JSON = [(b"content-type", b"application/json"), (b"x-request-id", b"req_bench")
 _SSE = [(b"content-type", b"text/event-stream"), (b"x-request-id", b"req_bench")]
 
 
-async def upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
+async def _request(scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
+    """The request's body, or None once a health check is answered."""
     body = b""
     while True:
         message = await receive()
@@ -86,6 +86,15 @@ async def upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"].endswith("/healthz"):
         await send({"type": "http.response.start", "status": 200, "headers": _JSON})
         await send({"type": "http.response.body", "body": b"{}"})
+        return None
+    return body
+
+
+async def upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    body = await _request(scope, receive, send)
+    if body is None:
         return
     if b'"stream":true' in body.replace(b" ", b""):
         await send({"type": "http.response.start", "status": 200, "headers": _SSE})
@@ -105,18 +114,23 @@ def hop_asgi(client: str, target: str) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        if scope["path"] == "/healthz":
-            await send({"type": "http.response.start", "status": 200, "headers": _JSON})
-            await send({"type": "http.response.body", "body": b"{}"})
+        body = await _request(scope, receive, send)
+        if body is None:
             return
         headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
-        if client == "aiohttp":
+        if client == "lean":
+            from llmledger.gateway.guard import AllowList
+            from llmledger.gateway.upstream import UpstreamPool
+
+            pool = state.get("p")
+            if pool is None:
+                pool = state["p"] = UpstreamPool(AllowList([target]), 10.0, 600.0)
+            raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+            r3 = await pool.request(b"POST", target, scope["path"].encode(), raw, body)
+            answer, status = await r3.read(), r3.status
+            ctype = r3.content_type
+            r3.release()
+        elif client == "aiohttp":
             import aiohttp
 
             session = state.get("s")
@@ -172,6 +186,8 @@ def main() -> None:
         app: Any = upstream
     elif role == "hop-asgi-aiohttp":
         app = hop_asgi("aiohttp", target)
+    elif role == "hop-asgi-lean":
+        app = hop_asgi("lean", target)
     elif role == "hop-asgi-httpx2":
         app = hop_asgi("httpx2", target)
     elif role == "hop-fastapi-aiohttp":

@@ -9,6 +9,7 @@ writer thread's pricing and SQLite writes count too).
     make bench-instructions                                   # bare vs llmledger, calls and streams
     .venv-bench/bin/python bench/instructions.py call llmledger token-limit tokenr
     .venv/bin/python bench/instructions.py caller             # the caller's thread only (issue 8)
+    .venv/bin/python bench/instructions.py caller 100 hook-bare hook-journal   # some rows only
 
 `caller` counts only the instructions of the calling thread (`--separate-threads=yes`, thread 1):
 what an instrumented call costs the application's own thread, the writer thread's pricing and
@@ -82,8 +83,11 @@ else:
     from llmledger.instrumentation import stainless
     from llmledger.instrumentation.providers.openai import SPEC
     if mode != "hook-bare":
-        os.environ["LLMLEDGER_BENCH_JOURNAL"] = "1" if mode == "hook-journal" else "0"
+        os.environ["LLMLEDGER_BENCH_JOURNAL"] = "0" if mode == "hook-nojournal" else "1"
     h._init()
+    if mode == "hook-unmatched":  # a limit is set, but not on this call's scope
+        import llmledger
+        llmledger.set_limit(usd=1000, per="month", tenant="someone-else")
     completion, _ = h._load()
     def stub(self, cast_to, options, **kw):
         return completion
@@ -126,14 +130,26 @@ def caller_instructions(mode: str, n: int) -> int:
         return int(totals.group(1))
 
 
-def caller(k: int = 200) -> None:
-    """The caller thread's instructions per call, bare vs instrumented (see the module docstring)."""
+CALLER_MODES = (
+    "sdk-bare",
+    "sdk-journal",
+    "sdk-nojournal",
+    "hook-bare",
+    "hook-journal",
+    "hook-nojournal",
+    "hook-unmatched",
+)
+
+
+def caller(k: int = 200, modes: tuple[str, ...] = CALLER_MODES) -> None:
+    """The caller thread's instructions per call, bare vs instrumented (see the module docstring).
+    `hook-unmatched`: journal on, and a limit that does not match the call (gate()'s cost)."""
     per = {}
-    for mode in ("sdk-bare", "sdk-journal", "sdk-nojournal", "hook-bare", "hook-journal", "hook-nojournal"):
+    for mode in modes:
         per[mode] = (caller_instructions(mode, 5 * k) - caller_instructions(mode, k)) / (4 * k)
     print(f"{'caller thread, per call':<34} {'instructions':>14} {'added':>12}")
     for mode, value in per.items():
-        base = per["sdk-bare" if mode.startswith("sdk") else "hook-bare"]
+        base = per.get("sdk-bare" if mode.startswith("sdk") else "hook-bare", 0.0)
         print(f"{mode:<34} {value:>14,.0f} {value - base:>12,.0f}")
 
 
@@ -144,8 +160,9 @@ def per_op(tool: str, stream: bool, k: int) -> float:
 def main() -> None:
     """`instructions.py [call|stream] [tool ...]`: default both operations, bare vs llmledger."""
     only = sys.argv[1] if len(sys.argv) > 1 else ""
-    if only == "caller":
-        caller(int(sys.argv[2]) if len(sys.argv) > 2 else 200)
+    if only == "caller":  # caller [k] [mode ...]
+        modes = tuple(sys.argv[3:]) or CALLER_MODES
+        caller(int(sys.argv[2]) if len(sys.argv) > 2 else 200, modes)
         return
     tools = sys.argv[2:] or ["llmledger"]
     rows = []

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from llmledger.errors import InvalidQueryError
 from llmledger.events import UsageEvent
 from llmledger.events.ids import uuid7
 from llmledger.server import ServerSettings, create_app
@@ -170,3 +171,19 @@ def test_the_link_serve_prints_logs_into_its_app_with_the_gateway_beside_it(tmp_
         answer = c.get(link.removeprefix("http://testserver"), follow_redirects=False)
         assert answer.status_code == 303 and COOKIE in answer.headers["set-cookie"]
         assert c.get("/api/v1/dashboard/session").json()["scope"] == "admin"
+
+
+def test_the_api_and_the_command_line_parse_filters_with_one_parser() -> None:
+    from llmledger.cli.reports import filters
+    from llmledger.storage.queries import text_filters
+
+    api = text_filters({"tenant": ["acme"], "model": ["a", "b"], "user": []}, ["plan:free", " team :x:y"])
+    assert api == {"tenant": "acme", "model": ["a", "b"], "tags": {"plan": "free", "team": "x:y"}}
+    assert filters(["plan=free", " team =x:y"], tenant="acme", user=None) == {
+        "tenant": "acme",
+        "tags": {"plan": "free", "team": "x:y"},
+    }
+    with pytest.raises(InvalidQueryError, match="'plan' must be name:value"):
+        text_filters({}, ["plan"])
+    with pytest.raises(InvalidQueryError, match="unknown filter 'colour'"):
+        text_filters({"colour": "red"}, None)

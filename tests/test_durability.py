@@ -27,10 +27,12 @@ import llmledger
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = int(os.environ.get("LLMLEDGER_CRASH_RUNS", "3"))
+# The children import llmledger from this tree (`src/`), not from wherever the venv's install points.
+CHILD_PATH = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
 
 
 def _child(mode: str, ledger: Path, served: Path, n: int, limit: str | None = None) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": CHILD_PATH}
     env.pop("PYTEST_CURRENT_TEST", None)
     args = [sys.executable, "-m", "tests.fakes.served", mode, str(ledger), str(served), str(n)]
     proc = subprocess.Popen(
@@ -150,7 +152,7 @@ def test_a_process_killed_inside_guard_has_its_reservation_released_on_replay(
     tmp_path: Path, sig: int
 ) -> None:
     ledger = tmp_path / "ledger.db"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": CHILD_PATH}
     proc = subprocess.Popen(
         [sys.executable, "-c", _GUARDED, str(ledger)], env=env, stdout=subprocess.PIPE, text=True
     )
@@ -164,4 +166,43 @@ def test_a_process_killed_inside_guard_has_its_reservation_released_on_replay(
     llmledger.init(ledger=str(ledger))  # opening the ledger replays the dead process's journal
     assert llmledger.remaining(tenant="acme")[0].reserved == 0
     llmledger.check(model="gpt-4o", max_output_tokens=1000, input_tokens=5, tenant="acme")
+    assert not list((tmp_path / "ledger.db.journal").glob("*.jnl"))
+
+
+_NUMBERED = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[3])
+import llmledger
+from tests.fakes.served import calls
+llmledger.init(ledger=sys.argv[1], flush_interval=0.05)
+calls(sys.argv[2], 30)
+assert llmledger.flush()
+os.kill(os.getpid(), signal.SIGKILL)  # committed, but its journal records are still on disk
+"""
+
+
+def test_a_replay_derives_the_event_ids_the_live_writer_gave(tmp_path: Path) -> None:
+    """The caller's thread journals a sequence number, not an id (hot15): the live writer and a
+    replay of the journal must derive the same UUIDv7 from it, or a replay would duplicate events."""
+    import sqlite3
+    import uuid
+
+    ledger, served = tmp_path / "ledger.db", tmp_path / "served.log"
+    env = {**os.environ, "PYTHONPATH": CHILD_PATH}
+    proc = subprocess.run(
+        [sys.executable, "-c", _NUMBERED, str(ledger), str(served), str(ROOT)], env=env, timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL
+    records = b"".join(p.read_bytes() for p in (tmp_path / "ledger.db.journal").glob("*.jnl"))
+    assert records.count(b"\nB[") + records.startswith(b"B[") == 30  # numbered starts: `B[<seq>,`
+    assert b'B["' not in records  # no id taken on the caller's thread
+    with sqlite3.connect(ledger) as db:
+        live = {row[0] for row in db.execute("SELECT event_id FROM llmledger_events")}
+    assert len(live) == 30
+    assert all(uuid.UUID(i).version == 7 for i in live)
+    llmledger.init(ledger=str(ledger))  # replays the dead process's 30 calls: the same ids
+    result = compare(ledger, served)
+    assert (result.served, result.matched, result.duplicates, result.lost) == (30, 30, 0, 0), result
+    with sqlite3.connect(ledger) as db:
+        assert {row[0] for row in db.execute("SELECT event_id FROM llmledger_events")} == live
     assert not list((tmp_path / "ledger.db.journal").glob("*.jnl"))

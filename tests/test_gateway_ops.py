@@ -83,7 +83,8 @@ def test_a_key_revoked_through_the_server_is_refused_by_its_gateway_at_once(tmp_
             assert revoked.status_code == 204, revoked.text
             with pytest.raises(openai.AuthenticationError, match="invalid llmledger key"):
                 client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
-            metrics = httpx2.get(f"{url}/metrics").text  # the server's /metrics shows the gateway's
+            # the server's /metrics shows the gateway's
+            metrics = httpx2.get(f"{url}/metrics", headers={"Authorization": f"Bearer {ADMIN}"}).text
     assert 'llmledger_gateway_calls_total{endpoint="chat.completions",status="ok"} 1.0' in metrics
     assert 'llmledger_gateway_refusals_total{code="invalid_ledger_key"} 1.0' in metrics
 

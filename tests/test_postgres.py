@@ -159,3 +159,24 @@ def test_decision_under_a_held_write_lock_gives_up_after_limit_timeout(
     assert llmledger.stats().calls_unchecked == 1
     llmledger.flush()
     assert len(llmledger.events()) == len(fake.seen)  # the unchecked call is metered all the same
+
+
+def test_held_until_reads_the_stored_reservation_on_postgresql_too(pg_url: str, tmp_path: Any) -> None:
+    # `Engine.held_until` reads through the driver's own cursor (its parameter marks differ)
+    from datetime import datetime, timezone
+
+    from llmledger.engine import Engine
+    from llmledger.limit.shape import Shape
+
+    for url in (pg_url, f"sqlite:///{tmp_path / 'held.db'}"):
+        engine = Engine(url)
+        engine.set_limit(usd=100, per="day", tenant="acme")
+        got = engine.reserve({"tenant": "acme"}, provider="openai", model="gpt-4o", shape=Shape(10, 10))
+        assert got.id is not None and got.expires_at is not None
+        held = engine.held_until(got.id)
+        assert held is not None and abs((held - got.expires_at).total_seconds()) < 1e-3
+        assert held > datetime.now(timezone.utc)
+        assert engine.held_until("no-such-reservation") is None
+        engine.release(got.id)
+        assert engine.held_until(got.id) is None
+        engine.close()

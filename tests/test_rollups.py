@@ -53,7 +53,13 @@ _events = st.builds(
     minute=st.integers(0, 60 * 50),
     tenant=st.sampled_from([None, "acme", "globex"]),
     model=st.sampled_from(["gpt-4o-mini", "gpt-4o-mini-2024-07-18", "claude-haiku-4-5"]),
-    cost=st.one_of(st.none(), st.decimals(min_value=0, max_value=5, places=6)),
+    cost=st.one_of(
+        st.none(),
+        st.decimals(min_value=0, max_value=5, places=6),
+        # costs SQLite's integer sums cannot hold (exponent, > 12 decimals, a sum beyond 2^63):
+        # the batch takes the Python path (`rollups_sql`)
+        st.sampled_from([Decimal("1E-7"), Decimal("0.0000000000000123"), Decimal("999999.5")]),
+    ),
     user=st.sampled_from([None, "u1", "u2"]),
     feature=st.sampled_from([None, "chat", "search"]),
     agent=st.sampled_from([None, "bot"]),
@@ -261,3 +267,29 @@ def test_a_model_filter_matches_snapshots_and_requested_deployment_names(tmp_pat
         )
         assert [(r.tenant, r.requests, r.cost_usd) for r in rows] == [("acme", 3, Decimal("11"))]
     store.close()
+
+
+def test_sqlite_sums_or_falls_back_to_python_exactly(tmp_path: Path) -> None:
+    from llmledger.storage import rollups_sql
+
+    store = Ledger(str(tmp_path / "l.db"))
+    plain = [_event(m, cost=Decimal(c)) for m, c in enumerate(["0.000375", "-2.5", "3", "0.123456789012"])]
+    odd = [_event(10, cost=Decimal("1E-13")), _event(11, cost=Decimal("999999.5"))]
+    big = [_event(20 + m, cost=Decimal("999999.999999999999")) for m in range(10)]  # > 2^63 scaled
+    for batch in (plain, odd, big):
+        with store.engine.begin() as conn:
+            last = rollups_sql.last_rowid(conn)
+        store.write(batch)
+        with store.engine.begin() as conn:  # what the SQL path does with the same rows
+            conn.execute(sa.delete(rollups))
+            assert rollups_sql.add_since(conn, last, len(batch)) is (batch is plain)
+            conn.rollback()
+    assert store.check_rollups() == []
+    (total,) = store.usage([], {})
+    assert total.cost_usd == sum((e.cost_usd or 0 for e in plain + odd + big), Decimal(0))
+    with store.engine.connect() as conn:  # the SQL path writes the same rows the Python path does
+        conn.execute(sa.delete(rollups))
+        assert rollups_sql.rebuild(conn) is False  # not every cost fits
+    kept = _rows(store)
+    store.close()
+    assert kept

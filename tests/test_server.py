@@ -144,6 +144,21 @@ def test_body_limits_gzip_and_bombs(ledger_url: str) -> None:
         assert c.post("/api/v1/events", content=body, headers={"Content-Encoding": "br"}).status_code == 415
 
 
+def test_bodies_orjson_cannot_read_exactly_are_read_item_by_item_as_before(server: str) -> None:
+    # orjson reads the common body; `NaN`, a lone surrogate escape and integers past 64 bits (which
+    # it reads as floats) go through the standard library: each item accepted or refused alone
+    c = client(server)
+    ok, huge = event(), event(computed_cost_usd=12345678901234567890123, cost_usd="1", cost_source="provider")
+    items = [json.dumps(ok), '{"duration_ms": NaN}', '{"tenant": "\\ud800"}', json.dumps(huge)]
+    answer = c.post("/api/v1/events", content=f'{{"events": [{", ".join(items)}]}}'.encode())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["accepted"] == 2 and [r["index"] for r in answer.json()["rejected"]] == [1, 2]
+    stored = {e["event_id"]: e for e in c.get("/api/v1/events").json()["events"]}
+    assert stored[huge["event_id"]]["computed_cost_usd"] == "12345678901234567890123"
+    digits = c.post("/api/v1/events", content=b'{"events": [' + b"1" * 5000 + b"]}")
+    assert digits.status_code == 422  # was a 500: the standard library's int limit is a ValueError
+
+
 def test_a_tenant_bound_key_writes_and_reads_only_its_tenant(server: str) -> None:
     acme = new_key(server, "ingest", tenant="acme")
     reader = new_key(server, "read", tenant="acme")
@@ -239,7 +254,8 @@ def test_health_readiness_metrics_and_prices(server: str) -> None:
     assert httpx2.get(f"{server}/readyz").json() == {"status": "ready", "ledger": "sqlite"}
     c = client(server)
     c.post("/api/v1/events", json={"events": [event(), event(model="made-up")]})
-    text = httpx2.get(f"{server}/metrics").text
+    assert httpx2.get(f"{server}/metrics").status_code == 401  # it names every tenant's spend
+    text = c.get("/metrics").text
     assert "llmledger_events_ingested_total 2.0" in text
     assert 'llmledger_spend_usd_total{model="gpt-4o-mini",tenant="acme"} 0.00021' in text
     assert (

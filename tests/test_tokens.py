@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -203,3 +204,40 @@ def test_responses_and_embeddings_shapes() -> None:
     assert prompt_tokens_bound(responses, "gpt-5") > expected
     assert prompt_tokens_bound({"input": [1, 2, 3, 4]}, "text-embedding-3-small") >= 4
     assert prompt_tokens_bound({"input": ["a b", "c"]}, "text-embedding-3-small") >= 3
+
+
+FORK_DURING_WARM = """
+import logging, os, signal, sys, time
+logging.basicConfig(level=logging.WARNING)
+import llmledger.tokens.count as count
+from llmledger.tokens import count_tokens, warm
+
+thread = warm(("gpt-4o",))
+deadline = time.monotonic() + 60
+while "bpe_openai" not in sys.modules and time.monotonic() < deadline:
+    time.sleep(0.0002)
+in_progress = thread.is_alive() and "o200k_base" not in count._encodings
+pid = os.fork()
+if pid == 0:
+    signal.alarm(30)  # a child stuck on the parent's import lock (the bug) dies instead of hanging
+    got = count_tokens("hello world", "gpt-4o")
+    os._exit(0 if got == 2 else 3)
+_, status = os.waitpid(pid, 0)
+print(in_progress, os.waitstatus_to_exitcode(status), count_tokens("hello world", "gpt-4o"))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_while_warm_imports_the_tokenizer_counts_exactly() -> None:
+    """Regression (hot8's crash runs): a child forked while the parent's `warm()` thread was in the
+    middle of `import bpe_openai` got a half-initialised module and fell back to the byte bound."""
+    out = subprocess.run(
+        [sys.executable, "-c", FORK_DURING_WARM], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    in_progress, child_exit, parent_count = out.stdout.split()
+    assert in_progress == "True", "the fork did not happen during the import: the race was not exercised"
+    assert child_exit == "0", out.stderr
+    assert parent_count == "2"
+    assert "cannot load" not in out.stderr and "forked" not in out.stderr, out.stderr
+    assert "Exception ignored" not in out.stderr, out.stderr  # every fork handler ran in pairs

@@ -22,9 +22,20 @@ def parse_duration(text: str) -> timedelta:
     if not match:
         raise InvalidQueryError(f"not a duration: {text!r}; use e.g. 30d, 24h, 15m, 2w, 1y")
     count, unit = int(match.group(1)), match.group(2)
-    if unit == "y":
-        return timedelta(days=365 * count)
-    return timedelta(**{_UNITS[unit]: count})
+    try:
+        if unit == "y":
+            return timedelta(days=365 * count)
+        return timedelta(**{_UNITS[unit]: count})
+    except OverflowError:
+        raise InvalidQueryError(f"duration too long: {text!r}; the longest is 999999999 days") from None
+
+
+def _ago(now: datetime, span: timedelta, value: object) -> datetime:
+    """`now - span`, or a typed error when that is before year 1."""
+    try:
+        return now - span
+    except OverflowError:
+        raise InvalidQueryError(f"time bound too far in the past: {value!r}") from None
 
 
 def parse_time_bound(value: TimeBound, *, now: datetime | None = None) -> datetime | None:
@@ -35,18 +46,23 @@ def parse_time_bound(value: TimeBound, *, now: datetime | None = None) -> dateti
         return None
     now = now or datetime.now(timezone.utc)
     if isinstance(value, datetime):
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        try:
+            return value.astimezone(timezone.utc)
+        except OverflowError:
+            raise InvalidQueryError(f"time bound out of range: {value!r}") from None
     if isinstance(value, date):
         return datetime.combine(value, time(0), tzinfo=timezone.utc)
     if isinstance(value, timedelta):
-        return now - value
+        return _ago(now, value, value)
     if isinstance(value, str):
         keyword = value.strip().lower()
         if keyword in _TO_DATE:
             start = now.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
             return start.replace(month=1) if keyword == "ytd" else start
         if _DURATION.match(value):
-            return now - parse_duration(value)
+            return _ago(now, parse_duration(value), value)
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:

@@ -71,6 +71,7 @@ def _check_sdks(found: Findings) -> None:
 def _check_ledger(found: Findings, target: str) -> None:
     import sqlalchemy as sa
 
+    from llmledger._urls import redact_url
     from llmledger.errors import LlmLedgerError
     from llmledger.storage.engine import create_ledger_engine, sqlite_path
     from llmledger.storage.migrate import HEAD, current_revision
@@ -83,7 +84,7 @@ def _check_ledger(found: Findings, target: str) -> None:
         engine = create_ledger_engine(target)
         revision = current_revision(engine)
     except (LlmLedgerError, sa.exc.SQLAlchemyError, OSError) as exc:
-        found.fail(f"cannot open the ledger {target}: {exc}")
+        found.fail(f"cannot open the ledger {redact_url(target)}: {exc}")
         return
     where = path or engine.url.render_as_string(hide_password=True)
     if revision != HEAD:

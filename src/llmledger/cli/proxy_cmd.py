@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from llmledger._urls import redact_url
 from llmledger.cli.app import LedgerOpt, _fail, app, errors
 from llmledger.errors import LlmLedgerError
 
@@ -66,10 +67,15 @@ def proxy(
     try:
         sock = listen(settings.host, settings.port)  # bound and listening before anything is printed
         shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-        errors.print(
-            f"llmledger gateway on http://{shown}:{sock.getsockname()[1]} (ledger {settings.ledger})"
+        where = redact_url(settings.ledger)
+        errors.print(f"llmledger gateway on http://{shown}:{sock.getsockname()[1]} (ledger {where})")
+        served = uvicorn.Config(
+            gateway,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=False,  # the gateway never reads the client's address: no middleware layer
+            timeout_graceful_shutdown=10,
         )
-        served = uvicorn.Config(gateway, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
         uvicorn.Server(served).run(sockets=[sock])
     finally:
         engine.close()

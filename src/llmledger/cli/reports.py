@@ -26,13 +26,14 @@ def check_format(fmt: str) -> None:
 
 def parse_tags(items: list[str] | None, *, star: bool = False) -> dict[str, str]:
     """`--tag plan=free --tag team=a` as a dict; fails naming a malformed item."""
-    tags: dict[str, str] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value:
-            fail(f"--tag must be name=value{' (value may be *)' if star else ''}, got {item!r}")
-        tags[name.strip()] = value
-    return tags
+    from llmledger.errors import InvalidQueryError
+    from llmledger.storage.queries import tag_pairs
+
+    message = f"--tag must be name=value{' (value may be *)' if star else ''}, got {{item}}"
+    try:
+        return tag_pairs(items, "=", empty_values=False, message=message)
+    except InvalidQueryError as exc:
+        fail(str(exc))
 
 
 def check_times(*bounds: str | None) -> None:
@@ -53,7 +54,9 @@ def filters(tags: list[str] | None, **labels: str | None) -> dict[str, Any]:
     for name, value in labels.items():
         if value is not None and not value.strip():
             fail(f"--{name.replace('_', '-')} must not be empty")
-    out: dict[str, Any] = {k: v for k, v in labels.items() if v is not None}
+    from llmledger.storage.queries import text_filters
+
+    out = text_filters(labels, None)  # the API's parser
     parsed = parse_tags(tags)
     if parsed:
         out["tags"] = parsed
@@ -116,7 +119,7 @@ def report(
 
 @app.command("events")
 def events_cmd(
-    limit: Annotated[int, typer.Option(min=1, metavar="N", help="How many events")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=2**62, metavar="N", help="How many events")] = 20,
     since: SinceOpt = None,
     until: UntilOpt = None,
     fmt: FormatOpt = "table",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from llmledger._urls import redact_url
 from llmledger.cli.app import LedgerOpt, _fail, app, console, errors
 from llmledger.cli.proxy_cmd import AllowOpt, with_gateway
 from llmledger.errors import LlmLedgerError
@@ -63,7 +64,7 @@ def serve(
     sock = listen(settings.host, settings.port)  # bound and listening before anything is printed
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     base = f"http://{shown}:{sock.getsockname()[1]}"
-    errors.print(f"llmledger {settings.ledger} serving on {base}")
+    errors.print(f"llmledger {redact_url(settings.ledger)} serving on {base}")
     errors.print(f"dashboard (one-time login link): {dashboard_link(application, base)}")
     # SIGTERM: uvicorn stops accepting, finishes the requests in flight (up to 10 s), closes the
     # ledger, then re-raises the signal to the handler it found: this one exits with status 0.

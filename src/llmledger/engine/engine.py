@@ -9,8 +9,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from llmledger.attribution.context import Attribution, attribution_from, make_attribution
 from llmledger.engine import limit_admin
 from llmledger.engine.limit_admin import LimitStatus
@@ -151,11 +149,17 @@ class Engine:
         """When the reservation stored under `reservation_id` expires, or None when none is held (never
         made, released, settled by its event, or expired). A read; takes no lock."""
         now_us = int(datetime.now(timezone.utc).timestamp() * 1_000_000)
-        query = sa.select(sa.func.max(reservations.c.expires_us)).where(
-            reservations.c.reservation_id == reservation_id, reservations.c.expires_us >= now_us
-        )
-        with self.ledger.engine.connect() as conn:
-            expires = conn.execute(query).scalar()
+        # the driver's own cursor: SQLAlchemy's execution (BEGIN, compile, result, ROLLBACK) costs
+        # ~10 times this one indexed read (233 vs 17 us), and the HTTP release route asks it each time
+        raw = self.ledger.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(_HELD_SQL[self.dialect == "sqlite"], (reservation_id, now_us))
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            raw.close()
+        expires = None if row is None else row[0]
         return None if expires is None else datetime.fromtimestamp(expires / 1e6, timezone.utc)
 
     def limits(self) -> list[Limit]:
@@ -202,6 +206,14 @@ class Engine:
     def close(self) -> None:
         """Release the database connections."""
         self.ledger.close()
+
+
+_HELD_SQL = {
+    sqlite: f"SELECT max(expires_us) FROM {reservations.name}"
+    f" WHERE reservation_id = {mark} AND expires_us >= {mark}"
+    for sqlite, mark in ((True, "?"), (False, "%s"))
+}
+"""`held_until`'s query, by "is the dialect SQLite" (its driver's parameter marks)."""
 
 
 def _attribution(scope: Attribution | Mapping[str, Any]) -> Attribution:

@@ -104,6 +104,11 @@ class Enforcer:
                 warm()  # load the tokenizer ahead of the first call (on a background thread)
         return self._limits
 
+    def applies(self, scope: Mapping[str, str | None]) -> bool:
+        """Whether a limit in force (as `limits()` last read them) applies to `scope`: a call no
+        limit matches is not reserved, so the caller need not journal a reservation for it."""
+        return any(limit.subject(scope) is not None for limit in self._limits)
+
     def admit(self, scope: Mapping[str, str | None], **call: Any) -> tuple[str | None, str | None]:
         """`reserve` (same arguments) as a pair: (reservation id or None, the model to send instead
         or None)."""

@@ -51,8 +51,9 @@ def check_tokens(tokens: Mapping[str, Any]) -> None:
                 raise InvalidUsageError(f"{name} must be an int, got {type(value).__name__} {value!r:.80}")
             if value < 0:
                 raise InvalidUsageError(f"{name} must be >= 0, got {value}")
-            if value > MAX_TOKENS:
-                raise InvalidUsageError(f"{name} must be at most {MAX_TOKENS:,} tokens, got {value:.3g}")
+            if value > MAX_TOKENS:  # (a float cannot show an int past 1e308: say its size)
+                shown = f"{value:.3g}" if value < 10**300 else f"about 2**{value.bit_length()}"
+                raise InvalidUsageError(f"{name} must be at most {MAX_TOKENS:,} tokens, got {shown}")
     get = tokens.get
     for parts, whole in SUBSETS:
         total = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -36,6 +36,7 @@ from llmledger.events.schema import (
     CostSource,
     Status,
 )
+from llmledger.events.wire_fast import fast_parser
 
 __all__ = ["UsageEvent", "build_event"]
 
@@ -119,20 +120,8 @@ class UsageEvent:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UsageEvent:
         """Parse and validate a wire-form dict. Raises `InvalidEventError` naming the bad field."""
-        if not isinstance(data, Mapping):
-            raise InvalidEventError(f"a usage event must be a JSON object, got {type(data).__name__}")
-        unknown = set(data) - set(_FIELDS)
-        if unknown:
-            raise InvalidEventError(f"unknown usage event field(s): {', '.join(sorted(unknown))}")
-        version = data.get("schema_version", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
-            raise InvalidEventError(f"unsupported schema_version {version!r}; this llmledger reads 1")
-        try:
-            return _event_from_wire(data)
-        except InvalidEventError:
-            raise
-        except (InvalidUsageError, TypeError, ValueError, InvalidOperation) as exc:
-            raise InvalidEventError(f"invalid usage event: {exc}") from exc
+        plain = _fast(data)  # the common shape, by type checks alone (`events/wire_fast.py`)
+        return _checked(data) if plain is None else build_event(plain)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> UsageEvent:
@@ -148,6 +137,10 @@ _FIELDS: tuple[str, ...] = tuple(f.name for f in fields(UsageEvent))
 _SETTERS = tuple(getattr(UsageEvent, name).__set__ for name in _FIELDS)
 _new = object.__new__
 _in_field_order = operator.itemgetter(*_FIELDS)
+_fast = fast_parser(
+    _FIELDS,
+    {f.name: None if f.default is MISSING else f.default for f in fields(UsageEvent)},
+)
 
 
 def build_event(values: tuple[Any, ...]) -> UsageEvent:
@@ -158,6 +151,24 @@ def build_event(values: tuple[Any, ...]) -> UsageEvent:
     for setter, value in zip(_SETTERS, values, strict=True):
         setter(event, value)
     return event
+
+
+def _checked(data: Mapping[str, Any]) -> UsageEvent:
+    """`UsageEvent.from_dict` by the full checker (every shape; says what is wrong)."""
+    if not isinstance(data, Mapping):
+        raise InvalidEventError(f"a usage event must be a JSON object, got {type(data).__name__}")
+    unknown = set(data) - set(_FIELDS)
+    if unknown:
+        raise InvalidEventError(f"unknown usage event field(s): {', '.join(sorted(unknown))}")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if version != SCHEMA_VERSION:
+        raise InvalidEventError(f"unsupported schema_version {version!r}; this llmledger reads 1")
+    try:
+        return _event_from_wire(data)
+    except InvalidEventError:
+        raise
+    except (InvalidUsageError, TypeError, ValueError, InvalidOperation) as exc:
+        raise InvalidEventError(f"invalid usage event: {exc}") from exc
 
 
 def _format_ts(ts: datetime) -> str:
@@ -184,6 +195,7 @@ def _opt_float(data: Mapping[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise InvalidEventError(f"field {name!r} must be a non-negative number or null")
+    check_duration(name, value)  # before float(): a huge int would overflow it
     return float(value)
 
 
@@ -267,9 +279,7 @@ def _event_from_wire(data: Mapping[str, Any]) -> UsageEvent:
         raise InvalidEventError(f"field 'status' must be one of {sorted(STATUSES)}")
     values["status"] = status
     for name in ("duration_ms", "time_to_first_token_ms"):
-        duration = _opt_float(data, name)
-        check_duration(name, duration)
-        values[name] = duration
+        values[name] = _opt_float(data, name)
     values["cost_note"] = _opt_str(data, "cost_note")
     values["partially_priced"] = _bool(data, "partially_priced", False)
     values["stream"] = _bool(data, "stream", False)

@@ -8,14 +8,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
 from llmledger._internal import internal_error
 from llmledger.events.event import UsageEvent
+from llmledger.events.schema import Status
 from llmledger.gateway.app import Gateway, Receive, Refusal, Send
 from llmledger.gateway.enforce import settle
 from llmledger.gateway.meter import Metering
 from llmledger.gateway.relay import response_headers
+from llmledger.gateway.upstream import UpstreamResponse
 from llmledger.gateway.wire import SSEFramer, WireReader, event_data, loads, read_body
 from llmledger.instrumentation.usage import Usage
 
@@ -37,12 +37,12 @@ async def finish(gw: Gateway, meter: Metering, event: UsageEvent) -> None:
 
 
 async def relay_whole(
-    gw: Gateway, meter: Metering, response: aiohttp.ClientResponse, send: Send, t0: float, t_up: float
+    gw: Gateway, meter: Metering, response: UpstreamResponse, send: Send, t0: float, t_up: float
 ) -> None:
     try:
         raw = await response.read()
-    except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-        timeout = isinstance(exc, asyncio.TimeoutError)
+    except OSError as exc:  # TimeoutError is an OSError
+        timeout = isinstance(exc, TimeoutError)
         error_type = "Timeout" if timeout else type(exc).__name__
         await finish(
             gw,
@@ -79,7 +79,7 @@ async def relay_whole(
     await finish(gw, meter, event)  # journaled before this request ends, after the client has it
 
 
-async def _watch(receive: Receive, response: aiohttp.ClientResponse, flag: list[bool]) -> None:
+async def _watch(receive: Receive, response: UpstreamResponse, flag: list[bool]) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -91,7 +91,7 @@ async def _watch(receive: Receive, response: aiohttp.ClientResponse, flag: list[
 async def relay_stream(
     gw: Gateway,
     meter: Metering,
-    response: aiohttp.ClientResponse,
+    response: UpstreamResponse,
     send: Send,
     receive: Receive,
     reader: WireReader,
@@ -108,7 +108,7 @@ async def relay_stream(
     look = reader.event
     error: str | None = None
     try:
-        async for chunk in response.content.iter_any():
+        async for chunk in response:
             if meter.ttft is None:
                 meter.ttft = time.perf_counter()
             events = framer.feed(chunk)
@@ -132,9 +132,9 @@ async def relay_stream(
                 await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
             if gone:
                 break
-    except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+    except OSError as exc:
         if not gone:
-            error = "Timeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+            error = "Timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
     finally:
         watch.cancel()
     if not gone:
@@ -164,7 +164,7 @@ async def _end_stream(
         loop = asyncio.get_running_loop()
         text, chars = reader.text(), reader.chars
         estimated = await loop.run_in_executor(gw.pool, meter.estimate, usage, chars, text)
-        status = "cancelled" if gone else ("error" if error else "ok")
+        status: Status = "cancelled" if gone else ("error" if error else "ok")
         event = meter.event(
             pricer,
             estimated,

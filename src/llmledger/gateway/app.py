@@ -30,16 +30,15 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import aiohttp
 from prometheus_client import CollectorRegistry
 
 from llmledger.engine import Engine
 from llmledger.gateway.metrics import GatewayMetrics
 from llmledger.gateway.provider_errors import error_body
 from llmledger.gateway.recorder import Recorder, journal_dir
-from llmledger.gateway.relay import open_session
 from llmledger.gateway.routes import Router
 from llmledger.gateway.settings import GatewaySettings
+from llmledger.gateway.upstream import UpstreamPool
 from llmledger.server.state import RateLimiter
 from llmledger.storage.keys import ApiKey
 
@@ -112,23 +111,24 @@ class Gateway:
         """Each llmledger key's rate (the server's limiter when mounted: one budget per key)."""
         self.metrics = GatewayMetrics(registry, lambda: float(self.recorder.quarantined))
         self.key_cache_seconds = KEY_CACHE_SECONDS
-        self._session: aiohttp.ClientSession | None = None
+        self._upstream: UpstreamPool | None = None
         self._keys: dict[str, tuple[ApiKey, float]] = {}
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="llmledger-gateway")
         """Where blocking ledger work runs (limit decisions, key look-ups), off the event loop."""
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
+    def upstream(self) -> UpstreamPool:
+        """The upstream connections (opened in the running event loop on first use)."""
+        if self._upstream is None or self._upstream.closed:
             s = self.settings
-            self._session = open_session(self.router.allow, s.connect_timeout, s.read_timeout)
-        return self._session
+            self._upstream = UpstreamPool(self.router.allow, s.connect_timeout, s.read_timeout)
+        return self._upstream
 
     async def aclose(self) -> None:
-        """Close the upstream session and flush the events (the engine stays open)."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the upstream connections and flush the events (the engine stays open)."""
+        if self._upstream is not None:
+            await self._upstream.close()
+            self._upstream = None
         await asyncio.get_running_loop().run_in_executor(self.pool, self.recorder.close)
         self.pool.shutdown(wait=False)
 
@@ -151,8 +151,7 @@ class Gateway:
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one HTTP request (a gateway path, or 404 in the OpenAI format)."""
-        from llmledger.gateway.exchange import exchange, forward_free
-
+        exchange, forward_free = _EXCHANGE or _exchange()
         path: str = scope["path"]
         spec = ENDPOINTS.get(path)
         api = "anthropic" if path.startswith("/anthropic/") else "openai"
@@ -239,6 +238,16 @@ class Gateway:
                 self._keys.clear()
             self._keys[digest] = (key, now + self.key_cache_seconds)
         return key
+
+
+_EXCHANGE: list[Any] = []
+
+
+def _exchange() -> list[Any]:
+    from llmledger.gateway.exchange import exchange, forward_free  # it imports this module
+
+    _EXCHANGE[:] = [exchange, forward_free]
+    return _EXCHANGE
 
 
 _JSON = (b"content-type", b"application/json")

@@ -13,8 +13,6 @@ import json
 import time
 from typing import Any
 
-import aiohttp
-
 from llmledger._internal import internal_error
 from llmledger.errors import AttributionRefused, UpstreamRefused
 from llmledger.gateway.answer import finish, relay_stream, relay_whole
@@ -24,6 +22,7 @@ from llmledger.gateway.enforce import admit, release
 from llmledger.gateway.meter import Metering
 from llmledger.gateway.relay import HOP_BY_HOP, response_headers
 from llmledger.gateway.routes import NoUpstream, Target
+from llmledger.gateway.upstream import UpstreamResponse
 from llmledger.gateway.wire import loads, reader_for
 from llmledger.instrumentation.providers.openai import prepare
 from llmledger.storage.keys import ApiKey
@@ -56,9 +55,12 @@ async def _read(receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _client_side(headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[str, str]], str | None, bool]:
+Headers = list[tuple[bytes, bytes]]
+
+
+def _client_side(headers: Headers) -> tuple[Headers, str | None, bool]:
     """(headers to forward, `X-Ledger-Upstream`, whether a provider key is among them)."""
-    out: list[tuple[str, str]] = []
+    out: Headers = []
     upstream = None
     has_key = False
     for name, value in headers:
@@ -69,51 +71,48 @@ def _client_side(headers: list[tuple[bytes, bytes]]) -> tuple[list[tuple[str, st
                 upstream = value.decode("latin-1").strip()
             continue
         if name in _AUTH:
-            text = value.decode("latin-1")
-            if "llk_" in text:  # a ledger key never goes upstream
+            if b"llk_" in value:  # a ledger key never goes upstream
                 continue
             has_key = True
-        out.append((name.decode("latin-1"), value.decode("latin-1")))
+        out.append((name, value))
     return out, upstream, has_key
 
 
-def _for_target(forwarded: list[tuple[str, str]], target: Target) -> list[tuple[str, str]]:
+def _for_target(forwarded: Headers, target: Target) -> Headers:
     if target.auth is None:
         return forwarded
-    name, value = target.auth
-    kept = [(k, v) for k, v in forwarded if k.encode() not in _AUTH]
-    kept.append((name.decode(), value.decode("latin-1")))
+    kept = [(k, v) for k, v in forwarded if k not in _AUTH]
+    kept.append(target.auth)
     return kept
 
 
 async def _open(
     gw: Gateway,
-    method: str,
+    method: bytes,
     targets: list[Target],
     suffix: str,
     query: bytes,
-    forwarded: list[tuple[str, str]],
+    forwarded: Headers,
     payload: bytes | None,
     on_failure: Any,
-) -> tuple[aiohttp.ClientResponse, Target]:
+) -> tuple[UpstreamResponse, Target]:
     """Send to the first target that answers without a retryable failure (the last one's answer
     is returned whatever it is). `on_failure(target, status, error_type)` records each failure."""
-    session = gw.session
+    upstream = gw.upstream
     last = len(targets) - 1
+    path = suffix.encode() + (b"?" + query if query else b"")
     for i, target in enumerate(targets):
-        url = target.base + suffix + (f"?{query.decode('latin-1')}" if query else "")
         try:
-            response = await session.request(
-                method, url, data=payload, headers=_for_target(forwarded, target), allow_redirects=False
+            response = await upstream.request(
+                method, target.base, path, _for_target(forwarded, target), payload
             )
-        except (aiohttp.ClientConnectorError, asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
-            refused = getattr(exc, "os_error", None)
-            if isinstance(exc, UpstreamRefused) or isinstance(refused, UpstreamRefused):
+        except OSError as exc:  # refused, timed out (TimeoutError is an OSError), unreachable
+            if isinstance(exc, UpstreamRefused):
                 on_failure(target, 403, "UpstreamRefused")
                 if i == last:
-                    raise Refusal(403, str(refused or exc), "upstream_refused") from None
+                    raise Refusal(403, str(exc), "upstream_refused") from None
                 continue
-            timeout = isinstance(exc, asyncio.TimeoutError)
+            timeout = isinstance(exc, TimeoutError)
             on_failure(target, 504 if timeout else 502, "Timeout" if timeout else type(exc).__name__)
             if i == last:
                 if timeout:
@@ -200,7 +199,7 @@ async def _forward(
     send: Send,
     meter: Metering,
     targets: list[Target] | None,
-    forwarded: list[tuple[str, str]],
+    forwarded: Headers,
     raw: bytes,
     t0: float,
 ) -> None:
@@ -232,7 +231,7 @@ async def _forward(
     try:
         response, target = await _open(
             gw,
-            "POST",
+            b"POST",
             targets,
             _SUFFIXES[endpoint],
             scope.get("query_string", b""),
@@ -263,8 +262,8 @@ def _upstream_of(scope: Scope) -> str | None:
     return None
 
 
-def _has_key(forwarded: list[tuple[str, str]]) -> bool:
-    return any(k.encode() in _AUTH for k, _ in forwarded)
+def _has_key(forwarded: Headers) -> bool:
+    return any(k in _AUTH for k, _ in forwarded)
 
 
 async def forward_free(
@@ -304,7 +303,7 @@ async def forward_free(
     except NoUpstream as exc:
         raise Refusal(400, str(exc), "no_upstream") from None
     response, _ = await _open(
-        gw, method, targets, suffix, scope.get("query_string", b""), forwarded, raw, lambda *a: None
+        gw, method.encode(), targets, suffix, scope.get("query_string", b""), forwarded, raw, lambda *a: None
     )
     try:
         body = await response.read()

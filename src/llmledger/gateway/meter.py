@@ -1,7 +1,7 @@
 """One gateway request's metering: what it asked for, what came back, and the event it becomes.
 
-The usage comes from the wire readers (`gateway/wire.py`); pricing is the engine's pricer with the
-same rule as every other door (`pricing/call.py: price_call`), and the event is built here, once.
+The usage comes from the wire readers (`gateway/wire.py`); the event is built by the builder every
+door shares (`sdk/event_builder.py: usage_event`), priced by the engine's pricer.
 No prompt or completion text enters the event: a stream cut short keeps the generated text in
 memory only to estimate its tokens, and the estimate is marked (`estimated=True`).
 """
@@ -19,13 +19,13 @@ import orjson
 from llmledger.attribution.context import Attribution
 from llmledger.errors import InvalidUsageError
 from llmledger.events.checks import check_amount, check_text, check_units
-from llmledger.events.event import UsageEvent, build_event
+from llmledger.events.event import UsageEvent
 from llmledger.events.ids import uuid7
-from llmledger.events.schema import MAX_TOKENS, SCHEMA_VERSION, TEXT_LIMITS
+from llmledger.events.schema import MAX_TOKENS, TEXT_LIMITS, Status
 from llmledger.instrumentation.hosts import normalise_usage
 from llmledger.instrumentation.usage import KEEP_CHARS, Usage
-from llmledger.pricing.call import price_call
 from llmledger.pricing.pricer import Pricer
+from llmledger.sdk.event_builder import usage_event
 from llmledger.sdk.spool import INTERRUPTED
 from llmledger.tokens.estimate import estimate_from_chars, request_text
 
@@ -114,7 +114,7 @@ class Metering:
         usage: Usage | None,
         *,
         complete: bool = True,
-        status: str = "ok",
+        status: Status = "ok",
         error_type: str | None = None,
         unpriced_reason: str | None = None,
     ) -> UsageEvent:
@@ -138,63 +138,29 @@ class Metering:
             tokens, units, tier = usage.tokens, usage.units, usage.service_tier
             request_id, provider_cost, estimated = usage.request_id, usage.provider_cost, usage.estimated
             notes.extend(usage.notes or ())
-        cost: Decimal | None
-        source: Any = None
-        partial = False
-        computed = None
-        reason = unpriced_reason
-        if reason is not None:
-            cost = None
-        else:
-            cost, source, reason, partial, computed = price_call(
-                pricer, self.provider, model, tokens, units, self.wall, tier, provider_cost, notes
-            )
-        who = self.who
-        get = tokens.get
-        event = build_event(
-            (
-                self.event_id,
-                self.wall,
-                self.provider,
-                model[:256],
-                self.requested_model,
-                self.endpoint,
-                tier,
-                get("input_tokens", 0),
-                get("output_tokens", 0),
-                get("cache_read_tokens", 0),
-                get("cache_write_tokens", 0),
-                get("cache_write_1h_tokens", 0),
-                get("reasoning_tokens", 0),
-                get("input_audio_tokens", 0),
-                get("output_audio_tokens", 0),
-                get("cache_audio_read_tokens", 0),
-                get("input_image_tokens", 0),
-                get("output_image_tokens", 0),
-                {k: Decimal(v) for k, v in units.items()} if units else {},
-                cost,
-                source,
-                reason,
-                partial,
-                "; ".join(notes)[:256] if notes else None,
-                computed,
-                duration_ms,
-                ttft_ms,
-                self.stream,
-                complete,
-                status,
-                error_type,
-                request_id[:128] if request_id else None,
-                estimated,
-                who.tenant,
-                who.user,
-                who.org,
-                who.feature,
-                who.agent,
-                who.session,
-                who.tags,
-                SCHEMA_VERSION,
-            )
+        event = usage_event(
+            pricer,
+            self.provider,
+            model[:256],
+            tokens,
+            self.who,
+            self.wall,
+            units={k: Decimal(v) for k, v in units.items()} if units else None,
+            provider_cost=provider_cost,
+            requested_model=self.requested_model,
+            endpoint=self.endpoint,
+            service_tier=tier,
+            duration_ms=duration_ms,
+            time_to_first_token_ms=ttft_ms,
+            stream=self.stream,
+            complete=complete,
+            status=status,
+            error_type=error_type,
+            request_id=request_id[:128] if request_id else None,
+            estimated=estimated,
+            unpriced_reason=unpriced_reason,
+            notes=notes,
+            event_id=self.event_id,
         )
         problem = _problem(event, tokens) if usage is not None else None
         if problem is not None:  # provider data the ledger cannot hold

@@ -19,20 +19,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from llmledger.server.metrics import MetricSet
 
 __all__ = ["GatewayMetrics"]
 
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
-class GatewayMetrics:
+class GatewayMetrics(MetricSet):
     """The gateway's counters (thread-safe; prometheus-client's own locks)."""
 
     def __init__(
         self, registry: CollectorRegistry | None = None, quarantined: Callable[[], float] | None = None
     ):
-        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        super().__init__(registry)
         r = self.registry
         self._calls = Counter(
             "llmledger_gateway_calls",
@@ -81,7 +83,3 @@ class GatewayMetrics:
     def refusal(self, code: str) -> None:
         """The gateway answered a request itself (limit, key, attribution, upstream not allowed)."""
         self._child(self._refusals, code).inc()
-
-    def render(self) -> bytes:
-        """The text exposition format."""
-        return generate_latest(self.registry)

@@ -35,7 +35,8 @@ from llmledger.engine import Engine
 from llmledger.errors import InvalidEventError
 from llmledger.events.event import UsageEvent
 from llmledger.gateway.meter import INTERRUPTED, Metering, begin_line, interrupted_event
-from llmledger.sdk.sink import LedgerSink, Ready, is_transient
+from llmledger.sdk.sink import Ready, acknowledge, store
+from llmledger.sdk.spool import Replayed, replay_orphans
 from llmledger.storage.engine import normalize_url
 from llmledger.transport.journal import Journal, Segment
 from llmledger.transport.writer import BackgroundWriter
@@ -134,85 +135,63 @@ class Recorder:
     def _write(self, batch: Sequence[_Recorded]) -> None:
         rows = [Ready(event, None, (segment, held), None) for event, segment, _, held in batch]
         self._store(rows, [item[2] for item in batch if item[2] is not None])
-        if self.journal is not None:
-            counts: dict[Segment, int] = {}
-            for row in rows:
-                for seg in row.journaled:
-                    if seg is not None:
-                        counts[seg] = counts.get(seg, 0) + 1
-            self.journal.done_all(counts)
+        acknowledge(self.journal, rows)
         enforcer = self.engine.enforcer
         for row in rows:  # estimate-mode limits learn their averages from written events
             if row.problem is None:
                 enforcer.learn(row.event)
 
     def _store(self, rows: list[Ready], releases: list[str]) -> None:
-        """Write `rows` in one transaction; if the ledger refuses them for a reason of the data
-        (not the database being unavailable: that is retried), find the rows at fault and keep
-        them in the quarantine, so that nothing valid is lost because of a bad neighbour."""
-        ledger = self.engine.ledger
-        try:
-            alerts = ledger.write([r.event for r in rows], releases)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            alerts = LedgerSink._isolate(ledger, rows)  # marks the rows at fault, writes the others
-            bad = LedgerSink._quarantine(rows)
-            try:
-                ledger.write([], releases, bad)
-            except Exception as again:
-                if is_transient(again):
-                    raise
-                log.error("llmledger gateway: quarantining failed (%s); rows dropped", again)
-                ledger.write([], releases)
+        """Write `rows` in one transaction, the rows at fault (if the ledger refuses some) kept in
+        the quarantine: the SDK writer's rule (`sdk/sink.py: store`)."""
+        alerts = store(self.engine.ledger, rows, releases)
+        bad = [row.problem for row in rows if row.problem is not None]
+        if bad:
             self.quarantined += len(bad)
             log.warning(
                 "llmledger gateway: %d event(s) quarantined (see `llmledger quarantine list`): %s",
                 len(bad),
-                bad[0][1] if bad else "",
+                bad[0],
             )
         if alerts:  # thresholds the committed spend crossed, announced once written
             self.engine.enforcer.announce(alerts)
 
-    def _write_all(self, events: list[UsageEvent], releases: list[str]) -> None:
-        self._store([Ready(event, None, (), None) for event in events], releases)
-
     def _replay(self) -> None:
+        """Write what dead gateways left in the journal (the SDK's replay loop: a ledger fault
+        leaves their files for the next start)."""
         assert self.journal is not None
-        pricer = self.engine.pricer
-        for orphan in self.journal.orphans():
-            events, releases, begun = [], [], {}
-            for line in orphan.records():
-                kind = line[:1]
+        replay_orphans(None, self.journal, self._deliver, read=self._read)
+
+    def _read(self, records: Sequence[bytes]) -> Replayed:
+        """A dead gateway's journal lines as events (see the module docstring)."""
+        out = Replayed()
+        begun: dict[str, list[Any]] = {}
+        for line in records:
+            kind = line[:1]
+            try:
+                if kind == b"B":  # a call the dead gateway had started
+                    fields = orjson.loads(line[1:])
+                    begun[fields[0]] = fields
+                    if fields[6]:
+                        out.releases.append(fields[6])
+                elif kind == b"R":  # a reservation journaled by the previous version
+                    out.releases.append(line[1:].decode("ascii", "replace"))
+                else:
+                    out.events.append(decode(line))
+            except (InvalidEventError, ValueError, TypeError, IndexError) as exc:
+                log.warning("llmledger gateway: an unreadable journal line was skipped: %s", exc)
+        ended = {event.event_id for event in out.events}
+        for event_id, fields in begun.items():
+            if event_id not in ended:  # written already if its event was committed: same id
                 try:
-                    if kind == b"B":  # a call the dead gateway had started
-                        fields = orjson.loads(line[1:])
-                        begun[fields[0]] = fields
-                        if fields[6]:
-                            releases.append(fields[6])
-                    elif kind == b"R":  # a reservation journaled by the previous version
-                        releases.append(line[1:].decode("ascii", "replace"))
-                    else:
-                        events.append(decode(line))
-                except (InvalidEventError, ValueError, TypeError, IndexError) as exc:
-                    log.warning("llmledger gateway: an unreadable journal line was skipped: %s", exc)
-            ended = {event.event_id for event in events}
-            interrupted = 0
-            for event_id, fields in begun.items():
-                if event_id not in ended:  # written already if its event was committed: same id
-                    try:
-                        events.append(interrupted_event(pricer, fields))
-                        interrupted += 1
-                    except Exception as exc:
-                        log.warning("llmledger gateway: a journaled call start was skipped: %s", exc)
-            if events or releases:
-                self._write_all(events, releases)
-                log.info(
-                    "llmledger gateway: %d event(s) of a stopped gateway written (%d interrupted)",
-                    len(events),
-                    interrupted,
-                )
-            orphan.remove()
+                    out.events.append(interrupted_event(self.engine.pricer, fields))
+                    out.interrupted += 1
+                except Exception as exc:
+                    log.warning("llmledger gateway: a journaled call start was skipped: %s", exc)
+        return out
+
+    def _deliver(self, found: Replayed) -> None:
+        self._store([Ready(event, None, (), None) for event in found.events], found.releases)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Write everything recorded so far; False when `timeout` ran out first."""

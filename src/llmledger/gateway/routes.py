@@ -38,6 +38,8 @@ class Target:
 
 def _auth(route: RouteConfig, api: str, secret: str) -> tuple[bytes, bytes]:
     kind = route.auth or ("x-api-key" if api == "anthropic" else "bearer")
+    if any(c in secret for c in "\r\n\0"):  # it is written into the request's head as it is
+        raise ConfigError(f"route for {route.model!r}: the key holds a line break or a NUL")
     if kind == "bearer":
         return b"authorization", f"Bearer {secret}".encode("latin-1")
     return kind.encode(), secret.encode("latin-1")
@@ -51,6 +53,8 @@ class Router:
         self.allow = AllowList(settings.allow_upstreams)
         self.providers = {k.rstrip("/"): v for k, v in settings.providers.items()}
         self.routes: list[tuple[str, str, Target]] = []  # (api, model glob, target)
+        self._named: dict[tuple[str, str], tuple[int, list[Target]]] = {}
+        """(api, a client's upstream) -> (allow-list size when checked, its target)."""
         for route in settings.routes:
             self.allow.add(route.upstream)  # an operator's route is an operator's allow-list entry
             api = route.api or ("anthropic" if "api.anthropic.com" in route.upstream else "openai")
@@ -92,9 +96,16 @@ class Router:
         `X-Ledger-Upstream`; `has_key`: the client sent a provider key. Raises `UpstreamRefused`
         for an upstream off the allow-list, `NoUpstream` when there is nowhere to send it."""
         if upstream is not None:
+            known = self._named.get((api, upstream))
+            if known is not None and known[0] == len(self.allow.entries):
+                return known[1]
             self.allow.check(upstream)
             base = upstream.rstrip("/")
-            return [Target(base, self._provider(base, api), self._asks(base))]
+            found = [Target(base, self._provider(base, api), self._asks(base))]
+            if len(self._named) >= 1024:
+                self._named.clear()
+            self._named[(api, upstream)] = (len(self.allow.entries), found)  # until the list changes
+            return found
         if model is not None:
             found = [t for a, glob, t in self.routes if a == api and fnmatch.fnmatchcase(model, glob)]
             if found:

@@ -20,7 +20,7 @@ from llmledger._internal import internal_error
 from llmledger.attribution.context import Attribution
 from llmledger.errors import LimitExceeded, LimitUndecided
 from llmledger.events.event import UsageEvent
-from llmledger.events.ids import uuid7
+from llmledger.events.ids import IdStream, uuid7
 from llmledger.instrumentation.usage import KEEP_CHARS, Usage
 from llmledger.limit.model import scope_of_call
 from llmledger.sdk import runtime as _rt
@@ -68,6 +68,7 @@ class Call:
         "estimate",
         "event_id",
         "held",
+        "ids",
         "journaled",
         "outcome",
         "provider",
@@ -76,6 +77,7 @@ class Call:
         "requested_model",
         "reservation",
         "runtime",
+        "seq",
         "t0",
         "ttft",
         "usage",
@@ -100,6 +102,10 @@ class Call:
         self.wall_us = time.time_ns() // 1000
         self.t0 = time.perf_counter()
         self.event_id: str | None = None
+        """Fixed on the writer thread (`event()`): derived from `ids` and `seq`."""
+        self.ids: IdStream | None = None
+        self.seq = 0
+        """This call's number in `ids` (0: none taken), written in its journal records."""
         self.journaled: Any = None  # the journal segment of this call's start record
         self.ttft: float | None = None
         self.reader: StreamReader | None = None
@@ -276,9 +282,13 @@ class Call:
         assert self.runtime is not None and self.usage is not None
         if self.estimate is not None:  # counted here, with the tokenizer (the journal has no text)
             self._count_estimate(self.usage)
+        event_id = self.event_id
+        if event_id is None:
+            ids = self.ids
+            event_id = self.event_id = uuid7() if ids is None else ids.id_at(self.wall_us, self.seq)
         return call_event(
             self.runtime,
-            self.event_id or uuid7(),
+            event_id,
             self.wall_us,
             self.provider,
             self.endpoint,
@@ -306,6 +316,8 @@ def gate(call: Call) -> str | None:
         scope = scope_of_call(
             who, call.requested_model, call.provider, requested=call.requested_model, admitting=True
         )
+        if not enforcer.applies(scope):  # no limit matches this call: no id, no record, no transaction
+            return None
         # The reservation is journaled under its id before it exists: a process killed at any
         # instant between the commit and the call's start record still has it released on replay.
         rid = uuid7()

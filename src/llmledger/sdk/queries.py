@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from llmledger.storage.ledger import Ledger
     from llmledger.storage.queries import UsageRow
 
-__all__ = ["events", "flush", "spend", "usage"]
+__all__ = ["MAX_LIMIT", "events", "flush", "spend", "usage"]
+
+MAX_LIMIT = 2**62
+"""The largest `limit` a query takes (the stores hold 64-bit integers)."""
 
 
 def flush(timeout: float | None = 30.0) -> bool:
@@ -62,8 +65,10 @@ def events(
     session, status, ... (a value or a list of values) and `tags={"plan": "free"}`.
     `since` / `until`: a datetime, a date, a timedelta or a duration such as `"30d"`. Pending events
     are written first (`flush`); `StaleReadError` if they cannot be within `flush_timeout` seconds."""
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InvalidQueryError(f"limit must be a positive int or None, got {limit!r}")
+    if limit is not None and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT
+    ):
+        raise InvalidQueryError(f"limit must be an int from 1 to {MAX_LIMIT} or None, got {limit!r}")
     return list(_read_ledger(flush, flush_timeout).events(filters, *_window(since, until), limit))
 
 

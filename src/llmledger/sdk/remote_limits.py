@@ -131,6 +131,10 @@ class RemoteEnforcer:
         finally:
             self._refreshing = False
 
+    def applies(self, scope: Mapping[str, str | None]) -> bool:
+        """`Enforcer.applies`: whether a call of `scope` may need a reservation."""
+        return self._may_apply(scope)
+
     def _may_apply(self, scope: Mapping[str, str | None]) -> bool:
         """Whether any known limit could apply to `scope`. A scope naming no tenant may still be
         one tenant's on the server (a tenant-bound key fills it in), so it matches any tenant."""

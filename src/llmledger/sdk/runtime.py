@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from llmledger._internal import internal_error, internal_error_count
 from llmledger.errors import ConfigError
 from llmledger.events.event import UsageEvent
-from llmledger.events.ids import uuid7
+from llmledger.events.ids import IdStream
 from llmledger.identity import forget_learned
 from llmledger.sdk import journals, spool
 from llmledger.sdk.announce import Announcer, debug_line
@@ -73,6 +73,8 @@ class Runtime:
         self._enforcer: Enforcer | None = None
         self.announcer = Announcer(config)
         self.deferred = 0
+        self.ids = IdStream()
+        """The ids of calls metered without a journal (with one: the journal's)."""
         self.remote: Remote | None = None
         journaled = config.enabled and config.journal
         self.journal: Journal | None
@@ -122,12 +124,17 @@ class Runtime:
     # -- the journal ------------------------------------------------------------------------------
 
     def begin(self, call: Call) -> None:
-        """Journal the start of a call about to be sent (the caller's thread; one `write`)."""
+        """Journal the start of a call about to be sent (the caller's thread: a sequence number and
+        one memory copy; the event id is derived from them later, on the writer thread)."""
         call.runtime = self
-        call.event_id = event_id = uuid7()
         journal = self.journal
-        if journal is not None:
-            call.journaled = journal.append(spool.begin_record(call, event_id, call.wall_us))
+        if journal is None:
+            call.ids = ids = self.ids
+            call.seq = ids.next()
+        else:
+            call.ids = ids = journal.ids
+            call.seq = seq = ids.next()
+            call.journaled = journal.append(spool.begin_record(call, seq, call.wall_us))
 
     @property
     def enforcer(self) -> Enforcer:
@@ -233,6 +240,7 @@ class Runtime:
         self._unpriced_lock = threading.Lock()
         self.announcer.after_fork()
         self._enforcer = None
+        self.ids = IdStream()  # never the parent's numbers
         pricer: Any = self.pricer
         for owner in (pricer, getattr(pricer, "_catalog", None)):
             if owner is not None and hasattr(owner, "_lock"):

@@ -20,14 +20,14 @@ from llmledger._internal import internal_error
 from llmledger.events.checks import event_problem
 from llmledger.events.event import UsageEvent
 from llmledger.sdk import spool
-from llmledger.transport.journal import Segment
+from llmledger.transport.journal import Journal, Segment
 from llmledger.transport.writer import describe_error
 
 if TYPE_CHECKING:
     from llmledger.sdk.runtime import Runtime
     from llmledger.storage.ledger import Ledger
 
-__all__ = ["LedgerSink", "Ready", "Tracked", "is_transient"]
+__all__ = ["LedgerSink", "Ready", "Tracked", "acknowledge", "is_transient", "store"]
 
 log = logging.getLogger("llmledger")
 
@@ -70,6 +70,42 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, OSError))
 
 
+def store(ledger: Ledger, rows: list[Ready], releases: list[str]) -> list[Any]:
+    """Write the events of `rows` in one transaction, with the rows that have a `problem` into the
+    quarantine and the reservations in `releases` dropped; returns the alerts the write fired.
+
+    If the ledger refuses them for a reason of the data (not the database being unavailable: that
+    raises, for the writer to retry the batch), the rows at fault are found (their `problem` set)
+    and quarantined, so that nothing valid is lost because of a bad neighbour. Shared by every
+    writer of the ledger (the SDK's runtime, the gateway's recorder)."""
+    good = [r for r in rows if r.problem is None]
+    try:
+        return ledger.write([r.event for r in good], releases, LedgerSink._quarantine(rows))
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+    alerts = LedgerSink._isolate(ledger, good)  # marks the rows at fault; writes the others
+    try:
+        ledger.write([], releases, LedgerSink._quarantine(rows))
+    except Exception as again:
+        if is_transient(again):
+            raise
+        log.error("llmledger: quarantining failed (%s); rows dropped", describe_error(again))
+        ledger.write([], releases)
+    return alerts
+
+
+def acknowledge(journal: Journal | None, rows: Sequence[Ready]) -> None:
+    """The rows are committed (or delivered): acknowledge their journal records."""
+    if journal is not None:
+        counts: dict[Segment, int] = {}
+        for row in rows:
+            for segment in row.journaled:
+                if segment is not None:
+                    counts[segment] = counts.get(segment, 0) + 1
+        journal.done_all(counts)
+
+
 class LedgerSink:
     """The `BackgroundWriter` sink of a runtime (runs on the writer thread only)."""
 
@@ -99,14 +135,7 @@ class LedgerSink:
 
     def _acknowledge(self, rows: list[Ready]) -> None:
         """The batch is committed (or delivered): acknowledge its journal records."""
-        journal = self.runtime.journal
-        if journal is not None:
-            counts: dict[Segment, int] = {}
-            for row in rows:
-                for segment in row.journaled:
-                    if segment is not None:
-                        counts[segment] = counts.get(segment, 0) + 1
-            journal.done_all(counts)
+        acknowledge(self.runtime.journal, rows)
 
     def _ready(self, item: Any) -> Ready:
         reservation = getattr(item, "reservation", None)
@@ -126,27 +155,17 @@ class LedgerSink:
         return Ready(event, reservation, segments, event_problem(event))
 
     def _store(self, ledger: Ledger, rows: list[Ready]) -> None:
-        good = [r for r in rows if r.problem is None]
         releases = [r.reservation for r in rows if r.reservation is not None]
         if self._full:  # the last write found the disk full: give the WAL's space back first
             with contextlib.suppress(Exception):
                 ledger.checkpoint()
-        alerts: list[Any] = []
         try:
-            alerts = ledger.write([r.event for r in good], releases, self._quarantine(rows))
+            alerts = store(ledger, rows, releases)
             self._full = False
         except Exception as exc:
             if is_transient(exc):
                 self._full = "full" in str(exc)
-                raise
-            alerts = self._isolate(ledger, good)  # marks the rows at fault; writes the others
-            try:
-                ledger.write([], releases, self._quarantine(rows))
-            except Exception as again:
-                if is_transient(again):
-                    raise
-                log.error("llmledger: quarantining failed (%s); rows dropped", describe_error(again))
-                ledger.write([], releases)
+            raise
         if alerts:  # thresholds the committed spend crossed (issue 8 part 5): announce once written
             self.runtime.enforcer.announce(alerts)
         bad = sum(1 for r in rows if r.problem is not None)

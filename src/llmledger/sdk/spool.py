@@ -3,9 +3,12 @@
 Three kinds of record, each one JSON array on one line after a one-letter kind:
 
 - `B` — a metered call is about to be sent (written on the caller's thread before the request):
-  `[event_id, wall_us, provider, endpoint, requested_model, attribution, reservation_id]`.
+  `[seq, wall_us, provider, endpoint, requested_model, attribution, reservation_id]`. `seq` is the
+  call's number in its journal's `IdStream`: the event id is derived from it, the start time and
+  the journal's owner (`IdStream.id_at`), by the live writer and by a replay alike. (Records of
+  earlier versions carry the event id itself, a string, in its place: still read.)
 - `E` — that call finished (written before the metered call returns):
-  `[event_id, model, tokens, units, provider_cost, service_tier, duration_s, ttft_s, complete,
+  `[seq, model, tokens, units, provider_cost, service_tier, duration_s, ttft_s, complete,
   stream, status, error_type, unpriced_reason, request_id, estimated, total, notes]`.
 - `T` — a finished event from `track()`: `[event wire form (UsageEvent.to_dict), reservation_id]`.
 - `R` — a reservation held by `guard()` around a call the application makes itself:
@@ -33,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from llmledger._internal import internal_error
 from llmledger.attribution.context import EMPTY, Attribution
 from llmledger.events.event import UsageEvent
+from llmledger.events.ids import IdStream
 from llmledger.transport.journal import Journal, Segment
 
 if TYPE_CHECKING:
@@ -103,13 +107,13 @@ def _q(text: str | None) -> str:
     return out
 
 
-def begin_record(call: Call, event_id: str, wall_us: int) -> bytes:
+def begin_record(call: Call, seq: int, wall_us: int) -> bytes:
     """The `B` record of a call about to be sent (the caller's thread: one format, no encoder)."""
     reservation = call.reservation
     held = "null" if reservation is None else _dumps(reservation)
     who = _who_json(call.who)
     return (
-        f'B["{event_id}",{wall_us},{_q(call.provider)},{_q(call.endpoint)},{_q(call.requested_model)},'
+        f"B[{seq:d},{wall_us:d},{_q(call.provider)},{_q(call.endpoint)},{_q(call.requested_model)},"
         f"{who},{held}]"
     ).encode()
 
@@ -120,7 +124,7 @@ def end_fields(call: Call) -> list[Any]:
     assert usage is not None and call.outcome is not None
     complete, stream, status, error_type, provider_cost, unpriced_reason = call.outcome
     return [
-        call.event_id,
+        call.seq or call.event_id,  # what its `B` record starts with
         usage.model,
         usage.tokens,
         usage.units or None,
@@ -167,8 +171,9 @@ def end_record_of(call: Call) -> bytes:
     ):
         return end_record(end_fields(call))
     tokens = ",".join([f"{_q(k)}:{int(v)}" for k, v in usage.tokens.items()])
+    seq = call.seq
     return (
-        f'E["{call.event_id}",{_s(usage.model)},{{{tokens}}},null,'
+        f"E[{seq if seq else _s(call.event_id)},{_s(usage.model)},{{{tokens}}},null,"
         f"{'null' if cost is None else _esc(str(cost))},{_s(usage.service_tier)},{duration!r},"
         f"{'null' if ttft is None else repr(ttft - call.t0)},{'true' if complete else 'false'},"
         f"{'true' if stream else 'false'},{_esc(status)},{_s(error_type)},{_s(unpriced_reason)},"
@@ -224,12 +229,14 @@ class Replayed:
         self.interrupted = 0
 
 
-def events_of(runtime: Runtime, records: Sequence[bytes]) -> Replayed:
-    """Turn a dead process's records into events (see the module docstring). Never raises: a
+def events_of(runtime: Runtime, records: Sequence[bytes], owner: str | None = None) -> Replayed:
+    """Turn a dead process's records into events (see the module docstring). `owner`: the journal
+    owner that wrote them (its files' name), whose `IdStream` numbered the calls. Never raises: a
     record that cannot be read is returned in `bad` with the reason."""
     out = Replayed()
-    begins: dict[str, list[Any]] = {}
-    ends: dict[str, list[Any]] = {}
+    ids = IdStream(owner) if owner is not None else None
+    begins: dict[Any, list[Any]] = {}
+    ends: dict[Any, list[Any]] = {}
     for line in records:
         try:
             kind, data = line[:1], json.loads(line[1:])
@@ -247,10 +254,10 @@ def events_of(runtime: Runtime, records: Sequence[bytes]) -> Replayed:
                 raise ValueError(f"unknown record kind {kind!r}")
         except Exception as exc:
             out.bad.append((line, f"{type(exc).__name__}: {exc}"))
-    for event_id, begin in begins.items():
-        end = ends.get(event_id)
+    for key, begin in begins.items():
+        end = ends.get(key)
         try:
-            out.events.append(_call_event(runtime, begin, end))
+            out.events.append(_call_event(runtime, begin, end, ids))
             if end is None:
                 out.interrupted += 1
         except Exception as exc:
@@ -268,8 +275,16 @@ def _attribution(raw: Any) -> Attribution:
     return Attribution(tenant, user, org, feature, agent, session, dict(tags or {}))
 
 
-def _call_event(runtime: Runtime, begin: list[Any], end: list[Any] | None) -> UsageEvent:
-    event_id, wall_us, provider, endpoint, requested_model, who_raw, _reservation = begin
+def _call_event(
+    runtime: Runtime, begin: list[Any], end: list[Any] | None, ids: IdStream | None
+) -> UsageEvent:
+    key, wall_us, provider, endpoint, requested_model, who_raw, _reservation = begin
+    if isinstance(key, str):  # an event id (a record of an earlier version)
+        event_id = key
+    elif key.__class__ is int and ids is not None:
+        event_id = ids.id_at(wall_us, key)
+    else:
+        raise ValueError(f"a start record without an event id or a sequence number: {key!r}")
     return call_event(
         runtime, event_id, wall_us, provider, endpoint, requested_model, _attribution(who_raw), end
     )
@@ -367,11 +382,12 @@ def _tracked(data: list[Any]) -> UsageEvent:
 
 
 def replay_orphans(
-    runtime: Runtime,
+    runtime: Runtime | None,
     journal: Journal,
     deliver: Callable[[Replayed], None],
     *,
     unreachable: tuple[type[BaseException], ...] = (),
+    read: Callable[[Sequence[bytes]], Replayed] | None = None,
 ) -> int:
     """Replay what dead processes left in `journal`: for each dead owner, `deliver` its records'
     `Replayed` (events to store or send, reservations to release, unreadable records), then
@@ -380,13 +396,19 @@ def replay_orphans(
     The one replay loop of every sink (the ledger's, remote mode's). Replay is idempotent by
     `event_id`, so a `deliver` that fails half-way is simply retried: its owner's files are kept
     (unlocked) for the next attempt. A failure of a kind in `unreachable` (the destination is down)
-    stops the whole pass; any other failure skips that owner only.
+    stops the whole pass; any other failure skips that owner only. `read`: how a journal of
+    another format becomes a `Replayed` (the gateway's; default `events_of(runtime, ...)`).
     """
     recovered = 0
     try:
         for orphan in journal.orphans():
             try:
-                found = events_of(runtime, orphan.records())
+                records = orphan.records()
+                if read is not None:
+                    found = read(records)
+                else:
+                    assert runtime is not None
+                    found = events_of(runtime, records, orphan.owner)
                 deliver(found)
             except unreachable:
                 orphan.release()  # every file waits for the next attempt

@@ -16,7 +16,6 @@ from typing import Any
 
 from llmledger._internal import internal_error
 from llmledger.attribution.context import (  # the ContextVar itself: hot path
-    Attribution,
     _current,
     make_attribution,
 )
@@ -30,11 +29,11 @@ from llmledger.events.checks import (
     check_tokens,
     check_units,
 )
-from llmledger.events.event import UsageEvent, build_event
-from llmledger.events.ids import uuid7
-from llmledger.events.schema import MAX_TEXT, SCHEMA_VERSION, STATUSES, TEXT_LIMITS, TOKEN_FIELDS, Status
-from llmledger.pricing.call import PRICE_KEYS, price_call
+from llmledger.events.event import UsageEvent
+from llmledger.events.schema import MAX_TEXT, STATUSES, TEXT_LIMITS, TOKEN_FIELDS, Status
+from llmledger.pricing.call import PRICE_KEYS
 from llmledger.sdk import runtime as _rt
+from llmledger.sdk.event_builder import build_usage_event
 
 __all__ = ["UsageTracker", "build_usage_event", "track", "track_usage"]
 
@@ -234,105 +233,6 @@ def track(
     except Exception as exc:
         internal_error(exc, "recording")
     return event
-
-
-def build_usage_event(
-    runtime: _rt.Runtime,
-    provider: str,
-    model: str,
-    tokens: Mapping[str, int],
-    who: Attribution,
-    timestamp: datetime,
-    *,
-    units: Mapping[str, int | Decimal] | None = None,
-    provider_cost: Decimal | None = None,
-    manual_cost: Decimal | None = None,
-    requested_model: str | None = None,
-    endpoint: str | None = None,
-    service_tier: str | None = None,
-    duration_ms: float | None = None,
-    time_to_first_token_ms: float | None = None,
-    stream: bool = False,
-    complete: bool = True,
-    status: Status = "ok",
-    error_type: str | None = None,
-    request_id: str | None = None,
-    estimated: bool = False,
-    unpriced_reason: str | None = None,
-    notes: list[str] | None = None,
-    event_id: str | None = None,
-) -> UsageEvent:
-    """Price already-valid usage and build its event (shared by `track()` and the instrumentation).
-
-    Not public: it trusts its input. `tokens` maps event token fields to counts (missing means 0);
-    `who` is the call's attribution, laid over the `init()` defaults here. `unpriced_reason` forces an
-    unpriced event (for calls whose usage could not be known). `notes` (normalised usage, from the
-    instrumentation) go into the event's `cost_note`. `event_id`: the id fixed when the call was
-    journaled (a new UUIDv7 when None).
-    """
-    who = runtime.config.defaults.merged(who)
-    source: Any
-    cost: Decimal | None
-    reason: str | None = None
-    partial = False
-    computed: Decimal | None = None
-    notes = list(notes) if notes else []
-    if unpriced_reason is not None:
-        cost, source, reason = None, None, unpriced_reason
-    elif manual_cost is not None and provider_cost is None:
-        cost, source = manual_cost, "manual"
-    else:
-        cost, source, reason, partial, computed = price_call(
-            runtime.pricer, provider, model, tokens, units, timestamp, service_tier, provider_cost, notes
-        )
-    if notes and any(n.startswith("usage ") for n in notes):
-        runtime.pricer.noted("usage_normalised", f"{provider}/{model}", notes[0])
-    get = tokens.get
-    return build_event(
-        (
-            uuid7() if event_id is None else event_id,
-            timestamp,
-            provider,
-            model,
-            requested_model,
-            endpoint,
-            service_tier,
-            get("input_tokens", 0),
-            get("output_tokens", 0),
-            get("cache_read_tokens", 0),
-            get("cache_write_tokens", 0),
-            get("cache_write_1h_tokens", 0),
-            get("reasoning_tokens", 0),
-            get("input_audio_tokens", 0),
-            get("output_audio_tokens", 0),
-            get("cache_audio_read_tokens", 0),
-            get("input_image_tokens", 0),
-            get("output_image_tokens", 0),
-            dict(units) if units else {},
-            cost,
-            source,
-            reason,
-            partial,
-            "; ".join(notes) if notes else None,
-            computed,
-            duration_ms,
-            time_to_first_token_ms,
-            stream,
-            complete,
-            status,
-            error_type,
-            request_id,
-            estimated,
-            who.tenant,
-            who.user,
-            who.org,
-            who.feature,
-            who.agent,
-            who.session,
-            who.tags,
-            SCHEMA_VERSION,
-        )
-    )
 
 
 class UsageTracker:

@@ -19,7 +19,7 @@ from llmledger.storage.queries import SUM_COLUMNS, UsageRow, same_models, where_
 from llmledger.storage.rollups import DAY_US
 from llmledger.storage.rows import from_us, to_us
 from llmledger.storage.tables import alerts, rollups
-from llmledger.storage.usage import model_pairs, usage_rows
+from llmledger.storage.usage import Acc, add_acc, grouped, model_pairs, span_totals, to_usage_rows
 
 __all__ = ["STACKS", "alerts_since", "bucket_for", "overview", "subject_parts", "unpriced_models"]
 
@@ -58,14 +58,8 @@ class _Reader:
         self.filters = same_models(self.conn, filters, pairs=model_pairs(self.conn))
         where_clause(self.filters, None, None)  # raises InvalidQueryError for a bad filter
 
-    def rows(
-        self, keys: Sequence[str], since: datetime | None, until: datetime | None
-    ) -> tuple[list[UsageRow], dict[tuple[Any, ...], int]]:
-        return usage_rows(self.conn, keys, self.filters, since, until)
-
-    def total(self, since: datetime | None, until: datetime | None) -> Decimal:
-        found, _ = self.rows((), since, until)
-        return found[0].cost_usd if found else Decimal(0)
+    def grouped(self, keys: Sequence[str], since: datetime, until: datetime) -> dict[tuple[Any, ...], Acc]:
+        return grouped(self.conn, keys, self.filters, since, until, True)
 
     def close(self) -> None:
         self.conn.close()
@@ -81,14 +75,15 @@ def whole_hours(since: datetime, until: datetime) -> tuple[datetime, datetime]:
     return start, end
 
 
-def _kpis(reader: _Reader, now: datetime) -> dict[str, Any]:
+def _periods(now: datetime) -> dict[str, tuple[tuple[datetime, datetime], tuple[datetime, datetime]]]:
+    """Today, month to date and the last 30 days, each with the period before it."""
     day = now.replace(hour=0, minute=0, second=0, microsecond=0)
     # periods end with the current hour (what the ledger holds of it is "up to now")
     now = whole_hours(now, now)[1]
     month = day.replace(day=1)
     previous_month = (month - timedelta(days=1)).replace(day=1)
     into_month = now - month
-    periods = {
+    return {
         "today": ((day, now), (day - timedelta(days=1), now - timedelta(days=1))),
         "month_to_date": ((month, now), (previous_month, min(previous_month + into_month, month))),
         "last_30_days": (
@@ -96,9 +91,12 @@ def _kpis(reader: _Reader, now: datetime) -> dict[str, Any]:
             (now - timedelta(days=60), now - timedelta(days=30)),
         ),
     }
+
+
+def _kpis(periods: Mapping[str, Any], totals: Sequence[Acc]) -> dict[str, Any]:
     out = {}
-    for name, ((a, b), (c, d)) in periods.items():
-        spend, before = reader.total(a, b), reader.total(c, d)
+    for i, (name, ((a, _), (c, d))) in enumerate(periods.items()):
+        spend, before = totals[2 * i][-1] or Decimal(0), totals[2 * i + 1][-1] or Decimal(0)
         out[name] = {
             "spend_usd": _money(spend),
             "previous_usd": _money(before),
@@ -122,8 +120,7 @@ def _row(row: UsageRow, key: str | None = None) -> dict[str, Any]:
     return out
 
 
-def _series(reader: _Reader, bucket: str, stack: str, since: datetime, until: datetime) -> dict[str, Any]:
-    found, _ = reader.rows((bucket, stack), since, until)
+def _series(found: Sequence[UsageRow], bucket: str, stack: str) -> dict[str, Any]:
     totals: dict[str | None, Decimal] = {}
     for r in found:
         name = r.group[stack]
@@ -152,6 +149,18 @@ def _series(reader: _Reader, bucket: str, stack: str, since: datetime, until: da
     }
 
 
+def _fold(by_bucket: Mapping[tuple[Any, ...], Acc]) -> dict[tuple[Any, ...], Acc]:
+    """(bucket, value) groups summed over the buckets: value -> measures."""
+    out: dict[tuple[Any, ...], Acc] = {}
+    for (_, value), acc in by_bucket.items():
+        have = out.get((value,))
+        if have is None:
+            out[(value,)] = list(acc)
+        else:
+            add_acc(have, acc)
+    return out
+
+
 def overview(
     engine: Engine,
     filters: Mapping[str, Any],
@@ -177,22 +186,30 @@ def overview(
     bucket = bucket or bucket_for(since, until)
     reader = _Reader(engine, filters)
     try:
-        found, estimated = reader.rows((), since, until)
-        total = found[0] if found else None
+        # one rollup query for every period's total (rows by bucket, summed per period here), one
+        # for the series (whose stack's top list it also gives), one per other top list
+        periods = _periods(now)
+        spans = [span for pair in periods.values() for span in pair] + [(since, until)]
+        totals = span_totals(reader.conn, reader.filters, [(to_us(a), to_us(b)) for a, b in spans])
+        by_bucket = reader.grouped((bucket, stack), since, until)
+        series, _ = to_usage_rows((bucket, stack), by_bucket)
+        whole, estimated = to_usage_rows((), {(): totals[-1]} if totals[-1][0] else {})
+        total = whole[0] if whole else None
         out: dict[str, Any] = {
             "since": since.isoformat(),
             "until": until.isoformat(),
-            "kpis": _kpis(reader, now),
+            "kpis": _kpis(periods, totals),
             "totals": {
                 **(_row(total) if total else _row(_EMPTY)),
                 "estimated": estimated.get((), 0),
                 "error_rate": f"{total.errors / total.requests:.4f}" if total else "0",
             },
-            "series": _series(reader, bucket, stack, since, until),
+            "series": _series(series, bucket, stack),
             "top": {},
         }
         for key in ("tenant", "user", "feature", "model"):
-            top, _ = reader.rows((key,), since, until)
+            found = _fold(by_bucket) if key == stack else reader.grouped((key,), since, until)
+            top, _ = to_usage_rows((key,), found)
             out["top"][key] = [_row(r, key) for r in top[:_TOP]]
         return out
     finally:

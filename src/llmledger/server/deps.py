@@ -8,10 +8,11 @@ which); a key without the scope gets 403; a key over its rate gets 429 with `Ret
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
 
 from llmledger.server.session import session_key
 from llmledger.server.state import ServerState
@@ -26,7 +27,9 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_state(request: Request) -> ServerState:
+async def get_state(request: Request) -> ServerState:
+    # `async`: FastAPI runs a plain `def` dependency in a worker thread, a round trip that cost
+    # more than a whole reservation decision
     state: ServerState = request.app.state.ledger
     return state
 
@@ -34,17 +37,22 @@ def get_state(request: Request) -> ServerState:
 State = Annotated[ServerState, Depends(get_state)]
 
 
-def requires(scope: str) -> Callable[[Request], ApiKey]:
-    """A dependency that returns the calling key when it may act with `scope`."""
+def requires(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
+    """A dependency that returns the calling key when it may act with `scope`. A key verified
+    in the last few seconds is found in the event loop; anything else (a new, unknown or wrong key,
+    a session) is looked up in a worker thread."""
 
-    def dependency(request: Request) -> ApiKey:
-        state = get_state(request)
+    async def dependency(request: Request) -> ApiKey:
+        state: ServerState = request.app.state.ledger
         header = request.headers.get("authorization", "")
         kind, _, token = header.partition(" ")
+        token = token.strip()
         if not header:  # the dashboard's session cookie (server/session.py), CSRF-checked
-            key = session_key(request)
+            key = await run_in_threadpool(session_key, request)
+        elif kind.lower() != "bearer" or not token:
+            key = None
         else:
-            key = state.verify(token.strip()) if kind.lower() == "bearer" and token.strip() else None
+            key = state.cached_key(token) or await run_in_threadpool(state.verify, token)
         if key is None:
             state.metrics.auth_failures.inc()
             raise HTTPException(

@@ -7,22 +7,40 @@ input | output).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from llmledger.events.event import UsageEvent
 
-__all__ = ["Metrics"]
+__all__ = ["MetricSet", "Metrics"]
 
 _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 
 
-class Metrics:
+class MetricSet:
+    """Metrics in one registry (their own unless `registry` is given: two apps in one process never
+    share counters), rendered in the text exposition format."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+
+    def render(self) -> bytes:
+        """The text exposition format."""
+        return generate_latest(self.registry)
+
+
+class Metrics(MetricSet):
     """The server's counters and histograms."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         r = self.registry
         self.ingested = Counter(
             "llmledger_events_ingested", "Usage events accepted by POST /api/v1/events", registry=r
@@ -39,13 +57,7 @@ class Metrics:
         self.unpriced = Counter(
             "llmledger_events_unpriced", "Ingested events without a price, by model", ["model"], registry=r
         )
-        self.tokens = Histogram(
-            "gen_ai_client_token_usage",
-            "Tokens per ingested call (OpenTelemetry GenAI gen_ai.client.token.usage)",
-            ["gen_ai_token_type", "gen_ai_request_model"],
-            buckets=_TOKEN_BUCKETS,
-            registry=r,
-        )
+        self.tokens = TokenUsage(r)
         self.refused = Counter(
             "llmledger_reservations_refused",
             "Reservations refused by a limit, or undecided under on_ledger_fault=closed",
@@ -69,15 +81,73 @@ class Metrics:
         )
 
     def observe_events(self, events: Iterable[UsageEvent]) -> None:
-        """Count stored events: spend by tenant and model, tokens by type."""
+        """Count stored events: spend by tenant and model, tokens by type. Summed per batch first:
+        a `labels()` and an `inc()`/`observe()` per event cost more than validating the event."""
+        spend: dict[tuple[str, str], Decimal] = {}
+        unpriced: dict[str, int] = {}
+        tokens: dict[str, tuple[list[int], list[int]]] = {}
         for e in events:
+            model = e.model
             if e.cost_usd is not None:
-                self.spend.labels(e.tenant or "", e.model).inc(float(e.cost_usd))
+                key = (e.tenant or "", model)
+                spend[key] = spend.get(key, 0) + e.cost_usd
             else:
-                self.unpriced.labels(e.model).inc()
-            self.tokens.labels("input", e.model).observe(e.input_tokens)
-            self.tokens.labels("output", e.model).observe(e.output_tokens)
+                unpriced[model] = unpriced.get(model, 0) + 1
+            counts = tokens.get(model)
+            if counts is None:
+                counts = tokens[model] = ([], [])
+            counts[0].append(e.input_tokens)
+            counts[1].append(e.output_tokens)
+        for (tenant, model), usd in spend.items():
+            self.spend.labels(tenant, model).inc(float(usd))
+        for model, n in unpriced.items():
+            self.unpriced.labels(model).inc(n)
+        for model, (inputs, outputs) in tokens.items():
+            self.tokens.observe("input", model, inputs)
+            self.tokens.observe("output", model, outputs)
 
-    def render(self) -> bytes:
-        """The text exposition format."""
-        return generate_latest(self.registry)
+class TokenUsage(Collector):
+    """`gen_ai_client_token_usage` (OpenTelemetry GenAI `gen_ai.client.token.usage`): a histogram
+    by `gen_ai_token_type` and `gen_ai_request_model`, observed a batch at a time (one lock and a
+    bisect per value; prometheus_client's `Histogram.observe` takes two locks per value)."""
+
+    name = "gen_ai_client_token_usage"
+    documentation = "Tokens per ingested call (OpenTelemetry GenAI gen_ai.client.token.usage)"
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._lock = threading.Lock()
+        self._series: dict[tuple[str, str], list[int]] = {}
+        """(token type, model) -> count per bucket (the last one +Inf), then the sum."""
+        registry.register(self)
+
+    def observe(self, token_type: str, model: str, values: Iterable[int]) -> None:
+        """Count each of `values` (token counts of one type and model)."""
+        with self._lock:
+            row = self._series.get((token_type, model))
+            if row is None:
+                row = self._series[(token_type, model)] = [0] * (len(_TOKEN_BUCKETS) + 2)
+            for value in values:
+                row[bisect_left(_TOKEN_BUCKETS, value)] += 1  # the first bucket with value <= its bound
+                row[-1] += value
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(
+            self.name, self.documentation, labels=["gen_ai_token_type", "gen_ai_request_model"]
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        with self._lock:
+            series = [(labels, list(row)) for labels, row in self._series.items()]
+        bounds = [*(floatToGoString(b) for b in _TOKEN_BUCKETS), "+Inf"]  # type: ignore[no-untyped-call]
+        for labels, row in sorted(series):
+            cumulative = 0
+            buckets = []
+            for bound, count in zip(bounds, row[:-1], strict=True):
+                cumulative += count
+                buckets.append((bound, float(cumulative)))
+            family.add_metric(list(labels), buckets, float(row[-1]))
+        yield family

@@ -14,6 +14,7 @@
 | on_ledger_fault | `LLMLEDGER_ON_LEDGER_FAULT` | open (undecided: granted unchecked; closed: 503) |
 | default_output_cap | `LLMLEDGER_DEFAULT_OUTPUT_CAP` | 4096 tokens (a call without an output cap) |
 | reservation_ttl | `LLMLEDGER_RESERVATION_TTL` | 900 s (a reservation never settled is dropped) |
+| metrics_public | `LLMLEDGER_METRICS_PUBLIC` | false: `/metrics` needs a read key bound to no tenant |
 | webhooks | (TOML only) | none: `[[server.webhooks]]` tables `{url, secret}` receive threshold alerts |
 """
 
@@ -52,6 +53,7 @@ _ENV = {
     "on_ledger_fault": "LLMLEDGER_ON_LEDGER_FAULT",
     "default_output_cap": "LLMLEDGER_DEFAULT_OUTPUT_CAP",
     "reservation_ttl": "LLMLEDGER_RESERVATION_TTL",
+    "metrics_public": "LLMLEDGER_METRICS_PUBLIC",
 }
 
 
@@ -82,6 +84,8 @@ class ServerSettings(BaseModel):
     on_ledger_fault: Literal["open", "closed"] = "open"
     default_output_cap: int = Field(4096, ge=1, le=10_000_000)
     reservation_ttl: float = Field(900.0, ge=1.0, le=30 * 86400.0)
+    metrics_public: bool = False
+    """`GET /metrics` without a key (its series name tenants and their spend)."""
     webhooks: tuple[Webhook, ...] = ()
 
     @classmethod

@@ -72,6 +72,14 @@ class ServerState:
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.rate_limit)
 
+    def cached_key(self, presented: str) -> ApiKey | None:
+        """The key `presented` is when it was verified in the last `KEY_CACHE_SECONDS` (no database
+        read), else None: then ask `verify`."""
+        digest = hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()
+        with self._keys_lock:
+            cached = self._keys.get(digest)
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+
     def verify(self, presented: str) -> ApiKey | None:
         """The active key `presented` is, or None; verified keys are cached for a few seconds."""
         digest = hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from llmledger._urls import redact_url
 from llmledger.errors import ConfigError, LedgerError
 
 __all__ = [
@@ -115,7 +116,7 @@ def create_ledger_engine(url: str) -> Engine:
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError as exc:
-        raise ConfigError(f"not a valid ledger URL: {url!r} ({exc})") from exc
+        raise ConfigError(f"not a valid ledger URL: {redact_url(url)!r} ({exc})") from exc
     backend = parsed.get_backend_name()
     if backend != "sqlite":
         try:

@@ -26,6 +26,8 @@ __all__ = [
     "UsageRow",
     "group_expression",
     "same_models",
+    "tag_pairs",
+    "text_filters",
     "where_clause",
 ]
 
@@ -173,6 +175,41 @@ def where_clause(
     if until is not None:
         clauses.append(events.c.ts_us < to_us(until))
     return clauses
+
+
+def tag_pairs(
+    items: Sequence[str] | None, sep: str, *, empty_values: bool = True, message: str | None = None
+) -> dict[str, str]:
+    """Tag filters written `name<sep>value` (`plan:free` on the API, `plan=free` on the command
+    line) as a dict. Raises InvalidQueryError naming the first malformed item (`message`: its
+    text, with `{item}` for the item)."""
+    pairs: dict[str, str] = {}
+    for item in items or []:
+        name, found, value = item.partition(sep)
+        if not found or not name.strip() or not (value or empty_values):
+            text = message or "tag filter {item} must be name" + sep + "value"
+            raise InvalidQueryError(text.format(item=repr(item)))
+        pairs[name.strip()] = value
+    return pairs
+
+
+def text_filters(
+    labels: Mapping[str, str | Sequence[str] | None], tags: Sequence[str] | None, *, tag_sep: str = ":"
+) -> dict[str, Any]:
+    """The filters of text labels (one value, several: any of them, None or none: no filter) and
+    tag items (`tag_pairs`), as `where_clause` takes them: the one parser of the API's query
+    parameters and the command line's options. Raises InvalidQueryError for an unknown label."""
+    out: dict[str, Any] = {}
+    for name, value in labels.items():
+        if name not in FILTER_COLUMNS:
+            raise InvalidQueryError(f"unknown filter {name!r}; filter on: {', '.join(FILTER_COLUMNS)}")
+        if value is None or (not isinstance(value, str) and not value):
+            continue
+        out[name] = value if isinstance(value, str) else value[0] if len(value) == 1 else list(value)
+    pairs = tag_pairs(tags, tag_sep)
+    if pairs:
+        out["tags"] = pairs
+    return out
 
 
 FLAG_FILTERS = ("unpriced", "estimated")

@@ -25,16 +25,26 @@ from llmledger.storage.queries import (
     TIME_FORMATS,
     ModelMatch,
     UsageRow,
-    cost_sum,
     group_expression,
     time_bucket,
     where_clause,
 )
 from llmledger.storage.rollups import CUBOIDS, DAY_US, GRAINS, HOUR_US, enabled
+from llmledger.storage.rollups_sql import SUMS, scaled
 from llmledger.storage.rows import from_us, to_us
 from llmledger.storage.tables import events, rollups
 
-__all__ = ["cuboid_for", "model_pairs", "pieces", "usage_rows"]
+__all__ = [
+    "Acc",
+    "add_acc",
+    "cuboid_for",
+    "grouped",
+    "model_pairs",
+    "pieces",
+    "span_totals",
+    "to_usage_rows",
+    "usage_rows",
+]
 
 _LOWEST, _HIGHEST = -(2**62), 2**62
 Piece = tuple[str, int, int]
@@ -104,35 +114,55 @@ def pieces(since_us: int | None, until_us: int | None, *, hourly: bool = False) 
     return out
 
 
+def _cost(dialect: str, column: Any, exact_ints: bool) -> list[Any]:
+    """The cost aggregates of a query: PostgreSQL sums NUMERIC exactly; SQLite sums integer-scaled
+    costs in C (`rollups_sql.SUMS`) or, when `exact_ints` is off, Decimal text with `dsum`."""
+    if dialect != "sqlite":
+        return [sa.func.sum(column).label("cost_usd")]
+    if not exact_ints:
+        return [sa.func.dsum(column).label("cost_usd")]
+    return [
+        sa.literal_column(sql).label(name)
+        for sql, name in zip(SUMS, ("cost_i", "cost_d", "cost_ok"), strict=True)
+    ]
+
+
+def _within(grain: Any, bucket: Any, parts: Sequence[Piece]) -> Any:
+    """Rows of the rollup pieces `parts` (one condition: one query for all of them)."""
+    return sa.or_(
+        *[
+            sa.and_(grain == (HOUR_US if kind == "hour" else DAY_US), bucket >= lo, bucket < hi)
+            for kind, lo, hi in parts
+        ]
+    )
+
+
 def _rollup_query(
     conn: Connection,
     cuboid: str,
-    piece: Piece,
+    parts: Sequence[Piece],
     group_by: Sequence[str],
     filters: Mapping[str, Any],
     int_sum: Any,
+    exact_ints: bool,
+    by_bucket: bool = False,
 ) -> list[Any]:
     dialect = conn.dialect.name
-    kind, lo, hi = piece
     keys = [
         (time_bucket(rollups.c.bucket_us, k, dialect) if k in TIME_FORMATS else rollups.c[k]).label(f"g{i}")
         for i, k in enumerate(group_by)
     ]
-    cost = sa.func.dsum(rollups.c.cost_usd) if dialect == "sqlite" else sa.func.sum(rollups.c.cost_usd)
+    if by_bucket:
+        keys += [rollups.c.grain.label("grain"), rollups.c.bucket_us.label("bucket")]
     query = sa.select(
         *keys,
         int_sum(rollups.c.requests).label("requests"),
         *[sa.func.coalesce(int_sum(rollups.c[c]), 0).label(c) for c in SUM_COLUMNS],
-        cost.label("cost_usd"),
+        *_cost(dialect, rollups.c.cost_usd, exact_ints),
         int_sum(rollups.c.unpriced).label("unpriced"),
         int_sum(rollups.c.errors).label("errors"),
         int_sum(rollups.c.estimated).label("estimated"),
-    ).where(
-        rollups.c.grain == (HOUR_US if kind == "hour" else DAY_US),
-        rollups.c.cuboid == cuboid,
-        rollups.c.bucket_us >= lo,
-        rollups.c.bucket_us < hi,
-    )
+    ).where(rollups.c.cuboid == cuboid, _within(rollups.c.grain, rollups.c.bucket_us, parts))
     for name, value in filters.items():
         if value is None or name == "tags":
             continue
@@ -147,89 +177,123 @@ def _rollup_query(
 
 def _event_query(
     conn: Connection,
-    piece: Piece | None,
+    parts: Sequence[Piece] | None,
     group_by: Sequence[str],
     filters: Mapping[str, Any],
     since: datetime | None,
     until: datetime | None,
     int_sum: Any,
+    exact_ints: bool,
 ) -> list[Any]:
+    """`parts`: event pieces read in one query (else [since, until))."""
     dialect = conn.dialect.name
-    if piece is not None:
-        since, until = from_us(piece[1]), from_us(piece[2])
     keys = [group_expression(key, dialect).label(f"g{i}") for i, key in enumerate(group_by)]
     query = sa.select(
         *keys,
         sa.func.count().label("requests"),
         *[sa.func.coalesce(int_sum(events.c[c]), 0).label(c) for c in SUM_COLUMNS],
-        cost_sum(dialect).label("cost_usd"),
+        *_cost(dialect, events.c.cost_usd, exact_ints),
         sa.func.sum(sa.case((events.c.cost_usd.is_(None), 1), else_=0)).label("unpriced"),
         sa.func.sum(sa.case((events.c.status != "ok", 1), else_=0)).label("errors"),
         sa.func.sum(sa.case((events.c.estimated, 1), else_=0)).label("estimated"),
-    ).where(*where_clause(filters, since, until))
+    )
+    if parts is None:
+        query = query.where(*where_clause(filters, since, until))
+    else:
+        spans = [sa.and_(events.c.ts_us >= lo, events.c.ts_us < hi) for _, lo, hi in parts]
+        query = query.where(*where_clause(filters, None, None), sa.or_(*spans))
     if keys:
         query = query.group_by(*keys)
     return list(conn.execute(query).mappings())
 
 
-def usage_rows(
+Acc = list[Any]
+"""requests, the SUM_COLUMNS, unpriced, errors, estimated, then the cost (Decimal or None)."""
+
+
+def _acc(r: Mapping[str, Any]) -> Acc:
+    if "cost_i" in r:
+        cost = scaled(r["cost_i"], r["cost_d"])
+    else:
+        cost = Decimal(str(r["cost_usd"])) if r["cost_usd"] is not None else None
+    return [
+        int(r["requests"]),
+        *(int(r[c] or 0) for c in SUM_COLUMNS),
+        int(r["unpriced"] or 0),
+        int(r["errors"] or 0),
+        int(r["estimated"] or 0),
+        cost,
+    ]
+
+
+def add_acc(into: Acc, acc: Acc) -> None:
+    for i in range(len(into) - 1):
+        into[i] += acc[i]
+    if acc[-1] is not None:
+        into[-1] = acc[-1] if into[-1] is None else into[-1] + acc[-1]
+
+
+def _exactly(conn: Connection, run: Any) -> list[Any]:
+    """`run(int_sum, exact_ints)`'s rows, summed exactly: integer-scaled costs when every cost
+    allows (else `dsum`), 64-bit counts unless a ledger written by an older version holds larger
+    ones (SQLite raises "integer overflow": then sum those in Python)."""
+    sqlite = conn.dialect.name == "sqlite"
+    try:
+        result: list[Any] = run(sa.func.sum, sqlite)
+        if not sqlite or all(r["cost_ok"] != 0 for r in result):
+            return result
+        return list(run(sa.func.sum, False))
+    except sa.exc.OperationalError as exc:
+        if not sqlite or "integer overflow" not in str(exc):
+            raise
+        return list(run(sa.func.isum, False))
+
+
+def grouped(
     conn: Connection,
     group_by: Sequence[str],
     filters: Mapping[str, Any],
     since: datetime | None,
     until: datetime | None,
-    *,
-    use_rollups: bool = True,
-) -> tuple[list[UsageRow], dict[tuple[Any, ...], int]]:
-    """Usage rows (most expensive first) and estimated-event counts per group key tuple.
-
-    `filters` are validated by the caller (`where_clause`) and model names already widened.
-    """
+    use_rollups: bool,
+) -> dict[tuple[Any, ...], Acc]:
+    """Group key tuple -> measures (`Acc`), from the rollups (one query for all their pieces) and
+    the events (one query for the pieces the rollups do not hold)."""
     cuboid = cuboid_for(group_by, filters) if use_rollups and enabled(conn) else None
     since_us = None if since is None else to_us(since)
     until_us = None if until is None else to_us(until)
 
-    def run(int_sum: Any) -> list[Any]:
+    def run(int_sum: Any, exact_ints: bool) -> list[Any]:
         if cuboid is None:
-            return _event_query(conn, None, group_by, filters, since, until, int_sum)
-        out: list[Any] = []
+            return _event_query(conn, None, group_by, filters, since, until, int_sum, exact_ints)
         hours = HOUR_US in GRAINS[cuboid]
-        for piece in pieces(since_us, until_us, hourly="hour" in group_by):
-            if piece[0] == "events" or (piece[0] == "hour" and not hours):  # hours it does not keep
-                out += _event_query(conn, piece, group_by, filters, None, None, int_sum)
-            else:
-                out += _rollup_query(conn, cuboid, piece, group_by, filters, int_sum)
+        parts = pieces(since_us, until_us, hourly="hour" in group_by)
+        scan = [p for p in parts if p[0] == "events" or (p[0] == "hour" and not hours)]
+        kept = [p for p in parts if p not in scan]
+        out: list[Any] = []
+        if scan:  # the edges' minutes, and hours the cuboid does not keep
+            out += _event_query(conn, scan, group_by, filters, None, None, int_sum, exact_ints)
+        if kept:
+            out += _rollup_query(conn, cuboid, kept, group_by, filters, int_sum, exact_ints)
         return out
 
-    try:
-        result = run(sa.func.sum)
-    except sa.exc.OperationalError as exc:
-        # Counts are bounded (`MAX_TOKENS`), so sums fit 64 bits; a ledger written by an older
-        # version may hold larger ones: sum those exactly in Python rather than fail.
-        if conn.dialect.name != "sqlite" or "integer overflow" not in str(exc):
-            raise
-        result = run(sa.func.isum)
-    merged: dict[tuple[Any, ...], list[Any]] = {}
-    for r in result:
+    merged: dict[tuple[Any, ...], Acc] = {}
+    for r in _exactly(conn, run):
         if not r["requests"]:
             continue
         key = tuple(r[f"g{i}"] for i in range(len(group_by)))
-        cost = Decimal(str(r["cost_usd"])) if r["cost_usd"] is not None else None
-        values = [
-            int(r["requests"]),
-            *(int(r[c] or 0) for c in SUM_COLUMNS),
-            int(r["unpriced"] or 0),
-            int(r["errors"] or 0),
-            int(r["estimated"] or 0),
-        ]
         have = merged.get(key)
         if have is None:
-            merged[key] = [*values, cost]
+            merged[key] = _acc(r)
         else:
-            for i, v in enumerate(values):
-                have[i] += v
-            if cost is not None:
-                have[-1] = cost if have[-1] is None else have[-1] + cost
+            add_acc(have, _acc(r))
+    return merged
+
+
+def to_usage_rows(
+    group_by: Sequence[str], merged: Mapping[tuple[Any, ...], Acc]
+) -> tuple[list[UsageRow], dict[tuple[Any, ...], int]]:
+    """`UsageRow`s (most expensive first) and estimated-event counts per group key tuple."""
     rows = []
     estimated: dict[tuple[Any, ...], int] = {}
     n = len(SUM_COLUMNS)
@@ -247,6 +311,64 @@ def usage_rows(
         estimated[key] = tot[3 + n]
     rows.sort(key=lambda row: (-row.cost_usd, -row.requests, tuple(str(g) for g in row.group.values())))
     return rows, estimated
+
+
+def usage_rows(
+    conn: Connection,
+    group_by: Sequence[str],
+    filters: Mapping[str, Any],
+    since: datetime | None,
+    until: datetime | None,
+    *,
+    use_rollups: bool = True,
+) -> tuple[list[UsageRow], dict[tuple[Any, ...], int]]:
+    """Usage rows (most expensive first) and estimated-event counts per group key tuple.
+
+    `filters` are validated by the caller (`where_clause`) and model names already widened.
+    """
+    return to_usage_rows(group_by, grouped(conn, group_by, filters, since, until, use_rollups))
+
+
+def span_totals(conn: Connection, filters: Mapping[str, Any], spans: Sequence[tuple[int, int]]) -> list[Acc]:
+    """The totals (`Acc`) of each [since_us, until_us) span, in one rollup query for all of them
+    (rows by bucket, summed per span in Python; the dashboard's periods overlap)."""
+    cuboid = cuboid_for((), filters) if enabled(conn) else None
+    empty: Acc = [0] * (len(SUM_COLUMNS) + 4) + [None]
+    if cuboid is None:
+        out = []
+        for lo, hi in spans:
+            found = grouped(conn, (), filters, from_us(lo), from_us(hi), False)
+            out.append(found.get((), list(empty)))
+        return out
+    hours = HOUR_US in GRAINS[cuboid]
+    split = [pieces(lo, hi) for lo, hi in spans]
+    wanted = sorted({p for parts in split for p in parts if p[0] != "events" and (hours or p[0] == "day")})
+    scans = sorted({p for parts in split for p in parts} - set(wanted))
+
+    def run(int_sum: Any, exact_ints: bool) -> list[Any]:
+        rows = _rollup_query(conn, cuboid, wanted, (), filters, int_sum, exact_ints, True) if wanted else []
+        return rows + [
+            {**r, "grain": 0, "bucket": i}  # an event piece: summed whole
+            for i, p in enumerate(scans)
+            for r in _event_query(conn, [p], (), filters, None, None, int_sum, exact_ints)
+        ]
+
+    rows = [(int(r["grain"]), int(r["bucket"]), _acc(r)) for r in _exactly(conn, run) if r["requests"]]
+    out = []
+    for parts in split:
+        total = list(empty)
+        for grain, bucket, acc in rows:
+            if grain == 0:  # the event piece `scans[bucket]`
+                hit = scans[bucket] in parts
+            else:
+                hit = any(grain == _GRAIN[kind] and lo <= bucket < hi for kind, lo, hi in parts)
+            if hit:
+                add_acc(total, acc)
+        out.append(total)
+    return out
+
+
+_GRAIN = {"hour": HOUR_US, "day": DAY_US, "events": -1}
 
 
 def model_pairs(conn: Connection) -> list[tuple[str, str]] | None:

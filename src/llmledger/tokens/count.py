@@ -46,18 +46,44 @@ class _Encoding(Protocol):
 
 
 _lock = threading.Lock()
+"""Held while a tokenizer is imported and built (`_load`), and across a `fork()` (see below)."""
 _encodings: dict[str, _Encoding | None] = {}
 _missing_logged = False
+_FORK_WAIT = 10.0
+_held_at_fork = False
+_torn_by_fork = False
+"""This process was forked while another thread of its parent was loading a tokenizer and the wait
+for it timed out: what it inherited may be half initialised for good, so nothing more is loaded."""
+
+
+def _before_fork() -> None:
+    # Another thread (`warm()`, the writer) may be in the middle of `import bpe_openai`: a child
+    # forked now would inherit the half-initialised module (and its import lock held by a thread
+    # that does not exist in the child), so it could never count. Wait for that load to finish
+    # (bounded: a fork never hangs on us).
+    global _held_at_fork
+    _held_at_fork = _lock.acquire(timeout=_FORK_WAIT)
+
+
+def _after_fork_in_parent() -> None:
+    global _held_at_fork
+    if _held_at_fork:
+        _held_at_fork = False
+        _lock.release()
 
 
 def _after_fork_in_child() -> None:
-    # A thread of the parent (e.g. `warm()`) may hold the lock at the fork: the child starts free.
-    global _lock
+    global _lock, _held_at_fork, _torn_by_fork
+    if not _held_at_fork:  # the wait timed out: a load was cut by the fork
+        _torn_by_fork = True
+    _held_at_fork = False
     _lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+    )
 
 
 def encoding_for_model(model: str | None) -> str | None:
@@ -84,6 +110,15 @@ def _load(name: str) -> _Encoding | None:
         if name in _encodings:
             return _encodings[name]
         encoding: _Encoding | None
+        if _torn_by_fork:
+            # loading it again could wait forever for a lock of the parent's (absent) thread
+            log.warning(
+                "llmledger: this process was forked while its parent was loading the %s tokenizer; "
+                "using the safe bound",
+                name,
+            )
+            _encodings[name] = None
+            return None
         try:
             with warnings.catch_warnings():  # its resource loading warns on Python >= 3.11
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -158,7 +193,12 @@ def upper_bound_tokens(text: str) -> int:
 
 
 def warm(models: tuple[str, ...] = ("gpt-4o", "gpt-4")) -> threading.Thread:
-    """Load the encodings `models` use on a background (daemon) thread; returns the thread."""
+    """Load the encodings `models` use on a background (daemon) thread; returns the thread.
+
+    A `fork()` meanwhile waits for the load to finish (`_before_fork`). The one module the load
+    imports that registers fork handlers of its own is imported here first: one registered while
+    a fork waits would have its `after_in_parent` handler run without its `before`."""
+    import concurrent.futures.thread  # noqa: F401  (see above)
 
     def load() -> None:
         for model in models:

@@ -55,6 +55,8 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
+from llmledger.events.ids import IdStream
+
 __all__ = ["Journal", "OrphanFiles", "Segment"]
 
 log = logging.getLogger("llmledger")
@@ -155,6 +157,9 @@ class Journal:
 
     def _init_state(self) -> None:
         self.owner = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self.ids = IdStream(self.owner)
+        """Sequence numbers of this owner's records, and the event ids derived from them (a replay
+        derives the same ids from the owner named by the files)."""
         self._lock = threading.Lock()
         self._current: Segment | None = None
         self._retired: list[Segment] = []

@@ -57,9 +57,19 @@ async def get_session(request: Request, key: ReadKey) -> JSONResponse:
     )
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+"""A dashboard range lies in [EARLIEST, LATEST]: its period before and its whole hours stay dates."""
+
+
 def _range(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:
     end = until or datetime.now(timezone.utc)
-    return since or end - timedelta(days=30), end
+    start = since or end - timedelta(days=30)
+    if start < EARLIEST:
+        raise InvalidQueryError(f"since must be on or after {EARLIEST:%Y-%m-%d}, got {start:%Y-%m-%d}")
+    if end > LATEST:
+        raise InvalidQueryError(f"until must be before {LATEST:%Y-%m-%d}, got {end:%Y-%m-%d}")
+    return start, end
 
 
 @router.get("/overview")

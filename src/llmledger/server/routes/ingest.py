@@ -6,7 +6,8 @@ import json
 import zlib
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+import orjson
+from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -94,18 +95,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
         }
     },
 )
-async def post_events(
-    request: Request, state: State, key: IngestKey, return_events: bool = False
-) -> IngestAnswer:
+async def post_events(request: Request, state: State, key: IngestKey, return_events: bool = False) -> Any:
     """Store a batch `{"events": [...]}` idempotently by `event_id`; valid items are stored even when
     others are refused. Events without a cost are priced here. A key bound to a tenant fills in
     that tenant and refuses events of another."""
     settings = state.settings
     body = await _read_body(request, settings.max_body_bytes)
-    try:
-        payload: Any = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise HTTPException(422, f"the body is not JSON: {exc}") from None
+    payload = _parse(body)
     items = payload.get("events") if isinstance(payload, dict) else None
     if not isinstance(items, list):
         raise HTTPException(422, 'send a JSON object {"events": [...]}')
@@ -118,9 +114,32 @@ async def post_events(
     metrics.ingested.inc(len(result.stored))
     metrics.rejected.inc(len(result.rejected))
     metrics.observe_events(result.stored)
-    return IngestAnswer(
-        accepted=result.accepted,
-        duplicates=result.duplicates,
-        rejected=[RejectedItem(index=r.index, error=r.error) for r in result.rejected],
-        events=None if result.events is None else [e.to_dict() for e in result.events],
-    )
+    answer: dict[str, Any] = {
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "rejected": [{"index": r.index, "error": r.error} for r in result.rejected],
+    }
+    if result.events is not None:
+        answer["events"] = [e.to_dict() for e in result.events]
+    # the answer is `IngestAnswer` as documented, written without building and checking the model
+    return Response(orjson.dumps(answer), media_type="application/json")
+
+
+_DIGITS = bytes(ord("1") if chr(i).isdigit() and i < 128 else ord("0") for i in range(256))
+_LONG_NUMBER = b"1" * 19
+
+
+def _parse(body: bytes) -> Any:
+    """The body's JSON, as the standard library reads it. orjson reads the common body (a third of
+    the time); it refuses `NaN`, a lone surrogate escape and the like, and reads integers past 64
+    bits as floats: a body with any of those (any run of 19 digits) is read by the standard
+    library, so each item is accepted or refused one by one exactly as before."""
+    if body.translate(_DIGITS).find(_LONG_NUMBER) < 0:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        return json.loads(body)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of > 4,300 digits
+        raise HTTPException(422, f"the body is not JSON: {exc}") from None

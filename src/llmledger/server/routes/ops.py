@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from llmledger.pricing.catalog import UnknownPrice
-from llmledger.server.deps import AUTH_ERRORS, ReadKey, State
+from llmledger.server.deps import AUTH_ERRORS, ReadKey, State, requires
 
 __all__ = ["router"]
 
@@ -34,9 +34,18 @@ async def readyz(state: State) -> Response:
     return JSONResponse({"status": "ready", "ledger": state.engine.dialect})
 
 
-@router.get("/metrics", tags=["ops"], response_class=Response)
-async def metrics(state: State) -> Response:
-    """Prometheus text exposition."""
+_READ = requires("read")
+
+
+@router.get("/metrics", tags=["ops"], response_class=Response, responses=AUTH_ERRORS)
+async def metrics(request: Request, state: State) -> Response:
+    """Prometheus text exposition. Its series name every tenant and its spend, so it needs a read key
+    bound to no tenant (Prometheus: `authorization: {credentials: <key>}`), unless the server runs
+    with `metrics_public` (`LLMLEDGER_METRICS_PUBLIC=1`)."""
+    if not state.settings.metrics_public:
+        key = await _READ(request)
+        if key.tenant is not None:
+            raise HTTPException(403, "/metrics shows every tenant: use a key bound to no tenant")
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

@@ -18,7 +18,7 @@ from llmledger._time import parse_time_bound
 from llmledger.errors import InvalidQueryError
 from llmledger.server.deps import AUTH_ERRORS, ReadKey, State
 from llmledger.storage.keys import ApiKey
-from llmledger.storage.queries import FILTER_COLUMNS, SUM_COLUMNS
+from llmledger.storage.queries import FILTER_COLUMNS, SUM_COLUMNS, text_filters
 from llmledger.storage.rows import to_us
 
 __all__ = ["router"]
@@ -32,24 +32,13 @@ Tags = Annotated[list[str] | None, Query(description="tag filters, `name:value`,
 
 
 def _filters(request: Request, key: ApiKey, tags: list[str] | None) -> dict[str, Any]:
-    filters: dict[str, Any] = {}
-    for name in FILTER_COLUMNS:
-        values = request.query_params.getlist(name)
-        if values:
-            filters[name] = values[0] if len(values) == 1 else values
+    labels = {name: request.query_params.getlist(name) for name in FILTER_COLUMNS}
+    filters = text_filters(labels, tags)  # the command line's parser too
     if key.tenant is not None:
         asked = filters.get("tenant")
         if asked is not None and asked != key.tenant:
             raise HTTPException(403, "this key may only read its own tenant")
         filters["tenant"] = key.tenant
-    if tags:
-        pairs: dict[str, str] = {}
-        for tag in tags:
-            name, sep, value = tag.partition(":")
-            if not sep or not name:
-                raise InvalidQueryError(f"tag filter {tag!r} must be name:value")
-            pairs[name] = value
-        filters["tags"] = pairs
     return filters
 
 

@@ -9,9 +9,11 @@ wire form). Refusals are typed JSON errors (`docs/server.md`, "Reservations").
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StrictInt
@@ -227,15 +229,17 @@ async def reserve(body: ReserveBody, state: State, key: IngestKey) -> Any:
         again = await _again(engine, body, rid, stored)
         if again is not None:
             return again
-    return ReservationAnswer(
-        reservation_id=None if got.id is None else rid,
-        model=got.model,
-        expires_at=None if got.expires_at is None else got.expires_at.isoformat(),
-        unchecked=got.unchecked,
-    )
+    expires = None if got.expires_at is None else got.expires_at.isoformat()
+    return _answer(None if got.id is None else rid, got.model, expires, got.unchecked)
 
 
-async def _again(engine: Engine, body: ReserveBody, rid: str, stored: str) -> ReservationAnswer | None:
+def _answer(rid: str | None, model: str | None, expires_at: str | None, unchecked: bool) -> Response:
+    """A `ReservationAnswer` (201), written without building and checking the model."""
+    answer = {"reservation_id": rid, "model": model, "expires_at": expires_at, "unchecked": unchecked}
+    return Response(orjson.dumps(answer), status_code=201, media_type="application/json")
+
+
+async def _again(engine: Engine, body: ReserveBody, rid: str, stored: str) -> Response | None:
     """A caller-chosen id asked for again (a retry, or two requests racing): the reservation made
     the first time, if it is held — the second insert under its id failed, or its own worst case,
     counted twice, looked over the limit. None otherwise (the refusal stands)."""
@@ -244,7 +248,7 @@ async def _again(engine: Engine, body: ReserveBody, rid: str, stored: str) -> Re
     expires = await run_in_threadpool(engine.held_until, stored)
     if expires is None:
         return None
-    return ReservationAnswer(reservation_id=rid, model=None, expires_at=expires.isoformat(), unchecked=False)
+    return _answer(rid, None, expires.isoformat(), False)
 
 
 @router.post(
@@ -271,8 +275,9 @@ async def settle(reservation_id: str, body: SettleBody, state: State, key: Inges
         if bad:
             raise HTTPException(422, f"amounts: {bad[0]!r:.80} must map a limit id to a non-negative decimal")
         settled = body.amounts
-    stored = await _held(engine, reservation_id, key.tenant)
-    await run_in_threadpool(engine.settle, stored, settled)
+    stored = owned_reservation_id(reservation_id, key.tenant)
+    if not await run_in_threadpool(_if_held, engine, stored, engine.settle, settled):
+        raise _gone(reservation_id)
     return Settled(reservation_id=reservation_id)
 
 
@@ -281,18 +286,26 @@ async def release(reservation_id: str, state: State, key: IngestKey) -> Response
     """Drop a reservation (the call was not made). 404 when no such reservation is held for this
     key's tenant (never made, released already, dropped by its event, or expired)."""
     _check_id(reservation_id)
-    stored = await _held(state.engine, reservation_id, key.tenant)
-    await run_in_threadpool(state.engine.release, stored)
+    engine = state.engine
+    stored = owned_reservation_id(reservation_id, key.tenant)
+    if not await run_in_threadpool(_if_held, engine, stored, engine.release):
+        raise _gone(reservation_id)
     return Response(status_code=204)
 
 
-async def _held(engine: Engine, reservation_id: str, tenant: str | None) -> str:
-    """The stored id of a reservation this key may touch; 404 when none is held. A key bound to a
-    tenant reaches only its tenant's reservations: another tenant's id names nothing for it."""
-    stored = owned_reservation_id(reservation_id, tenant)
-    if len(stored) > 36 or await run_in_threadpool(engine.held_until, stored) is None:
-        raise HTTPException(404, f"no reservation {reservation_id!r:.80} is held for this key")
-    return stored
+def _if_held(engine: Engine, stored: str, act: Callable[..., None], *args: Any) -> bool:
+    """`act(stored, *args)` when a reservation is held under the stored id `stored`, in one trip to
+    the worker thread; False when none is (never made, released, dropped by its event, expired).
+    A key bound to a tenant reaches only its tenant's reservations (`owned_reservation_id`): another
+    tenant's id names nothing for it."""
+    if len(stored) > 36 or engine.held_until(stored) is None:
+        return False
+    act(stored, *args)
+    return True
+
+
+def _gone(reservation_id: str) -> HTTPException:
+    return HTTPException(404, f"no reservation {reservation_id!r:.80} is held for this key")
 
 
 def _check_id(reservation_id: str) -> None:

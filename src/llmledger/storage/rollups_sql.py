@@ -1,0 +1,180 @@
+"""Rollups summed by SQLite itself: the events' costs as scaled integers, grouped in C.
+
+`llmledger.storage.rollups` sums in Python (exact Decimals); this module lets SQLite group the
+events with its native integer `sum()`, which is exact too when every cost is a plain decimal of at
+most `SCALE_DIGITS` fraction digits and `_MAX_INT_DIGITS` integer digits ("0.000375", "-2.5"): its
+value times 10^12 is an integer, and the sums of those integers are the exact sums of the costs.
+A cost written any other way ("1E-7", more digits) or a sum beyond 64 bits (SQLite raises "integer
+overflow") makes `add_since` / `rebuild` return False having written nothing (they run in a
+savepoint): the caller then takes the Python path. The rows written are the same rows with the
+same keys (`rollups._key`), so both paths mix freely.
+
+The events are first summed by hour and every dimension into a temporary table (one pass over the
+events), then each cuboid and grain is grouped from it with one `INSERT ... SELECT ... GROUP BY ...
+ON CONFLICT DO UPDATE` statement. SQLite only: PostgreSQL keeps the Python path.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from llmledger.storage.rollups import CUBOIDS, DAY_US, DIMENSIONS, GRAINS, HOUR_US, MEASURES, TOKENS, _key
+from llmledger.storage.tables import events, rollups
+
+__all__ = ["SCALE_DIGITS", "SUMS", "add_since", "last_rowid", "rebuild", "scaled"]
+
+SCALE_DIGITS = 12
+"""Fraction digits a cost may have for the SQL path (its value times 10^12 is an integer)."""
+_MAX_INT_DIGITS = 6  # |cost| < 10^6 USD per event: its scaled value stays far below 2^63
+_SCALE = 10**SCALE_DIGITS
+_STAGE = "temp.llmledger_rollup_stage"
+_E = events.name
+_R = rollups.name
+_N_INT = len(MEASURES) - 1
+
+_ABS = "ltrim(cost_usd, '-')"
+_DOT = f"instr({_ABS} || '.', '.')"
+_SCALED = (
+    f"(CASE WHEN substr(cost_usd, 1, 1) = '-' THEN -1 ELSE 1 END)"
+    f" * (CAST(substr({_ABS}, 1, {_DOT} - 1) AS INTEGER) * {_SCALE}"
+    f" + CAST(substr(substr({_ABS}, {_DOT} + 1) || '{'0' * SCALE_DIGITS}', 1, {SCALE_DIGITS}) AS INTEGER))"
+)
+"""The cost times 10^12 as an integer (exact for the costs `_PLAIN` accepts)."""
+_PLAIN = (
+    f"(cost_usd IS NULL OR ({_ABS} NOT GLOB '*[^0-9.]*' AND {_ABS} NOT GLOB '*.*.*'"
+    " AND substr(cost_usd, 1, 2) != '--'"
+    f" AND {_ABS} GLOB '[0-9]*' AND {_DOT} BETWEEN 2 AND {_MAX_INT_DIGITS + 1}"
+    f" AND length({_ABS}) - {_DOT} <= {SCALE_DIGITS}))"
+)
+"""True when `_SCALED` is exact for the cost (None counts as exact: it is not summed)."""
+
+SUMS = (
+    f"sum(CASE WHEN cost_usd IS NULL THEN NULL ELSE {_SCALED} END)",
+    f"max(length({_ABS}) - {_DOT})",
+    f"min({_PLAIN})",
+)
+"""Aggregates over a text `cost_usd` column for reading: the costs' sum times 10^12, their most
+fraction digits, and whether that sum is exact (0: sum with `dsum` instead; see `scaled`)."""
+
+
+def scaled(total: int | None, digits: int | None) -> Decimal | None:
+    """The Decimal of a `SUMS` sum, with the fraction digits `dsum` would give (the most of its
+    terms'); None: no cost was summed."""
+    if total is None:
+        return None
+    return Decimal(total).scaleb(-SCALE_DIGITS).quantize(Decimal(1).scaleb(-max(0, digits or 0)))
+
+
+_DIM_COLS = ", ".join(f'"{d}"' for d in DIMENSIONS)
+_STAGE_SQL = (
+    f"INSERT INTO {_STAGE} SELECT ts_us - ts_us % {HOUR_US} AS bucket, {_DIM_COLS},"
+    f" count(*), sum(status != 'ok'), sum(cost_usd IS NULL), sum(estimated != 0),"
+    f" {', '.join(f'sum({t})' for t in TOKENS)},"
+    f" sum(CASE WHEN cost_usd IS NULL THEN NULL ELSE {_SCALED} END), min({_PLAIN})"
+    f" FROM {_E} WHERE rowid > ? GROUP BY bucket, {_DIM_COLS}"
+)
+_STAGE_ROWS_SQL = (
+    f"INSERT INTO {_STAGE} SELECT ts_us - ts_us % {HOUR_US}, {_DIM_COLS},"
+    f" 1, status != 'ok', cost_usd IS NULL, estimated != 0, {', '.join(TOKENS)},"
+    f" CASE WHEN cost_usd IS NULL THEN NULL ELSE {_SCALED} END, {_PLAIN}"
+    f" FROM {_E} WHERE rowid > ?"
+)
+"""The stage of a write's batch: its events as they are (grouping them first costs more than it
+saves when a batch holds few events per hour and dimensions; each cuboid groups them anyway)."""
+_CREATE_STAGE = (
+    f"CREATE TEMP TABLE IF NOT EXISTS llmledger_rollup_stage (bucket INTEGER, {_DIM_COLS},"
+    f" {', '.join(MEASURES[:_N_INT])}, cost INTEGER, plain INTEGER)"
+)
+_TEXT = (
+    "CASE WHEN c IS NULL THEN NULL ELSE (CASE WHEN c < 0 THEN '-' ELSE '' END)"
+    f" || rtrim(rtrim(printf('%d.%0{SCALE_DIGITS}d', abs(c) / {_SCALE}, abs(c) % {_SCALE}), '0'), '.') END"
+)
+"""A scaled integer `c` back to its decimal text ("12.5", "0.000375", "-3")."""
+
+
+def _insert_sql(cuboid: str, grain: int) -> str:
+    dims = CUBOIDS[cuboid]
+    bucket = "bucket" if grain == HOUR_US else f"bucket - bucket % {DAY_US}"
+    picked = ", ".join(f'"{d}"' if d in dims else f'NULL AS "{d}"' for d in DIMENSIONS)
+    group = ", ".join(f'"{d}"' for d in dims)
+    key = ", ".join(f'"{d}"' for d in dims)
+    sums = ", ".join(f"sum({m}) AS {m}" for m in MEASURES[:_N_INT])
+    columns = ", ".join(f'"{c}"' for c in ("grain", "bucket_us", "cuboid", "key", *DIMENSIONS, *MEASURES))
+    adds = ", ".join(f'"{m}" = {_R}."{m}" + excluded."{m}"' for m in MEASURES[:_N_INT])
+    cost = (
+        f"cost_usd = CASE WHEN excluded.cost_usd IS NULL THEN {_R}.cost_usd"
+        f" WHEN {_R}.cost_usd IS NULL THEN excluded.cost_usd"
+        f" ELSE dadd({_R}.cost_usd, excluded.cost_usd) END"
+    )
+    inner = (
+        f"SELECT {bucket} AS b, {picked}, {sums}, sum(cost) AS c FROM {_STAGE}"
+        f" GROUP BY b{', ' + group if group else ''}"
+    )
+    return (
+        f"INSERT INTO {_R} ({columns}) SELECT {grain}, b, '{cuboid}',"
+        f" llmledger_rollup_key('{cuboid}', {key}), {_DIM_COLS}, {', '.join(MEASURES[:_N_INT])},"
+        f" {_TEXT} FROM ({inner}) WHERE true"
+        f" ON CONFLICT (grain, cuboid, bucket_us, key) DO UPDATE SET {adds}, {cost}"
+    )
+
+
+_INSERTS = [_insert_sql(name, grain) for name in CUBOIDS for grain in GRAINS[name]]
+_KEYS: dict[tuple[Any, ...], str] = {}
+
+
+def _rollup_key(cuboid: str, *dims: str | None) -> str:
+    found = _KEYS.get((cuboid, *dims))
+    if found is None:
+        found = _key(cuboid, dims)
+        if len(_KEYS) > 200_000:
+            _KEYS.clear()
+        _KEYS[(cuboid, *dims)] = found
+    return found
+
+
+def _raw(conn: Connection) -> sqlite3.Connection:
+    raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
+    raw.create_function("llmledger_rollup_key", -1, _rollup_key, deterministic=True)
+    return raw
+
+
+def last_rowid(conn: Connection) -> int:
+    """The highest rowid of the events (0 when none): events inserted after have higher ones."""
+    return int(conn.exec_driver_sql(f"SELECT coalesce(max(rowid), 0) FROM {_E}").scalar_one())
+
+
+def add_since(conn: Connection, rowid: int, expected: int | None = None) -> bool:
+    """Add the events with a rowid above `rowid` (those the caller's transaction just inserted) to
+    the rollups; `expected`: how many they must be. False: nothing written (a cost the integer sums
+    cannot hold exactly, or not `expected` events): use the Python path."""
+    raw = _raw(conn)
+    raw.execute(_CREATE_STAGE)
+    raw.execute(f"DELETE FROM {_STAGE}")
+    raw.execute("SAVEPOINT llmledger_rollups_sql")
+    try:
+        raw.execute(_STAGE_SQL if expected is None else _STAGE_ROWS_SQL, (rowid,))
+        n, plain = raw.execute(f"SELECT coalesce(sum(requests), 0), min(plain) FROM {_STAGE}").fetchone()
+        if (expected is not None and n != expected) or plain == 0:
+            raw.execute("ROLLBACK TO llmledger_rollups_sql")
+            return False
+        for sql in _INSERTS:
+            raw.execute(sql)
+    except sqlite3.OperationalError as exc:
+        raw.execute("ROLLBACK TO llmledger_rollups_sql")
+        if "integer overflow" not in str(exc):
+            raise
+        return False
+    finally:
+        raw.execute("RELEASE llmledger_rollups_sql")
+        raw.execute(f"DELETE FROM {_STAGE}")
+    return True
+
+
+def rebuild(conn: Connection) -> bool:
+    """Write every rollup row from all the events into an EMPTY rollups table; False: nothing
+    written (see `add_since`)."""
+    return add_since(conn, -(2**63))
