@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
 
-from llmledger.cli.app import LedgerOpt, app, console, fail, label, open_ledger
-from llmledger.cli.reports import parse_tags
+from llmledger.cli.app import FormatOpt, LedgerOpt, app, console, fail, label, open_ledger
+from llmledger.cli.reports import check_format, parse_tags
 
 if TYPE_CHECKING:
     from llmledger.limit.model import Limit
@@ -151,16 +151,18 @@ def _subjects(limit: Limit, now: datetime) -> list[str]:
 
 
 @limits_app.command("list")
-def list_cmd(ledger: LedgerOpt = None) -> None:
+def list_cmd(ledger: LedgerOpt = None, fmt: FormatOpt = "table") -> None:
     """Every limit, with what each subject has spent and holds in the current window."""
     import llmledger.sdk.runtime as rt
     from llmledger.cli.render import Column, money, print_columns
     from llmledger.sdk import limits as L
 
+    check_format(fmt)
     open_ledger(ledger)
     now = datetime.now(timezone.utc)
     store = rt.current().ledger.limits
     rows: list[list[str]] = []
+    records: list[dict[str, Any]] = []  # csv / json: exact values
     for limit in L.limits():
         unit = "" if limit.metric == "usd" else f" {limit.metric}"
 
@@ -169,10 +171,13 @@ def list_cmd(ledger: LedgerOpt = None) -> None:
 
         subjects = _subjects(limit, now)
         window = f"{limit.window.describe()}, {limit.mode}"
+        base = {"id": limit.id, "scope": scope_text(limit), "metric": limit.metric}
+        base.update(window=limit.window.describe(), mode=limit.mode)
         if not subjects:
             rows.append(
                 [limit.id, scope_text(limit), "(none yet)", show(limit.amount), window, "", "", "", ""]
             )
+            records.append({**base, "subject": None, "limit": str(limit.amount)})
         for subject in subjects:
             s = store.standing(limit, subject, now)
             rows.append(
@@ -188,6 +193,20 @@ def list_cmd(ledger: LedgerOpt = None) -> None:
                     s.resets_at.strftime("%Y-%m-%d %H:%M") if s.resets_at else "never",
                 ]
             )
+            records.append(
+                {
+                    **base,
+                    "subject": subject,
+                    "limit": str(s.allowed),
+                    "spent": str(s.spent),
+                    "reserved": str(s.reserved),
+                    "left": str(s.remaining),
+                    "resets_at": s.resets_at.isoformat() if s.resets_at else None,
+                }
+            )
+    if fmt != "table":
+        _print_records(records, fmt)
+        return
     headers = ("id", "scope", "subject", "limit", "per", "spent", "reserved", "left", "resets (UTC)")
     columns = [
         Column(h, [r[i] for r in rows], numeric=h in ("limit", "spent", "reserved", "left"))
@@ -197,6 +216,38 @@ def list_cmd(ledger: LedgerOpt = None) -> None:
         c.keep = c.header in ("id", "scope", "subject", "limit", "per", "spent", "left")
         c.fold = c.header in ("scope", "subject", "per", "resets (UTC)")
     print_columns(console, columns, f"{len(L.limits())} limit(s)", "")
+
+
+_FIELDS = (
+    "id",
+    "scope",
+    "subject",
+    "metric",
+    "limit",
+    "window",
+    "mode",
+    "spent",
+    "reserved",
+    "left",
+    "resets_at",
+)
+
+
+def _print_records(records: list[dict[str, Any]], fmt: str) -> None:
+    """`limits list --format csv|json`: one record per limit and subject, amounts as exact decimals."""
+    import csv
+    import io
+    import json
+
+    full = [{f: r.get(f) for f in _FIELDS} for r in records]
+    if fmt == "json":
+        console.print_json(json.dumps(full))
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(full)
+    console.out(buffer.getvalue(), end="", highlight=False)
 
 
 @limits_app.command("load")
@@ -249,6 +300,8 @@ def top_up_cmd(
     if tags:
         given["tags"] = tags
     open_ledger(ledger)
+    if all(limit.id != limit_id for limit in L.limits()):
+        fail(f"no limit with id {limit_id!r} (see `llmledger limits list`)")
     total = L.top_up(limit_id, amount, **given)
     console.print(Text(f"{limit_id}: {total} granted in top-ups so far"))
 

@@ -68,18 +68,21 @@ def proxy(
         except LlmLedgerError as exc:
             engine.close()
             raise _fail(f"admin_key (LLMLEDGER_ADMIN_KEY): {exc}") from exc
-    where = redact_url(settings.ledger)
-    errors.print(f"llmledger gateway on http://{settings.host}:{settings.port} (ledger {where})")
+    from llmledger.cli.demo_serve import listen
+
     try:
-        uvicorn.run(
+        sock = listen(settings.host, settings.port)  # bound and listening before anything is printed
+        shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+        where = redact_url(settings.ledger)
+        errors.print(f"llmledger gateway on http://{shown}:{sock.getsockname()[1]} (ledger {where})")
+        served = uvicorn.Config(
             gateway,
-            host=settings.host,
-            port=settings.port,
             log_level="warning",
             access_log=False,
             proxy_headers=False,  # the gateway never reads the client's address: no middleware layer
             timeout_graceful_shutdown=10,
         )
+        uvicorn.Server(served).run(sockets=[sock])
     finally:
         engine.close()
 

@@ -150,7 +150,10 @@ def render_usage(
         )
         for k in group_by
     ]
-    cost = Column("cost", [money(r.cost_usd) for r in rows], numeric=True, keep=True)
+    # a row whose only calls are unpriced has no known cost: never shown as $0.00 (csv/json keep the
+    # exact sum of the priced calls, with unpriced_requests beside it)
+    shown = ["unpriced" if r.unpriced_requests and not r.cost_usd else money(r.cost_usd) for r in rows]
+    cost = Column("cost", shown, numeric=True, keep=True)
     unpriced_counts = [r.unpriced_requests for r in rows]
     if any(unpriced_counts):  # unpriced calls have no cost: say how many, next to the cost
         counts_column = [f"{n:,}" if n else "" for n in unpriced_counts]

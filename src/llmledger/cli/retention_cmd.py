@@ -30,6 +30,9 @@ def delete(
 
     if before is None and tenant is None and user is None:
         fail("say which events to delete: --before WHEN, --tenant NAME and/or --user NAME")
+    from llmledger.cli.reports import check_times
+
+    check_times(before)  # a bad --before fails here, before the confirmation
     open_ledger(ledger)
     what = " and ".join(
         f"{name} {value!r}"

@@ -59,19 +59,18 @@ def serve(
         application = with_gateway(settings, allow_upstream, config)
     except LlmLedgerError as exc:
         raise _fail(str(exc)) from exc
-    base = f"http://{settings.host}:{settings.port}"
+    from llmledger.cli.demo_serve import listen
+
+    sock = listen(settings.host, settings.port)  # bound and listening before anything is printed
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    base = f"http://{shown}:{sock.getsockname()[1]}"
     errors.print(f"llmledger {redact_url(settings.ledger)} serving on {base}")
     errors.print(f"dashboard (one-time login link): {dashboard_link(application, base)}")
     # SIGTERM: uvicorn stops accepting, finishes the requests in flight (up to 10 s), closes the
     # ledger, then re-raises the signal to the handler it found: this one exits with status 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=10,
-    )
+    served = uvicorn.Config(application, log_level="warning", timeout_graceful_shutdown=10)
+    uvicorn.Server(served).run(sockets=[sock])
 
 
 def _engine(ledger: str | None) -> Engine:

@@ -115,7 +115,10 @@ def top_up(enforcer: Enforcer, limit_id: str, amount: Any, scope: Mapping[str, A
             f"limit {limit_id} resets every {limit.window.kind}; only lifetime limits take top-ups"
         )
     metric = "usd" if limit.metric == "usd" else "tokens"
-    value = make_limit("", **{metric: amount}).amount
+    try:
+        value = make_limit("", **{metric: amount}).amount
+    except LimitDefinitionError as exc:  # name the argument the caller gave, not the limit's metric
+        raise LimitDefinitionError(str(exc).replace(f"{metric} must", "amount must", 1)) from None
     if value <= 0:
         raise LimitDefinitionError(f"a top-up must be positive, got {amount!r}")
     return enforcer.store.top_up(limit, subject_of(limit, scope), value)

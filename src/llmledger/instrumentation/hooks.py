@@ -150,7 +150,6 @@ def kwargs_hook(
         def method(*args: Any, **kwargs: Any) -> Any:
             if not kwargs:
                 return original(*args, **kwargs)
-            _check_names(kwargs)
             if active():
                 if not _LEDGER_KEYS.isdisjoint(kwargs):
                     attach(kwargs, _take(kwargs))
@@ -158,21 +157,26 @@ def kwargs_hook(
                 for key in _LEDGER_KEYS.intersection(kwargs):
                     del kwargs[key]
                 strip(kwargs)
-            return original(*args, **kwargs)
+            try:
+                return original(*args, **kwargs)
+            except TypeError as exc:  # free until raised: the SDK refused an unknown keyword?
+                _check_names(kwargs, exc)
+                raise
 
         return method
 
     return make
 
 
-def _check_names(kwargs: dict[str, Any]) -> None:
-    """A misspelt `ledger_*` keyword (`ledger_teant=`) is an `InvalidUsageError` naming the valid ones."""
+def _check_names(kwargs: dict[str, Any], exc: TypeError) -> None:
+    """A misspelt `ledger_*` keyword (`ledger_teant=`), which the SDK refused with a TypeError before
+    sending anything, is an `InvalidUsageError` naming the valid ones."""
     for key in kwargs:
-        if key[:7] == "ledger_" and key not in _LEDGER_KEYS:
+        if key.startswith("ledger_") and key not in _LEDGER_KEYS:
             valid = ", ".join(LEDGER_KWARGS)
             raise InvalidUsageError(
                 f"unknown keyword {key}= (llmledger's are {valid}); the call was not sent"
-            )
+            ) from exc
 
 
 def _take(kwargs: dict[str, Any]) -> str:

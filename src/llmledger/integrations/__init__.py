@@ -9,10 +9,11 @@ Each takes an `attribution` function: request -> `{"tenant": ..., "user": ..., "
 builds one that reads request headers. The request's attribution REPLACES whatever the worker thread
 or task held before, and the previous value is restored when the request ends (also when it fails),
 so a reused worker never bills one request to the previous request's tenant. A fault in the
-attribution function is logged and counted (`stats().internal_errors`); the request goes on
-unattributed.
+attribution function (or a bad value: an oversized or control-character tenant) is logged and
+counted (`stats().internal_errors`); the request goes on unattributed, outside every per-tenant
+limit — or, with `on_attribution_fault="closed"`, is refused (400 / 500) without running.
 """
 
-from llmledger.integrations.common import Attributor, from_headers
+from llmledger.integrations.common import AttributionFault, Attributor, from_headers
 
-__all__ = ["Attributor", "from_headers"]
+__all__ = ["AttributionFault", "Attributor", "from_headers"]

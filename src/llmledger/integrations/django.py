@@ -4,6 +4,7 @@
 # settings.py
 MIDDLEWARE = [..., "llmledger.integrations.django.LedgerMiddleware"]
 LLMLEDGER_ATTRIBUTION = "myproject.billing.attribution"  # request -> {"tenant": ..., "user": ...}
+LLMLEDGER_ON_ATTRIBUTION_FAULT = "closed"  # refuse a request whose attribution is bad (default "open")
 ```
 
 Without `LLMLEDGER_ATTRIBUTION`, an authenticated request is attributed to `user=<username>`.
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from llmledger.integrations.common import Attributor, resolve, scoped
+from llmledger.integrations.common import AttributionFault, Attributor, Refusal, fault_mode, resolve, scoped
 
 __all__ = ["LedgerMiddleware", "user_attribution"]
 
@@ -46,9 +47,19 @@ class LedgerMiddleware:
     """Sets the request's attribution around the view, and restores the previous one after it."""
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        from django.conf import settings
+
         self.get_response = get_response
         self.attribution = _configured()
+        self.on_fault: AttributionFault = fault_mode(
+            getattr(settings, "LLMLEDGER_ON_ATTRIBUTION_FAULT", "open")
+        )
 
     def __call__(self, request: Any) -> Any:
-        with scoped(resolve(self.attribution, request)):
+        who = resolve(self.attribution, request, self.on_fault)
+        if isinstance(who, Refusal):
+            from django.http import HttpResponse
+
+            return HttpResponse(who.body, status=who.status, content_type="text/plain; charset=utf-8")
+        with scoped(who):
             return self.get_response(request)

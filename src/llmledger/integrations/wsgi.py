@@ -20,7 +20,7 @@ from contextvars import Token
 from typing import Any
 
 from llmledger.attribution.context import Attribution, _current
-from llmledger.integrations.common import Attributor, resolve
+from llmledger.integrations.common import AttributionFault, Attributor, Refusal, fault_mode, resolve
 
 __all__ = ["LedgerMiddleware"]
 
@@ -49,16 +49,31 @@ class _Body:
 
 
 class LedgerMiddleware:
-    """`LedgerMiddleware(wsgi_app, attribution=fn)`: `fn(environ)` gives the request's attribution."""
+    """`LedgerMiddleware(wsgi_app, attribution=fn)`: `fn(environ)` gives the request's attribution.
 
-    def __init__(self, app: WSGIApp, attribution: Attributor) -> None:
+    `on_attribution_fault="closed"` refuses a request whose attribution is bad (400) or failed (500)
+    instead of running it unattributed (see `AttributionFault`).
+    """
+
+    def __init__(
+        self, app: WSGIApp, attribution: Attributor, on_attribution_fault: AttributionFault = "open"
+    ) -> None:
         if not callable(attribution):
             raise TypeError("attribution must be a function of the WSGI environ, e.g. from_headers(...)")
         self.app = app
         self.attribution = attribution
+        self.on_fault = fault_mode(on_attribution_fault)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        token = _current.set(resolve(self.attribution, environ))
+        who = resolve(self.attribution, environ, self.on_fault)
+        if isinstance(who, Refusal):
+            status = "400 Bad Request" if who.status == 400 else "500 Internal Server Error"
+            length = str(len(who.body))
+            start_response(
+                status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", length)]
+            )
+            return [who.body]
+        token = _current.set(who)
         try:
             body = self.app(environ, start_response)
         except BaseException:

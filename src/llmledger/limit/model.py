@@ -231,6 +231,11 @@ def parse_window(
         seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
         if seconds < 60:
             raise LimitDefinitionError(f"per={per!r}: a rolling window must span at least a minute")
+        if seconds > 366 * 86_400:
+            raise LimitDefinitionError(
+                f"per={per!r}: a rolling window spans at most 366 days (rolling:366d); "
+                "use per='lifetime' for a limit that never resets"
+            )
     elif span:
         raise LimitDefinitionError(f"per={per!r}: only rolling windows take a span")
     try:

@@ -21,6 +21,7 @@ from llmledger.attribution.context import _current, attribution_from
 from llmledger.engine import limit_admin
 from llmledger.engine.limit_admin import LimitStatus
 from llmledger.errors import LimitDefinitionError
+from llmledger.events.checks import check_tokens
 from llmledger.events.ids import uuid7
 from llmledger.limit.define import make_limit
 from llmledger.limit.model import SCOPE_KEYS, Limit, scope_of_call
@@ -205,6 +206,14 @@ def top_up(limit_id: str, amount: Any, **scope: Any) -> Decimal:
     return limit_admin.top_up(runtime.enforcer, limit_id, amount, scope)
 
 
+def _sizes(input_tokens: Any, max_output_tokens: Any) -> None:
+    """check()/guard()'s token counts, validated like track()'s (InvalidUsageError naming the field)."""
+    sizes = {"input_tokens": input_tokens}
+    if max_output_tokens is not None:
+        sizes["max_output_tokens"] = max_output_tokens
+    check_tokens(sizes)
+
+
 def _scope(scope: Mapping[str, Any], model: str | None, provider: str | None) -> dict[str, str | None]:
     unknown = [k for k in scope if k not in (*SCOPE_KEYS, "tags")]
     if unknown:
@@ -233,6 +242,7 @@ def check(
 ) -> list[LimitStatus]:
     """Would a call fit? Raises `LimitExceeded` (saying which limit and when it resets) if a hard limit
     would refuse its worst case; otherwise returns `remaining()` for the scope. Reserves nothing."""
+    _sizes(input_tokens, max_output_tokens)
     values = _scope(scope, model, provider)
     runtime = _rt.current()
     if runtime.remote is not None:
@@ -273,6 +283,7 @@ def guard(
     The `track()` inside settles the reservation; without one, it is released when the block ends.
     Yields the reservation id (None when no limit applies).
     """
+    _sizes(input_tokens, max_output_tokens)
     values = _scope(scope, model, provider)
     runtime = _rt.current()
     # Journaled under its id before it exists: a process that dies at any instant of the block

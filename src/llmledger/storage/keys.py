@@ -102,6 +102,10 @@ def check_key_fields(scope: object, tenant: object, name: object) -> None:
             raise InvalidQueryError(f"{field} must be a non-empty string of at most {_MAX_NAME} characters")
         if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
             raise InvalidQueryError(f"{field} must be valid Unicode text without NUL characters")
+        if field == "tenant" and not value.isprintable():  # the rule limits apply to a tenant
+            raise InvalidQueryError(
+                f"tenant must be printable text without control characters, got {value!r:.80}"
+            )
 
 
 class KeyStore:

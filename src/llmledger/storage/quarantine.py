@@ -25,7 +25,7 @@ from llmledger.storage.tables import quarantine
 if TYPE_CHECKING:
     from llmledger.storage.ledger import Ledger
 
-__all__ = ["Quarantined", "count", "insert", "record_of", "retry", "rows"]
+__all__ = ["Quarantined", "count", "drop", "get", "insert", "record_of", "retry", "rows"]
 
 _MAX_RECORD = 1 << 20
 
@@ -80,6 +80,23 @@ def rows(ledger: Ledger, limit: int | None = 100) -> list[Quarantined]:
             Quarantined(r.id, r.event_id, from_us(r.quarantined_us), r.reason, r.record)
             for r in conn.execute(query)
         ]
+
+
+def get(ledger: Ledger, row_id: int) -> Quarantined | None:
+    """The quarantined row with this id, or None."""
+    if not 0 < row_id < 2**63:  # beyond any id (and SQL's integers)
+        return None
+    with ledger.engine.connect() as conn:
+        r = conn.execute(sa.select(quarantine).where(quarantine.c.id == row_id)).first()
+    return None if r is None else Quarantined(r.id, r.event_id, from_us(r.quarantined_us), r.reason, r.record)
+
+
+def drop(ledger: Ledger, row_id: int) -> bool:
+    """Discard a quarantined row for good (an event that can never be stored); False if none."""
+    if not 0 < row_id < 2**63:
+        return False
+    with ledger.engine.begin() as conn:
+        return bool(conn.execute(sa.delete(quarantine).where(quarantine.c.id == row_id)).rowcount)
 
 
 def count(ledger: Ledger) -> int:
