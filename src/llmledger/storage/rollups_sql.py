@@ -85,10 +85,31 @@ _STAGE_ROWS_SQL = (
 )
 """The stage of a write's batch: its events as they are (grouping them first costs more than it
 saves when a batch holds few events per hour and dimensions; each cuboid groups them anyway)."""
-_CREATE_STAGE = (
-    f"CREATE TEMP TABLE IF NOT EXISTS llmledger_rollup_stage (bucket INTEGER, {_DIM_COLS},"
-    f" {', '.join(MEASURES[:_N_INT])}, cost INTEGER, plain INTEGER)"
-)
+_COLUMNS_SQL = f"(bucket INTEGER, {_DIM_COLS}, {', '.join(MEASURES[:_N_INT])}, cost INTEGER, plain INTEGER)"
+_HOURLY = {"f": "stage", "m": "f", "tm": "stage", "u": "stage"}
+"""The cuboids kept by hour, each summed by hour into a temporary table of its own from the
+smallest one holding its dimensions (the model hours from the feature hours); their day rows are
+summed from those, and the day rows of `all` from the stage."""
+_CREATE = [
+    f"CREATE TEMP TABLE IF NOT EXISTS llmledger_rollup_{t} {_COLUMNS_SQL}" for t in ("stage", *_HOURLY)
+]
+_CLEAR = [f"DELETE FROM temp.llmledger_rollup_{t}" for t in ("stage", *_HOURLY)]
+
+
+def _picked(cuboid: str) -> str:
+    return ", ".join(f'"{d}"' if d in CUBOIDS[cuboid] else f'NULL AS "{d}"' for d in DIMENSIONS)
+
+
+def _hours_sql(cuboid: str) -> str:
+    """Sum the cuboid's hours into its temporary table."""
+    group = ", ".join(f'"{d}"' for d in CUBOIDS[cuboid])
+    sums = ", ".join(f"sum({m})" for m in MEASURES[:_N_INT])
+    return (
+        f"INSERT INTO temp.llmledger_rollup_{cuboid} SELECT bucket, {_picked(cuboid)}, {sums}, sum(cost), 1"
+        f" FROM temp.llmledger_rollup_{_HOURLY[cuboid]} GROUP BY bucket, {group}"
+    )
+
+
 _TEXT = (
     "CASE WHEN c IS NULL THEN NULL ELSE (CASE WHEN c < 0 THEN '-' ELSE '' END)"
     f" || rtrim(rtrim(printf('%d.%0{SCALE_DIGITS}d', abs(c) / {_SCALE}, abs(c) % {_SCALE}), '0'), '.') END"
@@ -98,11 +119,7 @@ _TEXT = (
 
 def _insert_sql(cuboid: str, grain: int) -> str:
     dims = CUBOIDS[cuboid]
-    bucket = "bucket" if grain == HOUR_US else f"bucket - bucket % {DAY_US}"
-    picked = ", ".join(f'"{d}"' if d in dims else f'NULL AS "{d}"' for d in DIMENSIONS)
-    group = ", ".join(f'"{d}"' for d in dims)
     key = ", ".join(f'"{d}"' for d in dims)
-    sums = ", ".join(f"sum({m}) AS {m}" for m in MEASURES[:_N_INT])
     columns = ", ".join(f'"{c}"' for c in ("grain", "bucket_us", "cuboid", "key", *DIMENSIONS, *MEASURES))
     adds = ", ".join(f'"{m}" = {_R}."{m}" + excluded."{m}"' for m in MEASURES[:_N_INT])
     cost = (
@@ -110,10 +127,15 @@ def _insert_sql(cuboid: str, grain: int) -> str:
         f" WHEN {_R}.cost_usd IS NULL THEN excluded.cost_usd"
         f" ELSE dadd({_R}.cost_usd, excluded.cost_usd) END"
     )
-    inner = (
-        f"SELECT {bucket} AS b, {picked}, {sums}, sum(cost) AS c FROM {_STAGE}"
-        f" GROUP BY b{', ' + group if group else ''}"
-    )
+    source = f"temp.llmledger_rollup_{cuboid if cuboid in _HOURLY else 'stage'}"
+    if grain == HOUR_US:  # the cuboid's table holds its hours, summed
+        inner = f"SELECT bucket AS b, {_DIM_COLS}, {', '.join(MEASURES[:_N_INT])}, cost AS c FROM {source}"
+    else:
+        sums = ", ".join(f"sum({m}) AS {m}" for m in MEASURES[:_N_INT])
+        inner = (
+            f"SELECT bucket - bucket % {DAY_US} AS b, {_picked(cuboid)}, {sums}, sum(cost) AS c"
+            f" FROM {source} GROUP BY b, {key}"
+        )
     return (
         f"INSERT INTO {_R} ({columns}) SELECT {grain}, b, '{cuboid}',"
         f" llmledger_rollup_key('{cuboid}', {key}), {_DIM_COLS}, {', '.join(MEASURES[:_N_INT])},"
@@ -122,7 +144,10 @@ def _insert_sql(cuboid: str, grain: int) -> str:
     )
 
 
-_INSERTS = [_insert_sql(name, grain) for name in CUBOIDS for grain in GRAINS[name]]
+_INSERTS = [
+    *[_hours_sql(name) for name in _HOURLY],
+    *[_insert_sql(name, grain) for name in CUBOIDS for grain in GRAINS[name]],
+]
 _KEYS: dict[tuple[Any, ...], str] = {}
 
 
@@ -152,8 +177,8 @@ def add_since(conn: Connection, rowid: int, expected: int | None = None) -> bool
     the rollups; `expected`: how many they must be. False: nothing written (a cost the integer sums
     cannot hold exactly, or not `expected` events): use the Python path."""
     raw = _raw(conn)
-    raw.execute(_CREATE_STAGE)
-    raw.execute(f"DELETE FROM {_STAGE}")
+    for sql in (*_CREATE, *_CLEAR):
+        raw.execute(sql)
     raw.execute("SAVEPOINT llmledger_rollups_sql")
     try:
         raw.execute(_STAGE_SQL if expected is None else _STAGE_ROWS_SQL, (rowid,))
@@ -170,7 +195,8 @@ def add_since(conn: Connection, rowid: int, expected: int | None = None) -> bool
         return False
     finally:
         raw.execute("RELEASE llmledger_rollups_sql")
-        raw.execute(f"DELETE FROM {_STAGE}")
+        for sql in _CLEAR:
+            raw.execute(sql)
     return True
 
 
