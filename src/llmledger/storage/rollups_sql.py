@@ -36,29 +36,35 @@ _E = events.name
 _R = rollups.name
 _N_INT = len(MEASURES) - 1
 
-_ABS = "ltrim(cost_usd, '-')"
-_DOT = f"instr({_ABS} || '.', '.')"
+_DOT = "instr(cost_usd, '.')"
+_FRAC = f"(CASE WHEN {_DOT} THEN length(cost_usd) - {_DOT} ELSE 0 END)"
+_INT = f"(CASE WHEN {_DOT} THEN {_DOT} - 1 ELSE length(cost_usd) END - (cost_usd GLOB '-*'))"
 _SCALED = (
-    f"(CASE WHEN substr(cost_usd, 1, 1) = '-' THEN -1 ELSE 1 END)"
-    f" * (CAST(substr({_ABS}, 1, {_DOT} - 1) AS INTEGER) * {_SCALE}"
-    f" + CAST(substr(substr({_ABS}, {_DOT} + 1) || '{'0' * SCALE_DIGITS}', 1, {SCALE_DIGITS}) AS INTEGER))"
+    f"CAST(replace(cost_usd, '.', '') AS INTEGER)"
+    f" * CAST(substr('1{'0' * SCALE_DIGITS}', 1, {SCALE_DIGITS + 1} - {_FRAC}) AS INTEGER)"
 )
-"""The cost times 10^12 as an integer (exact for the costs `_PLAIN` accepts)."""
+"""The cost times 10^12 as an integer: its digits without the point, times 10^(12 - its fraction
+digits); "-2.5" -> -25 * 10^11 (exact for the costs `_PLAIN` accepts). Few string calls: it runs
+once per row read."""
 _PLAIN = (
-    f"(cost_usd IS NULL OR ({_ABS} NOT GLOB '*[^0-9.]*' AND {_ABS} NOT GLOB '*.*.*'"
-    " AND substr(cost_usd, 1, 2) != '--'"
-    f" AND {_ABS} GLOB '[0-9]*' AND {_DOT} BETWEEN 2 AND {_MAX_INT_DIGITS + 1}"
-    f" AND length({_ABS}) - {_DOT} <= {SCALE_DIGITS}))"
+    "(cost_usd IS NULL OR (cost_usd NOT GLOB '*[^0-9.-]*'"
+    " AND (cost_usd GLOB '[0-9]*' OR cost_usd GLOB '-[0-9]*') AND cost_usd GLOB '*[0-9]'"
+    " AND cost_usd NOT GLOB '?*-*' AND cost_usd NOT GLOB '*.*.*'"
+    f" AND {_FRAC} <= {SCALE_DIGITS} AND {_INT} <= {_MAX_INT_DIGITS}))"
 )
 """True when `_SCALED` is exact for the cost (None counts as exact: it is not summed)."""
 
 SUMS = (
     f"sum(CASE WHEN cost_usd IS NULL THEN NULL ELSE {_SCALED} END)",
-    f"max(length({_ABS}) - {_DOT})",
-    f"min({_PLAIN})",
+    f"max({_FRAC})",
+    f"coalesce(max({_FRAC}) <= {SCALE_DIGITS} AND max({_INT}) <= {_MAX_INT_DIGITS}"
+    " AND max(instr(cost_usd, 'E')) = 0, 1)",
 )
 """Aggregates over a text `cost_usd` column for reading: the costs' sum times 10^12, their most
-fraction digits, and whether that sum is exact (0: sum with `dsum` instead; see `scaled`)."""
+fraction digits, and whether that sum is exact (0: sum with `dsum` instead; see `scaled`). The
+stored texts are canonical (`str(Decimal)`, or `_TEXT`): `-?digits[.digits]` or with an exponent,
+so three aggregates of the digit counts and the exponent's "E" check them, rather than `_PLAIN`
+on every row."""
 
 
 def scaled(total: int | None, digits: int | None) -> Decimal | None:
