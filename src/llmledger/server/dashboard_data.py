@@ -1,8 +1,9 @@
 """What the dashboard shows, computed from one engine: overview figures, series, top lists, alerts.
 
-Every figure comes from `usage_rows` (rollups whenever the filters allow, see
-`llmledger.storage.usage`), so its cost grows with groups and time buckets, not with events. Money
-is returned as decimal strings. Functions here are plain (no HTTP): routes call them in a thread.
+Every figure comes from `llmledger.storage.usage` (rollups whenever the filters allow), so its cost
+grows with groups and time buckets, not with events; the overview asks for all its figures in a
+handful of queries (see `overview`). Money is returned as decimal strings. Functions here are
+plain (no HTTP): routes call them in a thread.
 """
 
 from __future__ import annotations

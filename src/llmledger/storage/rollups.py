@@ -19,11 +19,10 @@ or groups by them reads the events (the exact path). Rows are keyed by (grain, c
 key) where `key` is a 128-bit BLAKE2b digest of the dimension values (so the primary key stays
 small on PostgreSQL whatever the labels' lengths).
 
-Events are aggregated in Python per batch, before the write transaction takes the ledger's lock
-(first by hour and every dimension, then projected once per distinct dimension tuple to each
-cuboid and grain), and written with ONE upsert statement per batch (`executemany` of driver-ready
-rows, `INSERT ... ON CONFLICT DO UPDATE`): one row per distinct (grain, cuboid, bucket, values) of
-the batch, however many events it sums. Deleting events subtracts them the same way.
+On SQLite, SQLite sums a write's rows itself (`llmledger.storage.rollups_sql`, exact integer
+sums). Otherwise (PostgreSQL, or a cost those sums cannot hold) events are aggregated here in
+Python, before the write lock, and written with one upsert per batch: one row per distinct (grain,
+cuboid, bucket, values). Deleting events subtracts them the same way.
 """
 
 from __future__ import annotations

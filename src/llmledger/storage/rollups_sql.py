@@ -36,29 +36,35 @@ _E = events.name
 _R = rollups.name
 _N_INT = len(MEASURES) - 1
 
-_ABS = "ltrim(cost_usd, '-')"
-_DOT = f"instr({_ABS} || '.', '.')"
+_DOT = "instr(cost_usd, '.')"
+_FRAC = f"(CASE WHEN {_DOT} THEN length(cost_usd) - {_DOT} ELSE 0 END)"
+_INT = f"(CASE WHEN {_DOT} THEN {_DOT} - 1 ELSE length(cost_usd) END - (cost_usd GLOB '-*'))"
 _SCALED = (
-    f"(CASE WHEN substr(cost_usd, 1, 1) = '-' THEN -1 ELSE 1 END)"
-    f" * (CAST(substr({_ABS}, 1, {_DOT} - 1) AS INTEGER) * {_SCALE}"
-    f" + CAST(substr(substr({_ABS}, {_DOT} + 1) || '{'0' * SCALE_DIGITS}', 1, {SCALE_DIGITS}) AS INTEGER))"
+    f"CAST(replace(cost_usd, '.', '') AS INTEGER)"
+    f" * CAST(substr('1{'0' * SCALE_DIGITS}', 1, {SCALE_DIGITS + 1} - {_FRAC}) AS INTEGER)"
 )
-"""The cost times 10^12 as an integer (exact for the costs `_PLAIN` accepts)."""
+"""The cost times 10^12 as an integer: its digits without the point, times 10^(12 - its fraction
+digits); "-2.5" -> -25 * 10^11 (exact for the costs `_PLAIN` accepts). Few string calls: it runs
+once per row read."""
 _PLAIN = (
-    f"(cost_usd IS NULL OR ({_ABS} NOT GLOB '*[^0-9.]*' AND {_ABS} NOT GLOB '*.*.*'"
-    " AND substr(cost_usd, 1, 2) != '--'"
-    f" AND {_ABS} GLOB '[0-9]*' AND {_DOT} BETWEEN 2 AND {_MAX_INT_DIGITS + 1}"
-    f" AND length({_ABS}) - {_DOT} <= {SCALE_DIGITS}))"
+    "(cost_usd IS NULL OR (cost_usd NOT GLOB '*[^0-9.-]*'"
+    " AND (cost_usd GLOB '[0-9]*' OR cost_usd GLOB '-[0-9]*') AND cost_usd GLOB '*[0-9]'"
+    " AND cost_usd NOT GLOB '?*-*' AND cost_usd NOT GLOB '*.*.*'"
+    f" AND {_FRAC} <= {SCALE_DIGITS} AND {_INT} <= {_MAX_INT_DIGITS}))"
 )
 """True when `_SCALED` is exact for the cost (None counts as exact: it is not summed)."""
 
 SUMS = (
     f"sum(CASE WHEN cost_usd IS NULL THEN NULL ELSE {_SCALED} END)",
-    f"max(length({_ABS}) - {_DOT})",
-    f"min({_PLAIN})",
+    f"max({_FRAC})",
+    f"coalesce(max({_FRAC}) <= {SCALE_DIGITS} AND max({_INT}) <= {_MAX_INT_DIGITS}"
+    " AND max(instr(cost_usd, 'E')) = 0, 1)",
 )
 """Aggregates over a text `cost_usd` column for reading: the costs' sum times 10^12, their most
-fraction digits, and whether that sum is exact (0: sum with `dsum` instead; see `scaled`)."""
+fraction digits, and whether that sum is exact (0: sum with `dsum` instead; see `scaled`). The
+stored texts are canonical (`str(Decimal)`, or `_TEXT`): `-?digits[.digits]` or with an exponent,
+so three aggregates of the digit counts and the exponent's "E" check them, rather than `_PLAIN`
+on every row."""
 
 
 def scaled(total: int | None, digits: int | None) -> Decimal | None:
@@ -85,10 +91,31 @@ _STAGE_ROWS_SQL = (
 )
 """The stage of a write's batch: its events as they are (grouping them first costs more than it
 saves when a batch holds few events per hour and dimensions; each cuboid groups them anyway)."""
-_CREATE_STAGE = (
-    f"CREATE TEMP TABLE IF NOT EXISTS llmledger_rollup_stage (bucket INTEGER, {_DIM_COLS},"
-    f" {', '.join(MEASURES[:_N_INT])}, cost INTEGER, plain INTEGER)"
-)
+_COLUMNS_SQL = f"(bucket INTEGER, {_DIM_COLS}, {', '.join(MEASURES[:_N_INT])}, cost INTEGER, plain INTEGER)"
+_HOURLY = {"f": "stage", "m": "f", "tm": "stage", "u": "stage"}
+"""The cuboids kept by hour, each summed by hour into a temporary table of its own from the
+smallest one holding its dimensions (the model hours from the feature hours); their day rows are
+summed from those, and the day rows of `all` from the stage."""
+_CREATE = [
+    f"CREATE TEMP TABLE IF NOT EXISTS llmledger_rollup_{t} {_COLUMNS_SQL}" for t in ("stage", *_HOURLY)
+]
+_CLEAR = [f"DELETE FROM temp.llmledger_rollup_{t}" for t in ("stage", *_HOURLY)]
+
+
+def _picked(cuboid: str) -> str:
+    return ", ".join(f'"{d}"' if d in CUBOIDS[cuboid] else f'NULL AS "{d}"' for d in DIMENSIONS)
+
+
+def _hours_sql(cuboid: str) -> str:
+    """Sum the cuboid's hours into its temporary table."""
+    group = ", ".join(f'"{d}"' for d in CUBOIDS[cuboid])
+    sums = ", ".join(f"sum({m})" for m in MEASURES[:_N_INT])
+    return (
+        f"INSERT INTO temp.llmledger_rollup_{cuboid} SELECT bucket, {_picked(cuboid)}, {sums}, sum(cost), 1"
+        f" FROM temp.llmledger_rollup_{_HOURLY[cuboid]} GROUP BY bucket, {group}"
+    )
+
+
 _TEXT = (
     "CASE WHEN c IS NULL THEN NULL ELSE (CASE WHEN c < 0 THEN '-' ELSE '' END)"
     f" || rtrim(rtrim(printf('%d.%0{SCALE_DIGITS}d', abs(c) / {_SCALE}, abs(c) % {_SCALE}), '0'), '.') END"
@@ -98,11 +125,7 @@ _TEXT = (
 
 def _insert_sql(cuboid: str, grain: int) -> str:
     dims = CUBOIDS[cuboid]
-    bucket = "bucket" if grain == HOUR_US else f"bucket - bucket % {DAY_US}"
-    picked = ", ".join(f'"{d}"' if d in dims else f'NULL AS "{d}"' for d in DIMENSIONS)
-    group = ", ".join(f'"{d}"' for d in dims)
     key = ", ".join(f'"{d}"' for d in dims)
-    sums = ", ".join(f"sum({m}) AS {m}" for m in MEASURES[:_N_INT])
     columns = ", ".join(f'"{c}"' for c in ("grain", "bucket_us", "cuboid", "key", *DIMENSIONS, *MEASURES))
     adds = ", ".join(f'"{m}" = {_R}."{m}" + excluded."{m}"' for m in MEASURES[:_N_INT])
     cost = (
@@ -110,10 +133,15 @@ def _insert_sql(cuboid: str, grain: int) -> str:
         f" WHEN {_R}.cost_usd IS NULL THEN excluded.cost_usd"
         f" ELSE dadd({_R}.cost_usd, excluded.cost_usd) END"
     )
-    inner = (
-        f"SELECT {bucket} AS b, {picked}, {sums}, sum(cost) AS c FROM {_STAGE}"
-        f" GROUP BY b{', ' + group if group else ''}"
-    )
+    source = f"temp.llmledger_rollup_{cuboid if cuboid in _HOURLY else 'stage'}"
+    if grain == HOUR_US:  # the cuboid's table holds its hours, summed
+        inner = f"SELECT bucket AS b, {_DIM_COLS}, {', '.join(MEASURES[:_N_INT])}, cost AS c FROM {source}"
+    else:
+        sums = ", ".join(f"sum({m}) AS {m}" for m in MEASURES[:_N_INT])
+        inner = (
+            f"SELECT bucket - bucket % {DAY_US} AS b, {_picked(cuboid)}, {sums}, sum(cost) AS c"
+            f" FROM {source} GROUP BY b, {key}"
+        )
     return (
         f"INSERT INTO {_R} ({columns}) SELECT {grain}, b, '{cuboid}',"
         f" llmledger_rollup_key('{cuboid}', {key}), {_DIM_COLS}, {', '.join(MEASURES[:_N_INT])},"
@@ -122,7 +150,10 @@ def _insert_sql(cuboid: str, grain: int) -> str:
     )
 
 
-_INSERTS = [_insert_sql(name, grain) for name in CUBOIDS for grain in GRAINS[name]]
+_INSERTS = [
+    *[_hours_sql(name) for name in _HOURLY],
+    *[_insert_sql(name, grain) for name in CUBOIDS for grain in GRAINS[name]],
+]
 _KEYS: dict[tuple[Any, ...], str] = {}
 
 
@@ -152,8 +183,8 @@ def add_since(conn: Connection, rowid: int, expected: int | None = None) -> bool
     the rollups; `expected`: how many they must be. False: nothing written (a cost the integer sums
     cannot hold exactly, or not `expected` events): use the Python path."""
     raw = _raw(conn)
-    raw.execute(_CREATE_STAGE)
-    raw.execute(f"DELETE FROM {_STAGE}")
+    for sql in (*_CREATE, *_CLEAR):
+        raw.execute(sql)
     raw.execute("SAVEPOINT llmledger_rollups_sql")
     try:
         raw.execute(_STAGE_SQL if expected is None else _STAGE_ROWS_SQL, (rowid,))
@@ -170,7 +201,8 @@ def add_since(conn: Connection, rowid: int, expected: int | None = None) -> bool
         return False
     finally:
         raw.execute("RELEASE llmledger_rollups_sql")
-        raw.execute(f"DELETE FROM {_STAGE}")
+        for sql in _CLEAR:
+            raw.execute(sql)
     return True
 
 
