@@ -127,7 +127,7 @@ class UpstreamResponse:
         self._wake()
 
     async def _wait(self) -> None:
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        waiter = self._waiter = self._conn.pool.loop.create_future()
         await waiter
 
     def __aiter__(self) -> UpstreamResponse:
@@ -147,7 +147,8 @@ class UpstreamResponse:
                 raise self._error
             if self._done:
                 raise StopAsyncIteration
-            await self._wait()
+            waiter = self._waiter = self._conn.pool.loop.create_future()
+            await waiter
 
     async def read(self) -> bytes:
         """The whole body (decompressed)."""
