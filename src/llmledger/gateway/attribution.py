@@ -80,9 +80,10 @@ def attribution_of(
     who = _SEEN.get(key)
     if who is None:
         who = _attribution(found, user, bound_tenant)
-        if len(_SEEN) >= 4096:
-            _SEEN.clear()
-        _SEEN[key] = who
+        if sum(len(raw) for _, raw in found) + len(user or "") <= 2048:  # bounded memory
+            if len(_SEEN) >= 4096:
+                _SEEN.clear()
+            _SEEN[key] = who
     return who
 
 
