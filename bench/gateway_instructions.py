@@ -3,10 +3,11 @@
 Wall-clock CPU per request on this shared machine moves by ±30 % from run to run; instruction
 counts do not. The gateway ASGI app runs in one process under `valgrind --tool=callgrind`, driven
 in-process (no HTTP server in front: uvicorn's parsing is the same for every gateway and is left
-out), forwarding to the loopback fake provider in another process with its real aiohttp client,
+out), forwarding to the loopback fake provider in another process with its real upstream client,
 metering into a real SQLite ledger; the event loop's thread is counted (the request's path:
-parsing, pricing, the journal line, aiohttp), not the background writer's batched SQLite work. Each
-configuration runs with K and 5K requests; the difference divided by 4K is one request's cost.
+parsing, pricing, the journal line, the upstream client), not the background writer's batched
+SQLite work. Each configuration runs with K and 5K requests; the difference divided by 4K is one
+request's cost.
 
     python bench/gateway_instructions.py [json|stream] [--k 200]
 """

@@ -243,3 +243,23 @@ def test_date_and_server_headers_are_sent_once(tmp_path: Path, stream: bool) -> 
         )
         names = [name.lower() for name, _ in answer.headers.raw]
         assert answer.status_code == 200 and names.count(b"date") == 1 and names.count(b"server") <= 1, names
+
+
+def test_remembered_attributions_follow_their_headers_body_user_and_key() -> None:
+    from llmledger.errors import AttributionRefused
+    from llmledger.gateway.attribution import attribution_of
+
+    base = [(b"x-ledger-key", b"llk_x"), (b"x-ledger-tenant", b"acme"), (b"user", b"ann")]
+    first = attribution_of(base, {"model": "m"}, None)
+    assert attribution_of(list(base), {"model": "m"}, None) is first  # remembered
+    assert (first.tenant, first.user) == ("acme", "ann")
+    other = attribution_of([*base[:2], (b"user", b"bob")], {"model": "m"}, None)
+    assert other.user == "bob"
+    by_body = attribution_of(base[:2], {"user": "carl"}, None)
+    assert by_body.user == "carl" and attribution_of(base[:2], {"user": "dee"}, None).user == "dee"
+    with pytest.raises(AttributionRefused, match="bound to tenant"):  # same headers, another key's tenant
+        attribution_of(base, {"model": "m"}, "other")
+    with pytest.raises(AttributionRefused):  # a bad value is refused every time, never remembered
+        attribution_of([(b"x-ledger-user", b"")], None, None)
+    with pytest.raises(AttributionRefused):
+        attribution_of([(b"x-ledger-user", b"")], None, None)

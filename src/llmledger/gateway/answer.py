@@ -26,7 +26,8 @@ async def finish(gw: Gateway, meter: Metering, event: UsageEvent) -> None:
     """Settle the call's reservation with its event, then record the event (its write drops the
     reservation)."""
     try:
-        await settle(gw, meter, event)
+        if meter.reservation is not None:
+            await settle(gw, meter, event)
     finally:
         reservation, meter.reservation = meter.reservation, None
         held, meter.held = meter.held, None

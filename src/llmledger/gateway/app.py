@@ -90,7 +90,7 @@ def _ledger_key(value: bytes) -> str | None:
 
 
 class Gateway:
-    """One gateway: its settings, router, engine, recorder and upstream session (opened in the
+    """One gateway: its settings, router, engine, recorder and upstream connections (opened in the
     event loop on first use). Serve it with any ASGI server; `aclose()` when done."""
 
     def __init__(

@@ -13,6 +13,8 @@ import json
 import time
 from typing import Any
 
+import orjson
+
 from llmledger._internal import internal_error
 from llmledger.errors import AttributionRefused, InvalidUsageError, UpstreamRefused
 from llmledger.events.checks import check_text
@@ -221,12 +223,12 @@ async def _forward(
     if targets is None:  # a soft limit's downgrade: the cheaper model, by its own routes
         body = {**body, "model": meter.sent_model}
         targets = gw.router.targets(api, meter.sent_model, _upstream_of(scope), _has_key(forwarded))
-    payload = raw if body is meter.body else json.dumps(body, separators=(",", ":")).encode()
+    payload = raw if body is meter.body else _dumps(body)
     hide = False
     if stream and endpoint in ("chat.completions", "completions") and targets[0].asks_usage:
         rewritten = prepare(endpoint, body, True)
         if rewritten is not None:
-            payload, hide = json.dumps(rewritten, separators=(",", ":")).encode(), True
+            payload, hide = _dumps(rewritten), True
     pricer = gw.engine.pricer
 
     def failed(target: Target, status: int, error_type: str) -> None:
@@ -260,6 +262,14 @@ async def _forward(
             await relay_whole(gw, meter, response, send, t0, t_up)
     finally:
         response.release()
+
+
+def _dumps(body: Any) -> bytes:
+    """A rewritten request body (orjson; the standard library for what orjson cannot write)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # orjson.JSONEncodeError: an integer over 64 bits, say
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 def _upstream_of(scope: Scope) -> str | None:

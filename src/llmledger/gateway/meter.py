@@ -175,14 +175,22 @@ class Metering:
         return event
 
 
+_VALID: set[tuple[str, str | None]] = set()
+
+
 def _problem(event: UsageEvent, tokens: Mapping[str, int]) -> str | None:
     """Why the ledger could not hold an event built from provider data (None: it can). Only what
     provider data can make wrong is checked: attribution was validated on arrival, the timestamp
     and durations are the gateway's own, and the readers give non-negative integer counts."""
     try:
-        check_text("model", event.model, TEXT_LIMITS["model"], required=True)
-        for name in ("service_tier", "request_id"):
-            check_text(name, getattr(event, name), TEXT_LIMITS[name])
+        known = (event.model, event.service_tier)
+        if known not in _VALID:  # a model and tier checked once (they repeat)
+            check_text("model", event.model, TEXT_LIMITS["model"], required=True)
+            check_text("service_tier", event.service_tier, TEXT_LIMITS["service_tier"])
+            if len(_VALID) >= 4096:
+                _VALID.clear()
+            _VALID.add(known)
+        check_text("request_id", event.request_id, TEXT_LIMITS["request_id"])
         for name, count in tokens.items():
             if count > MAX_TOKENS:
                 return f"{name} ({count}) is more than {MAX_TOKENS}"

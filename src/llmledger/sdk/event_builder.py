@@ -32,57 +32,19 @@ def build_usage_event(
     tokens: Mapping[str, int],
     who: Attribution,
     timestamp: datetime,
-    *,
-    units: Mapping[str, int | Decimal] | None = None,
-    provider_cost: Decimal | None = None,
-    manual_cost: Decimal | None = None,
-    requested_model: str | None = None,
-    endpoint: str | None = None,
-    service_tier: str | None = None,
-    duration_ms: float | None = None,
-    time_to_first_token_ms: float | None = None,
-    stream: bool = False,
-    complete: bool = True,
-    status: Status = "ok",
-    error_type: str | None = None,
-    request_id: str | None = None,
-    estimated: bool = False,
-    unpriced_reason: str | None = None,
-    notes: list[str] | None = None,
-    event_id: str | None = None,
+    **fields: Any,
 ) -> UsageEvent:
-    """Price already-valid usage and build its event (shared by `track()` and the instrumentation).
+    """Price already-valid usage and build its event (shared by `track()` and the instrumentation):
+    `usage_event` with the runtime's pricer, `who` laid over the `init()` defaults. `fields`: the
+    keywords of `usage_event`.
 
-    Not public: it trusts its input. `tokens` maps event token fields to counts (missing means 0);
-    `who` is the call's attribution, laid over the `init()` defaults here. `unpriced_reason` forces an
-    unpriced event (for calls whose usage could not be known). `notes` (normalised usage, from the
-    instrumentation) go into the event's `cost_note`. `event_id`: the id fixed when the call was
-    journaled (a new UUIDv7 when None).
+    Not public: it trusts its input. `tokens` maps event token fields to counts (missing means 0).
+    `unpriced_reason` forces an unpriced event (for calls whose usage could not be known). `notes`
+    (normalised usage, from the instrumentation) go into the event's `cost_note`. `event_id`: the
+    id fixed when the call was journaled (a new UUIDv7 when None).
     """
     return usage_event(
-        runtime.pricer,
-        provider,
-        model,
-        tokens,
-        runtime.config.defaults.merged(who),
-        timestamp,
-        units=units,
-        provider_cost=provider_cost,
-        manual_cost=manual_cost,
-        requested_model=requested_model,
-        endpoint=endpoint,
-        service_tier=service_tier,
-        duration_ms=duration_ms,
-        time_to_first_token_ms=time_to_first_token_ms,
-        stream=stream,
-        complete=complete,
-        status=status,
-        error_type=error_type,
-        request_id=request_id,
-        estimated=estimated,
-        unpriced_reason=unpriced_reason,
-        notes=notes,
-        event_id=event_id,
+        runtime.pricer, provider, model, tokens, runtime.config.defaults.merged(who), timestamp, **fields
     )
 
 
