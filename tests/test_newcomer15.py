@@ -36,6 +36,7 @@ ADMIN = "llk_00000000000000ad_" + "a" * 32
 def test_keys_refuse_a_control_character_tenant_like_limits(tmp_path: Path, tenant: str) -> None:
     """#15: the same tenant rule as limits (printable text), in the CLI and over HTTP."""
     url = f"sqlite:///{tmp_path / 'k.db'}"
+    Engine(url).close()  # the server's ledger exists (keys commands refuse to create one)
     made = runner.invoke(app, ["keys", "create", "--scope", "read", "--tenant", tenant, "--ledger", url])
     assert made.exit_code != 0 and "tenant must be printable" in made.output
     limit = runner.invoke(app, ["limits", "set", "--usd", "1", "--tenant", tenant, "--ledger", url])

@@ -93,7 +93,7 @@ def test_requests_are_counted_by_route_method_and_status(tmp_path: Path) -> None
         assert httpx2.get(f"{url}/no/such/path").status_code == 404
         held = httpx2.delete(f"{url}/api/v1/reservations/r1", headers=headers)
         assert held.status_code == 404
-        text = httpx2.get(f"{url}/metrics").text
+        text = httpx2.get(f"{url}/metrics", headers=headers).text  # /metrics needs a read key
     for route, method, status in (
         ("/api/v1/events", "POST", "200"),
         ("/api/v1/events", "POST", "401"),
