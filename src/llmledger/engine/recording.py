@@ -7,6 +7,7 @@ split until the rows at fault are found (they are rejected; everything else is s
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,7 @@ def price_event(pricer: Pricer, event: UsageEvent) -> bool:
     users; filling in the price of a fresh one costs a fraction of `dataclasses.replace`)."""
     if event.cost_usd is not None or event.unpriced_reason is not None:
         return False
-    tokens = {k: getattr(event, k) for k in TOKEN_FIELDS}
+    tokens = dict(zip(TOKEN_FIELDS, _tokens_of(event), strict=True))
     notes = [event.cost_note] if event.cost_note else []
     cost, source, reason, partial, _ = price_call(
         pricer,
@@ -83,6 +84,7 @@ def price_event(pricer: Pricer, event: UsageEvent) -> bool:
 
 
 _set = object.__setattr__
+_tokens_of = operator.attrgetter(*TOKEN_FIELDS)
 
 
 def _bind_tenant(item: Mapping[str, Any], tenant: str | None) -> Mapping[str, Any]:
