@@ -74,13 +74,13 @@ class Ledger:
             alerts = self.limits.apply(conn, self.limits.active(conn), batch, releases)
             if not batch:
                 return alerts
+            new = self._new(conn, once)  # under the write lock: exact (the limit counters rely on it too)
             if self.dialect == "sqlite":
-                new = self._new(conn, once)
                 conn.exec_driver_sql(self._sqlite_insert, sqlite_tuples(batch))
-            else:  # the ids the insert kept, in its own round trip
-                rows = [event_to_row(e) for e in batch]
-                kept = set(conn.execute(self._insert.returning(events.c.event_id), rows).scalars())
-                new = [e for e in once if e.event_id in kept]
+            else:  # a plain executemany: psycopg pipelines one cached one-row statement (`RETURNING`
+                # made one statement of 500 x 41 parameters, re-parsed by psycopg in Python every
+                # time: ~400 vs ~65 us CPU per event)
+                conn.execute(self._insert, [event_to_row(e) for e in batch])
             # the same transaction: rollups always equal the events
             _rollups.add_events(conn, new, ready if len(new) == len(once) else None)
         return alerts
