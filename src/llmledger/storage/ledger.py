@@ -56,6 +56,7 @@ class Ledger:
         batch: Sequence[UsageEvent],
         releases: Sequence[str] = (),
         quarantined: Sequence[tuple[str | None, str, str]] = (),
+        stored: list[UsageEvent] | None = None,
     ) -> list[Alert]:
         """Store events in one transaction; events already stored (same `event_id`) are skipped.
 
@@ -63,7 +64,8 @@ class Ledger:
         in `releases` (those the events settle) are dropped, so counters always equal the events,
         and `quarantined` rows `(event_id, reason, record JSON)` are kept in the quarantine.
         Returns the threshold alerts the committed spend crossed (each recorded once, across
-        processes): announce them (`on_threshold`) once this returns.
+        processes): announce them (`on_threshold`) once this returns. `stored`: a list the events
+        this write newly stored (the first of each id the ledger did not hold) are appended to.
         """
         if not batch and not releases and not quarantined:
             return []
@@ -83,6 +85,8 @@ class Ledger:
                 conn.execute(self._insert, [event_to_row(e) for e in batch])
             # the same transaction: rollups always equal the events
             _rollups.add_events(conn, new, ready if len(new) == len(once) else None)
+        if stored is not None:
+            stored.extend(new)
         return alerts
 
     def _new(self, conn: sa.Connection, once: Sequence[UsageEvent]) -> list[UsageEvent]:
