@@ -6,6 +6,9 @@ limit that every call matches and none exhausts; one client on a keep-alive conn
 (`http.client`, stdlib: no client library in the figure) sends `POST /api/v1/reservations` with a
 shape, then `DELETE /api/v1/reservations/{id}`; each request is timed on its own.
 
+Besides the wall-clock quantiles it prints the server process's CPU time per round trip (from
+/proc/<pid>/stat): on a machine shared with other work, the figure that does not count waiting.
+
     python bench/bench_reservations.py [--n 2000] [--rounds 3]
 """
 
@@ -35,6 +38,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def quantiles(samples: list[float]) -> tuple[float, float, float]:
@@ -115,11 +124,17 @@ def main() -> None:
             print(f"{'':28} {'p50 µs':>9} {'p99 µs':>9} {'IQR µs':>9}   (n={args.n} per round)")
             for r in range(1, args.rounds + 1):
                 rows = [("Engine.reserve (floor)", "Engine.release (floor)", in_process(path, args.n))]
+                cpu0 = cpu_seconds(server.pid)
                 rows.append(("HTTP reserve round trip", "HTTP release round trip", over_http(port, args.n)))
+                cpu = (cpu_seconds(server.pid) - cpu0) / (args.n + args.n // 10) * 1e6
                 for reserve_name, release_name, (reserve, release) in rows:
                     for name, samples in ((reserve_name, reserve), (release_name, release)):
                         p50, p99, iqr = quantiles(samples)
                         print(f"round {r}: {name:26} {p50:9.0f} {p99:9.0f} {iqr:9.0f}")
+                print(
+                    f"round {r}: server CPU {cpu:.0f} µs per reserve + release "
+                    f"(load average {os.getloadavg()[0]:.1f})"
+                )
         finally:
             server.terminate()
             server.wait(15)

@@ -9,19 +9,17 @@ process), priced at the tier it served — not from llmledger's events.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import openai
 import pytest
-from tests.fakes.honest import Honest, billed
+from tests.fakes.honest import billed
+from tests.hammer import SHORT, hammer, honest_openai, in_processes
 
 import llmledger
 
-SHORT = [{"role": "user", "content": "Summarise this ticket for the support agent, briefly."}]
 CASES = {
     "n=4": ({"model": "gpt-4o", "messages": SHORT, "max_tokens": 500, "n": 4}, "day"),
     "priority": (
@@ -37,24 +35,12 @@ def _hammer(ledger: str, body: dict[str, Any], threads: int, log: str, seed: int
     # A call the ledger cannot decide in time is refused ("closed"): with "open" (the default) it would
     # be sent unchecked and counted, which a 2-core machine shared by 128 threads can provoke.
     llmledger.init(ledger=ledger, flush_interval=0.01, limit_timeout=2.0, on_ledger_fault="closed")
-    client = openai.OpenAI(
-        api_key="k", max_retries=0, http_client=Honest(out=lambda cap: cap, log=log, seed=seed).client()
+    client = honest_openai(log, seed, out=lambda cap: cap)
+    hammer(
+        lambda: client.chat.completions.create(ledger_tenant="acme", **body),  # type: ignore[call-overload]
+        threads,
+        refusals=3 * threads,
     )
-    refused = [0]
-
-    def run() -> None:
-        while refused[0] < 3 * threads:  # until the limit is clearly reached
-            try:
-                client.chat.completions.create(ledger_tenant="acme", **body)  # type: ignore[call-overload]
-            except (llmledger.LimitExceeded, llmledger.LimitUndecided):
-                refused[0] += 1
-
-    pool = [threading.Thread(target=run) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    llmledger.shutdown(timeout=30)
 
 
 @pytest.mark.slow
@@ -65,13 +51,7 @@ def test_no_overshoot_with_8_processes_x_16_threads(ledger_path: Path, tmp_path:
     llmledger.set_limit(usd=1, per=per, tenant="acme")
     llmledger.shutdown()
     log = tmp_path / "served.log"
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_hammer, args=(str(ledger_path), body, 16, str(log), i)) for i in range(8)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
-        assert p.exitcode == 0
+    in_processes(_hammer, [(str(ledger_path), body, 16, str(log), i) for i in range(8)])
     served = len(log.read_text().splitlines())
     assert served > 0
     assert billed(log, "gpt-4o") <= Decimal(1)
@@ -82,9 +62,7 @@ def test_no_overshoot_with_8_processes_x_16_threads(ledger_path: Path, tmp_path:
 
 def _throttled(ledger: str, log: str, seed: int) -> None:
     llmledger.init(ledger=ledger, flush_interval=0.01, limit_timeout=2.0, on_ledger_fault="closed")
-    client = openai.OpenAI(
-        api_key="k", max_retries=0, http_client=Honest(out=lambda cap: 1, log=log, seed=seed).client()
-    )
+    client = honest_openai(log, seed, out=lambda cap: 1)
 
     def run() -> None:
         for _ in range(10):
@@ -109,11 +87,5 @@ def test_throttle_admits_no_more_than_its_rate_across_processes(ledger_path: Pat
     llmledger.set_limit(requests=20, per="rolling:1m", tenant="acme", mode="throttle", max_wait=1)
     llmledger.shutdown()
     log = tmp_path / "served.log"
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_throttled, args=(str(ledger_path), str(log), i)) for i in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
-        assert p.exitcode == 0
+    in_processes(_throttled, [(str(ledger_path), str(log), i) for i in range(4)])
     assert len(log.read_text().splitlines()) == 20  # exactly its rate: no more, and not fewer

@@ -9,7 +9,6 @@ embedded mode; the reservation is dropped when the event arrives; only the reque
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import sqlite3
@@ -24,10 +23,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx2
-import openai
 import pytest
 from tests.fakes import served
-from tests.fakes.honest import Honest, billed
+from tests.fakes.honest import billed
+from tests.hammer import SHORT, hammer, honest_openai, in_processes
 from tests.serving import free_port, serve_process, serve_thread
 
 import llmledger
@@ -35,7 +34,6 @@ from llmledger.server import ServerSettings, create_app
 
 ADMIN = "llk_aa00bb11cc22dd33_rlimit-admin-secret-012345678"
 ROOT = Path(__file__).parent.parent
-SHORT = [{"role": "user", "content": "Summarise this ticket for the support agent, briefly."}]
 
 
 @pytest.fixture(autouse=True)
@@ -255,39 +253,21 @@ def _hammer(url: str, log: str, seed: int, threads: int) -> None:
     llmledger.init(
         server=url, api_key=ADMIN, flush_interval=0.01, limit_timeout=5.0, on_ledger_fault="closed"
     )
-    client = openai.OpenAI(
-        api_key="k", max_retries=0, http_client=Honest(out=lambda cap: cap, log=log, seed=seed).client()
+    client = honest_openai(log, seed, out=lambda cap: cap)
+    hammer(
+        lambda: client.chat.completions.create(
+            model="gpt-4o", messages=SHORT, max_tokens=500, ledger_tenant="acme"
+        ),  # type: ignore[call-overload]
+        threads,
+        refusals=2 * threads,
     )
-    refused = [0]
-
-    def run() -> None:
-        while refused[0] < 2 * threads:  # until the limit is clearly reached
-            try:
-                client.chat.completions.create(
-                    model="gpt-4o", messages=SHORT, max_tokens=500, ledger_tenant="acme"
-                )  # type: ignore[call-overload]
-            except (llmledger.LimitExceeded, llmledger.LimitUndecided):
-                refused[0] += 1
-
-    pool = [threading.Thread(target=run) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    llmledger.shutdown(timeout=30)
 
 
 def test_processes_sharing_one_served_strict_limit_never_overshoot(tmp_path: Path) -> None:
     db, log = tmp_path / "served.db", tmp_path / "billed.log"
     with serve_process(f"sqlite:///{db}", ADMIN) as (url, _):
         limit = _set_limit(url, usd="0.2", per="day", scope={"tenant": "acme"})
-        ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_hammer, args=(url, str(log), i, 4)) for i in range(3)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(300)
-            assert p.exitcode == 0
+        in_processes(_hammer, [(url, str(log), i, 4) for i in range(3)])
         client = llmledger.Client(url, ADMIN)
         spent = client.spend(tenant="acme")
         status = httpx2.get(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -26,13 +26,16 @@ from llmledger.storage.limits import Standing
 __all__ = [
     "LimitStatus",
     "check",
+    "check_definition",
     "define",
     "delete",
     "find",
+    "fits",
     "limit_id",
     "status",
     "statuses",
     "subject_of",
+    "tightest_first",
     "top_up",
 ]
 
@@ -60,15 +63,22 @@ def limit_id(limit: Limit) -> str:
     return "lim_" + hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def define(enforcer: Enforcer, **fields: Any) -> Limit:
-    """Create (or replace) a limit from `set_limit`'s keyword arguments and return it. Raises
-    `LimitDefinitionError` listing every problem of the definition."""
+def check_definition(**fields: Any) -> Limit:
+    """A limit from `set_limit`'s keyword arguments, not stored and without its id: what every door
+    (embedded, remote) checks before anything is stored or sent. Raises `LimitDefinitionError`
+    listing every problem of the definition."""
     for name in ("tags", "downgrade"):
         value = fields.get(name)
         if value is not None and not isinstance(value, Mapping):
             example = "{'plan': 'free'}" if name == "tags" else "{'gpt-4o': 'gpt-4o-mini'}"
             raise LimitDefinitionError(f"{name} must be a dict, e.g. {name}={example}, got {value!r}")
-    draft = make_limit("", **fields)
+    return make_limit("", **fields)
+
+
+def define(enforcer: Enforcer, **fields: Any) -> Limit:
+    """Create (or replace) a limit from `set_limit`'s keyword arguments and return it. Raises
+    `LimitDefinitionError` listing every problem of the definition."""
+    draft = check_definition(**fields)
     limit = dataclasses.replace(draft, id=limit_id(draft))
     enforcer.store.put(limit, datetime.now(timezone.utc))
     enforcer.limits(fresh=True)
@@ -124,16 +134,32 @@ def top_up(enforcer: Enforcer, limit_id: str, amount: Any, scope: Mapping[str, A
     return enforcer.store.top_up(limit, subject_of(limit, scope), value)
 
 
+def tightest_first(statuses: Iterable[LimitStatus]) -> list[LimitStatus]:
+    """`statuses` ordered by the share of their limit that remains, smallest first."""
+    return sorted(statuses, key=lambda s: (s.remaining / s.allowed) if s.allowed else Decimal(0))
+
+
+def fits(standings: Iterable[Standing], needed: Callable[[Limit], Decimal]) -> list[LimitStatus]:
+    """`check`'s rule, for every door (the standings read here or from a server): raise
+    `LimitExceeded` for a hard limit whose standing refuses what the call may need of it
+    (`needed(limit)`); otherwise where each limit stands, tightest first."""
+    out = []
+    for standing in standings:
+        amount = needed(standing.limit)
+        if standing.limit.blocks and standing.refuses(amount):
+            raise exceeded(standing, amount)
+        out.append(LimitStatus.of(standing))
+    return tightest_first(out)
+
+
 def status(enforcer: Enforcer, scope: Mapping[str, str | None]) -> list[LimitStatus]:
     """Every limit that applies to `scope` (as `scope_of_call` builds it), tightest first."""
     now = datetime.now(timezone.utc)
-    out = [
+    return tightest_first(
         LimitStatus.of(enforcer.store.standing(limit, subject, now))
         for limit in enforcer.limits(fresh=True)
         if (subject := limit.subject(scope)) is not None
-    ]
-    out.sort(key=lambda s: (s.remaining / s.allowed) if s.allowed else Decimal(0))
-    return out
+    )
 
 
 def check(
@@ -146,20 +172,18 @@ def check(
     max_output_tokens: int | None,
 ) -> list[LimitStatus]:
     """Would a call fit? Raises `LimitExceeded` if a hard limit would refuse its worst case; otherwise
-    the status of every limit that applies. Reserves nothing."""
+    `status(scope)`. Reserves nothing."""
     cap = max_output_tokens or enforcer.policy.default_output_cap
-    statuses = []
     now = datetime.now(timezone.utc)
-    for limit in enforcer.limits(fresh=True):
-        subject = limit.subject(scope)
-        if subject is None:
-            continue
-        standing = enforcer.store.standing(limit, subject, now)
-        needed = enforcer.worst_case(limit, provider, model, scope.get("feature"), input_tokens, None, cap)
-        if limit.blocks and standing.refuses(needed):
-            raise exceeded(standing, needed)
-        statuses.append(LimitStatus.of(standing))
-    return statuses
+    standings = (
+        enforcer.store.standing(limit, subject, now)
+        for limit in enforcer.limits(fresh=True)
+        if (subject := limit.subject(scope)) is not None
+    )
+    feature = scope.get("feature")
+    return fits(
+        standings, lambda limit: enforcer.worst_case(limit, provider, model, feature, input_tokens, None, cap)
+    )
 
 
 def statuses(

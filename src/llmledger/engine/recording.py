@@ -7,6 +7,7 @@ split until the rows at fault are found (they are rejected; everything else is s
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,7 @@ def price_event(pricer: Pricer, event: UsageEvent) -> bool:
     users; filling in the price of a fresh one costs a fraction of `dataclasses.replace`)."""
     if event.cost_usd is not None or event.unpriced_reason is not None:
         return False
-    tokens = {k: getattr(event, k) for k in TOKEN_FIELDS}
+    tokens = dict(zip(TOKEN_FIELDS, _tokens_of(event), strict=True))
     notes = [event.cost_note] if event.cost_note else []
     cost, source, reason, partial, _ = price_call(
         pricer,
@@ -83,6 +84,7 @@ def price_event(pricer: Pricer, event: UsageEvent) -> bool:
 
 
 _set = object.__setattr__
+_tokens_of = operator.attrgetter(*TOKEN_FIELDS)
 
 
 def _bind_tenant(item: Mapping[str, Any], tenant: str | None) -> Mapping[str, Any]:
@@ -158,11 +160,7 @@ def ingest(
             continue
         seen.add(event.event_id)
         valid.append((index, event))
-    if valid:
-        known = ledger.existing([e.event_id for _, e in valid])
-        result.accepted += sum(1 for _, e in valid if e.event_id in known)
-        valid = [(i, e) for i, e in valid if e.event_id not in known]
-    _write_isolating(ledger, valid, result, releases)
+    _write_isolating(ledger, valid, result, releases)  # stores the new ones, says which they are
     result.rejected.sort(key=lambda r: r.index)
     if return_events:
         refused = {r.index for r in result.rejected}
@@ -180,7 +178,7 @@ def _write_isolating(
             result.alerts += ledger.write([], releases)
         return
     try:
-        result.alerts += ledger.write([e for _, e in batch], releases)
+        result.alerts += ledger.write([e for _, e in batch], releases, stored=result.stored)
     except (sa.exc.DataError, sa.exc.IntegrityError, sa.exc.StatementError) as exc:
         if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
             raise  # the database is down, locked or full: not the rows' fault
@@ -196,5 +194,4 @@ def _write_isolating(
         _write_isolating(ledger, batch[:half], result)
         _write_isolating(ledger, batch[half:], result, releases)
         return
-    result.accepted += len(batch)
-    result.stored.extend(e for _, e in batch)
+    result.accepted += len(batch)  # new or stored before (a retry): `write` listed the new ones

@@ -83,9 +83,8 @@ def fast_parser(
     fields: tuple[str, ...], defaults: Mapping[str, Any]
 ) -> Callable[[Mapping[str, Any]], tuple[Any, ...] | None]:
     """A function from a wire-form dict to its event's values in `fields` order (the event's field
-    definition order; `defaults`: each field's default, None for those without one, tags and
-    units included), or None when the dict is anything
-    but the plain common shape (the caller then runs the full checker)."""
+    definition order), or None when the dict is anything but the plain common shape (the caller
+    then runs the full checker). `defaults`: each field's default, None for those without one."""
     kinds = _kinds()
     if set(kinds) != set(fields):
         raise AssertionError(f"the fast wire parser does not know {set(fields) ^ set(kinds)}")

@@ -52,7 +52,6 @@ def price_call(
         if provider_cost is not None:
             return provider_cost, "provider", None, False, None
         return None, None, f"internal pricing error: {type(exc).__name__}: {exc}", False, None
-    key = f"{provider}/{model}"
     if provider_cost is not None:
         ours = priced.cost
         if (
@@ -62,11 +61,11 @@ def price_call(
         ):
             differs = f"provider-reported cost ${provider_cost} differs from llmledger's price ${ours}"
             notes.append(differs)
-            pricer.noted("cost_disagreement", key, differs)
+            pricer.noted("cost_disagreement", f"{provider}/{model}", differs)
         return provider_cost, "provider", None, False, ours
     note = priced.note()
     if note is not None and priced.cost is not None:
         notes.insert(0, note)
-        pricer.noted("partially_priced", key, note)
+        pricer.noted("partially_priced", f"{provider}/{model}", note)
         return priced.cost, priced.source, None, True, None
     return priced.cost, priced.source, priced.reason, False, None

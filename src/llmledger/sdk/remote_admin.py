@@ -1,7 +1,7 @@
 """The limits API in remote mode: `set_limit`, `limits`, `delete_limit`, `top_up`, `remaining` and
 `check` go to the server's `/api/v1/limits` endpoints (`server/routes/limits.py`).
 
-Definitions are checked here first with the embedded code (`limit.define.make_limit`), so a bad one
+Definitions are checked here first with the embedded code (`limit_admin.check_definition`), so a bad one
 raises the same `LimitDefinitionError` without a round trip; the server checks them again. Changing
 limits needs an admin key, reading them a read key: otherwise `AuthenticationError`. A server that
 does not answer raises `ServerUnavailable` (these calls are the caller's own, not metering).
@@ -14,10 +14,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from llmledger.engine.limit_admin import LimitStatus
+from llmledger.engine.limit_admin import LimitStatus, check_definition, fits, tightest_first
 from llmledger.errors import LimitDefinitionError, ValidationError
-from llmledger.limit.define import make_limit
 from llmledger.limit.model import SCOPE_KEYS, Limit
+from llmledger.storage.decide import Standing
 
 if TYPE_CHECKING:
     from llmledger.sdk.runtime import Runtime
@@ -43,11 +43,7 @@ def _text(name: str, value: Any) -> Any:
 def define(runtime: Runtime, **fields: Any) -> Limit:
     """Create or replace a limit on the server (the keywords of `set_limit`); returns it as stored.
     Raises `LimitDefinitionError` listing the definition's problems."""
-    for name in ("tags", "downgrade"):
-        value = fields.get(name)
-        if value is not None and not isinstance(value, Mapping):
-            raise LimitDefinitionError(f"{name} must be a dict, got {value!r:.80}")
-    make_limit("", **fields)  # every problem, as embedded mode words it, before anything is sent
+    check_definition(**fields)  # every problem, as embedded mode words it, before anything is sent
     body: dict[str, Any] = {k: _text(k, v) for k, v in fields.items() if k not in _SEPARATE and v is not None}
     body["thresholds"] = [str(t) for t in fields.get("thresholds", (0.5, 0.8, 1.0))]
     if fields.get("fallback_price") is not None:
@@ -110,7 +106,7 @@ def status(runtime: Runtime, scope: Mapping[str, str | None]) -> list[LimitStatu
     if tags:
         params["tag"] = tags
     rows = _http(runtime).request("GET", "/api/v1/limits/status", params=params).body["statuses"]
-    out = [
+    return tightest_first(
         LimitStatus(
             limit=found[row["limit_id"]],
             subject=row["subject"],
@@ -122,9 +118,7 @@ def status(runtime: Runtime, scope: Mapping[str, str | None]) -> list[LimitStatu
         )
         for row in rows
         if wanted.get(row["limit_id"]) == row["subject"]
-    ]
-    out.sort(key=lambda s: (s.remaining / s.allowed) if s.allowed else Decimal(0))
-    return out
+    )
 
 
 def check(
@@ -139,9 +133,7 @@ def check(
     """Would a call fit? Its worst case (priced here) against where each limit stands on the server.
     Raises `LimitExceeded` if a hard limit would refuse it; reserves nothing."""
     from llmledger.engine.costs import limit_amount
-    from llmledger.engine.decisions import exceeded
     from llmledger.limit.request import shape_of
-    from llmledger.storage.decide import Standing
 
     shape = shape_of(
         None,
@@ -151,10 +143,8 @@ def check(
         max_output_tokens=max_output_tokens,
         input_tokens=input_tokens,
     )
-    statuses = status(runtime, scope)
-    for s in statuses:
-        standing = Standing(s.limit, s.subject, s.spent, s.reserved, s.allowed, s.resets_at)
-        needed = limit_amount(s.limit, runtime.pricer, provider, model, shape)
-        if s.limit.blocks and standing.refuses(needed):
-            raise exceeded(standing, needed)
-    return statuses
+    standings = (
+        Standing(s.limit, s.subject, s.spent, s.reserved, s.allowed, s.resets_at)
+        for s in status(runtime, scope)
+    )
+    return fits(standings, lambda limit: limit_amount(limit, runtime.pricer, provider, model, shape))

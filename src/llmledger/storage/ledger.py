@@ -58,6 +58,7 @@ class Ledger:
         batch: Sequence[UsageEvent],
         releases: Sequence[str] = (),
         quarantined: Sequence[tuple[str | None, str, str]] = (),
+        stored: list[UsageEvent] | None = None,
     ) -> list[Alert]:
         """Store events in one transaction; events already stored (same `event_id`) are skipped.
 
@@ -65,7 +66,8 @@ class Ledger:
         in `releases` (those the events settle) are dropped, so counters always equal the events,
         and `quarantined` rows `(event_id, reason, record JSON)` are kept in the quarantine.
         Returns the threshold alerts the committed spend crossed (each recorded once, across
-        processes): announce them (`on_threshold`) once this returns.
+        processes): announce them (`on_threshold`) once this returns. `stored`: a list the events
+        this write newly stored (the first of each id the ledger did not hold) are appended to.
         """
         if not batch and not releases and not quarantined:
             return []
@@ -78,18 +80,20 @@ class Ledger:
             alerts = self.limits.apply(conn, self.limits.active(conn), batch, releases)
             if not batch:
                 return alerts
+            new = self._new(conn, once)  # under the write lock: exact (the limit counters rely on it too)
+            summed = False
             if self.dialect == "sqlite":
-                new = self._new(conn, once)
                 last = _rollups_sql.last_rowid(conn)
                 conn.exec_driver_sql(self._sqlite_insert, sqlite_tuples(batch))
-                if not new or _rollups_sql.add_since(conn, last, len(new)):
-                    return alerts
-            else:  # the ids the insert kept, in its own round trip
-                rows = [event_to_row(e) for e in batch]
-                kept = set(conn.execute(self._insert.returning(events.c.event_id), rows).scalars())
-                new = [e for e in once if e.event_id in kept]
-            # the same transaction: rollups always equal the events
-            _rollups.add_events(conn, new, ready if len(new) == len(once) else None)
+                summed = not new or _rollups_sql.add_since(conn, last, len(new))
+            else:  # a plain executemany: psycopg pipelines one cached one-row statement (`RETURNING`
+                # made one statement of 500 x 41 parameters, re-parsed by psycopg in Python every
+                # time: ~400 vs ~65 us CPU per event)
+                conn.execute(self._insert, [event_to_row(e) for e in batch])
+            if not summed:  # the same transaction: rollups always equal the events
+                _rollups.add_events(conn, new, ready if len(new) == len(once) else None)
+        if stored is not None:
+            stored.extend(new)
         return alerts
 
     def _new(self, conn: sa.Connection, once: Sequence[UsageEvent]) -> list[UsageEvent]:
