@@ -43,6 +43,7 @@ def _hammer(ledger: str, body: dict[str, Any], threads: int, log: str, seed: int
     )
 
 
+@pytest.mark.scale
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_no_overshoot_with_8_processes_x_16_threads(ledger_path: Path, tmp_path: Path, case: str) -> None:
@@ -79,6 +80,7 @@ def _throttled(ledger: str, log: str, seed: int) -> None:
     llmledger.shutdown(timeout=30)
 
 
+@pytest.mark.scale
 @pytest.mark.slow
 def test_throttle_admits_no_more_than_its_rate_across_processes(ledger_path: Path, tmp_path: Path) -> None:
     """Before: 100 requests per rolling minute with max_wait=3 admitted 142 (the window was decided

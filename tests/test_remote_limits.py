@@ -263,6 +263,7 @@ def _hammer(url: str, log: str, seed: int, threads: int) -> None:
     )
 
 
+@pytest.mark.scale
 def test_processes_sharing_one_served_strict_limit_never_overshoot(tmp_path: Path) -> None:
     db, log = tmp_path / "served.db", tmp_path / "billed.log"
     with serve_process(f"sqlite:///{db}", ADMIN) as (url, _):

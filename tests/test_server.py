@@ -370,6 +370,7 @@ def test_ingest_prices_by_the_same_rule_as_the_sdk(tmp_path: Path, usage: dict[s
     assert (stored.unpriced_reason is None) == (tracked.unpriced_reason is None)
 
 
+@pytest.mark.scale
 @pytest.mark.postgres
 def test_three_replicas_on_postgresql_store_every_event_once(pg_url: str) -> None:
     import concurrent.futures

@@ -314,6 +314,7 @@ def test_reservations_against_a_real_serve_process(tmp_path: Path) -> None:
     check.close()
 
 
+@pytest.mark.scale
 @pytest.mark.postgres
 def test_three_replicas_32_clients_each_never_overshoot_a_strict_limit(pg_url: str) -> None:
     setup = Engine(pg_url)

@@ -2,7 +2,8 @@
 # Run the test suite on each Python version given (e.g. 3.12 3.13), all at once, each in its own
 # virtualenv .venv-pyX.Y (created or refreshed when pyproject.toml changed). Fails if a version is
 # missing or any suite fails; prints each suite's summary and the full log of a failing one.
-# Tests marked `browser` (headless Chromium against the served dashboard) test the front end, not
+# Tests marked `browser` (headless Chromium against the served dashboard) and `scale` (many processes or
+# server replicas: our locking and SQL at scale) test the front end and the engine, not
 # the interpreter: they run once, on the main Python (`make unit`).
 set -u
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ for v in "$@"; do
                 "$venv/bin/pip" install --quiet -e ".[${EXTRAS:-dev,openai,anthropic,google,server}]" &&
                 touch "$venv/.installed"
         fi >"$venv.log" 2>&1 &&
-            "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not browser" >>"$venv.log" 2>&1
+            "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not browser and not scale" >>"$venv.log" 2>&1
         echo $? >"$venv.rc"
     ) &
 done
