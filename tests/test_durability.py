@@ -206,3 +206,26 @@ def test_a_replay_derives_the_event_ids_the_live_writer_gave(tmp_path: Path) -> 
     with sqlite3.connect(ledger) as db:
         assert {row[0] for row in db.execute("SELECT event_id FROM llmledger_events")} == live
     assert not list((tmp_path / "ledger.db.journal").glob("*.jnl"))
+
+
+def test_the_end_record_holds_what_end_fields_says() -> None:
+    """`end_record_of` formats the `E` record directly (no float repr: durations to the µs); a replay
+    must read back what the live writer used."""
+    import json
+
+    from llmledger.attribution.context import EMPTY
+    from llmledger.instrumentation.call import Call
+    from llmledger.instrumentation.usage import Usage
+    from llmledger.sdk.spool import end_fields, end_record_of
+
+    call = Call("openai", "chat.completions", "gpt-4o-mini", EMPTY, None)
+    call.seq = 7
+    call.usage = Usage({"input_tokens": 12, "output_tokens": 5}, model="gpt-4o-mini-2024-07-18", total=17)
+    call.outcome = (True, True, "ok", None, None, None)
+    call.duration = 1.234567891
+    call.ttft = call.t0 + 0.0123456
+    fields = end_fields(call)
+    record = json.loads(end_record_of(call)[1:])
+    assert record[0] == 7
+    assert record[6] == pytest.approx(fields[6], abs=1e-6) and record[7] == pytest.approx(fields[7], abs=1e-6)
+    assert record[:6] == fields[:6] and record[8:] == fields[8:]

@@ -203,8 +203,11 @@ class Enforcer:
             model = swap
             if body is not None and input_tokens is None:  # the bound depends on the model's tokenizer
                 shape = self._shape(matched, body, model, provider, input_tokens, max_output_tokens)
+        costs: dict[Any, Decimal] = {}  # limits of one metric and kind share one worst case
         held = [
-            Held(limit, subject, self._needed(limit, subject, matched, provider, model, feature, shape))
+            Held(
+                limit, subject, self._needed(limit, subject, matched, provider, model, feature, shape, costs)
+            )
             for limit, subject in matched
         ]
         rid = reservation_id or uuid7()
@@ -324,8 +327,12 @@ class Enforcer:
         model: str | None,
         feature: str | None,
         shape: Shape,
+        costs: dict[Any, Decimal],
     ) -> Decimal:
-        needed = self.worst_case(limit, provider, model, feature, shape=shape)
+        key = (limit.metric, limit.enforcement, limit.unpriced, limit.fallback_price)
+        needed = costs.get(key)
+        if needed is None:
+            needed = costs[key] = self.worst_case(limit, provider, model, feature, shape=shape)
         if needed >= 0:
             return needed
         # an unpriced model under a USD limit: its `unpriced` policy decides

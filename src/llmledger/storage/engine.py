@@ -218,7 +218,8 @@ class _ForkGuard:
     def _leave(self) -> None:
         with self._cond:
             self._active -= 1
-            self._cond.notify_all()
+            if self._forking:  # only a fork waits for the count to fall
+                self._cond.notify_all()
 
     @contextmanager
     def in_use(self) -> Iterator[None]:

@@ -6,11 +6,10 @@ by a lock, so at most one thread per process queues for SQLite's write lock. It 
 `BEGIN IMMEDIATE` after short, growing, jittered sleeps (0.2 to 2 ms; SQLite's own busy handler
 sleeps up to 100 ms at a time, long after the lock is free). The wait for a decision is bounded by
 `timeout` seconds (never the 30 s of the writer's engine) WITHOUT PROGRESS: while other decisions
-and writes keep committing (mere contention, seen by
-SQLite's `data_version` and by this process's own decisions), a waiting decision keeps its place, up
-to `PROGRESS_CAP` x `timeout`; a ledger that commits nothing for `timeout` (locked by a stuck or
-long transaction, unreachable) makes the decision fail with `LedgerBusy`, and the caller applies its
-`on_ledger_fault` policy.
+and writes keep committing (mere contention, seen by SQLite's `data_version` and by this process's
+own decisions), a waiting decision keeps its place, up to `PROGRESS_CAP` x `timeout`; a ledger that
+commits nothing for `timeout` (locked by a stuck or long transaction, unreachable) makes the
+decision fail with `LedgerBusy`, and the caller applies its `on_ledger_fault` policy.
 
 The clock is read INSIDE the write lock: a window or a throttle is decided at the moment the
 decision is made, not before a wait for the lock.
