@@ -5,6 +5,7 @@ before anything is sent; redirects are passed back, never followed."""
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote
 
 import httpx2
 import openai
@@ -192,3 +193,24 @@ def test_a_model_name_the_ledger_cannot_hold_is_refused_before_forwarding(
         assert "model" in answer.json()["error"]["message"]
         assert r.upstream.fake.seen == []
         assert r.events() == []
+
+
+def test_a_percent_encoded_line_break_never_splits_the_upstream_request(tmp_path: Path) -> None:
+    """Review finding: the free routes wrote the DECODED ASGI path into the upstream request line,
+    so `%0D%0A` smuggled a second, unmetered request to the upstream."""
+    smuggled = (
+        "/v1/models/x%20HTTP/1.1%0D%0AHost:%20up%0D%0A%0D%0APOST%20/v1/chat/completions%20HTTP/1.1"
+        "%0D%0AContent-Length:%202%0D%0A%0D%0A%7B%7D"
+    )
+    with rig(tmp_path) as r:
+        answer = httpx2.get(
+            f"{r.url}{smuggled}",
+            headers={
+                "X-Ledger-Key": r.key,
+                "X-Ledger-Upstream": f"{r.upstream_url}/v1",
+                "Authorization": "Bearer sk-x",
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        # the upstream got ONE request, whose path is the whole suffix: nothing was split off
+        assert [seen.path for seen in r.upstream.fake.seen] == [unquote(smuggled)]

@@ -14,7 +14,14 @@ import pytest
 
 from llmledger.errors import UpstreamRefused
 from llmledger.gateway.guard import AllowList
-from llmledger.gateway.upstream import UpstreamError, UpstreamPool, UpstreamTimeout
+from llmledger.gateway.upstream import (
+    MAX_IDLE,
+    STALE_RETRY_SECONDS,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamTimeout,
+)
+from llmledger.gateway.upstream_answer import MAX_WHOLE
 
 Handler = Callable[[int, bytes], Awaitable[bytes | None]]
 """(connection number, request head) -> the raw answer (None: close without answering)."""
@@ -52,10 +59,14 @@ async def _serve(handler: Handler) -> tuple[asyncio.Server, str, list[int]]:
     return server, f"http://127.0.0.1:{port}", connections
 
 
-def _run(handler: Handler, body: Callable[[UpstreamPool, str, list[int]], Awaitable[None]]) -> None:
+def _run(
+    handler: Handler,
+    body: Callable[[UpstreamPool, str, list[int]], Awaitable[None]],
+    read_timeout: float = 0.5,
+) -> None:
     async def main() -> None:
         server, url, connections = await _serve(handler)
-        pool = UpstreamPool(AllowList([url]), 2.0, 0.5)
+        pool = UpstreamPool(AllowList([url]), 2.0, read_timeout)
         try:
             await body(pool, url, connections)
         finally:
@@ -139,6 +150,65 @@ def test_a_kept_alive_connection_dropped_before_answering_is_retried_once() -> N
         assert connections == [0, 1]
 
     _run(handler, check)
+
+
+def test_a_kept_alive_connection_closed_long_after_the_request_is_not_retried() -> None:
+    """Review finding: a POST was sent again whenever a reused connection closed before the first
+    answer byte, however long after the request (a generation the provider may bill twice)."""
+
+    async def handler(number: int, head: bytes) -> bytes | None:
+        if number == 0 and b"second" in head:
+            await asyncio.sleep(STALE_RETRY_SECONDS + 0.3)  # worked on it, then dropped the line
+            return None
+        return _answer(b"fine")
+
+    async def check(pool: UpstreamPool, url: str, connections: list[int]) -> None:
+        assert await _post(pool, url) == (200, b"fine")
+        with pytest.raises(UpstreamError, match="closed the connection before answering"):
+            await pool.request(b"POST", url, b"/v1/x", [(b"x-n", b"second")], b"{}")
+        assert connections == [0]  # never sent a second time
+
+    _run(handler, check, read_timeout=5.0)
+
+
+def test_idle_connections_per_origin_are_capped() -> None:
+    async def handler(_: int, head: bytes) -> bytes | None:
+        await asyncio.sleep(0.05)
+        return _answer(b"fine")
+
+    async def check(pool: UpstreamPool, url: str, connections: list[int]) -> None:
+        answers = await asyncio.gather(*(_post(pool, url) for _ in range(MAX_IDLE + 8)))
+        assert answers == [(200, b"fine")] * (MAX_IDLE + 8)
+        assert sum(len(conns) for conns in pool.idle.values()) <= MAX_IDLE
+
+    _run(handler, check)
+
+
+def test_a_request_target_with_control_characters_is_refused() -> None:
+    async def handler(_: int, head: bytes) -> bytes | None:
+        return _answer(b"fine")
+
+    async def check(pool: UpstreamPool, url: str, connections: list[int]) -> None:
+        for path in (b"/v1/x HTTP/1.1\r\nx: y", b"/v1/\x00", b"/v1/a b", b"/v1/\xff"):
+            with pytest.raises(UpstreamRefused):
+                await pool.request(b"GET", url, path, [], None)
+        assert connections == []
+
+    _run(handler, check)
+
+
+def test_a_compressed_answer_past_the_whole_body_bound_fails() -> None:
+    """Review finding: a gzip bomb from an allowed upstream was decompressed into memory unbounded."""
+    bomb = gzip.compress(b"0" * (MAX_WHOLE + (1 << 20)), compresslevel=9)
+
+    async def handler(_: int, head: bytes) -> bytes | None:
+        return _answer(bomb, b"content-encoding: gzip")
+
+    async def check(pool: UpstreamPool, url: str, connections: list[int]) -> None:
+        with pytest.raises(UpstreamError, match="larger than"):
+            await _post(pool, url)
+
+    _run(handler, check, read_timeout=10.0)
 
 
 def test_a_new_connection_dropped_before_answering_is_an_error() -> None:

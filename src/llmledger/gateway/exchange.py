@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -104,7 +105,9 @@ async def _open(
     is returned whatever it is). `on_failure(target, status, error_type)` records each failure."""
     upstream = gw.upstream
     last = len(targets) - 1
-    path = suffix.encode() + (b"?" + query if query else b"")
+    # `suffix` comes from the ASGI path, already percent-DECODED: encoded again, so a client's
+    # `%0D%0A` can never become a line break in the upstream request line (request smuggling)
+    path = quote(suffix, safe=_PATH_SAFE).encode() + (b"?" + query if query else b"")
     for i, target in enumerate(targets):
         try:
             response = await upstream.request(
@@ -131,6 +134,10 @@ async def _open(
             continue
         return response, target
     raise AssertionError("no target")  # pragma: no cover - targets is never empty
+
+
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+"""Characters a path keeps as they are when it is encoded again for the upstream (RFC 3986 pchar)."""
 
 
 async def exchange(

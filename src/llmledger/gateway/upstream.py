@@ -21,6 +21,7 @@ header-multidict, tracing and timer objects. What it keeps of aiohttp's behaviou
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import zlib
 from typing import Any
@@ -41,8 +42,15 @@ from llmledger.gateway.upstream_answer import (
 
 __all__ = ["HIGH_WATER", "UpstreamError", "UpstreamPool", "UpstreamResponse", "UpstreamTimeout"]
 
+_UNSAFE_TARGET = re.compile(rb"[\x00-\x20\x7f-\xff]")
+"""Bytes that may not appear in a request target (it is sent as is, in the request line)."""
+
 DNS_SECONDS = 10.0
 KEEPALIVE_SECONDS = 30.0
+MAX_IDLE = 64
+"""Idle connections kept per upstream origin (the oldest are closed past it)."""
+STALE_RETRY_SECONDS = 0.5
+"""A reused connection closed without an answer within this long of the request is retried once."""
 
 _Origin = tuple[str, str, int]
 
@@ -200,7 +208,10 @@ class _Conn(asyncio.Protocol):
         self.response = self.head = None
         if self.alive and self.keep and response._done and response._error is None and not self.paused:
             self.idle_since = self.pool.loop.time()
-            self.pool.idle.setdefault(self.origin, []).append(self)
+            idle = self.pool.idle.setdefault(self.origin, [])
+            while idle and (len(idle) >= MAX_IDLE or not idle[0].alive):  # the oldest go first
+                idle.pop(0).close()
+            idle.append(self)
         else:
             self.close()
 
@@ -246,6 +257,8 @@ class UpstreamPool:
         """Send `method base+path` with `headers` and `body`; returns once the answer's head is
         in. Raises `UpstreamRefused`, `UpstreamTimeout` or `UpstreamError`."""
         origin, host, prefix = self._base(base)
+        if _UNSAFE_TARGET.search(path) is not None:  # a request line must stay one line
+            raise UpstreamRefused("the request path has spaces or control characters")
         lines = [method, b" ", prefix, path, b" HTTP/1.1\r\nhost: ", host, b"\r\n"]
         for name, value in headers:
             lines += (name, b": ", value, b"\r\n")
@@ -260,10 +273,14 @@ class UpstreamPool:
             if conn is None:
                 conn, reused = await self._connect(origin), False
             response = UpstreamResponse(conn)
+            sent = self.loop.time()
             try:
                 await conn.send(data, response)
             except _Fresh:
-                if reused and attempt == 0:
+                # a kept-alive connection the upstream had closed fails at once: send it again on a
+                # new one. A close long after the request went out may follow work the upstream
+                # did (a generation billed): never repeated.
+                if reused and attempt == 0 and self.loop.time() - sent < STALE_RETRY_SECONDS:
                     continue
                 raise UpstreamError("the upstream closed the connection before answering") from None
             except BaseException:

@@ -17,6 +17,8 @@ __all__ = ["HIGH_WATER", "UpstreamError", "UpstreamResponse", "UpstreamTimeout"]
 
 HIGH_WATER = 1 << 20
 """Bytes of an answer buffered for a slow client before the upstream connection stops reading."""
+MAX_WHOLE = 64 << 20
+"""The largest answer (decompressed) read whole; past it the answer fails (a gzip bomb, a runaway)."""
 
 
 class UpstreamError(ConnectionError):
@@ -87,6 +89,11 @@ class UpstreamResponse:
                 return
         self._chunks.append(data)
         self._size += len(data)
+        if self._size > MAX_WHOLE:  # held in memory unread (a whole body, a decompression bomb)
+            self._chunks.clear()
+            self._conn.close()
+            self._fail(UpstreamError(f"the upstream's answer is larger than {MAX_WHOLE >> 20} MiB"))
+            return
         if self._size > HIGH_WATER and not self._whole:
             self._conn.pause()
         self._wake()
@@ -132,10 +139,10 @@ class UpstreamResponse:
         """The whole body (decompressed)."""
         self._whole = True
         self._conn.resume()  # a whole body is wanted: keep reading
-        while not self._done:
-            if self._error is not None:
-                raise self._error
+        while not self._done and self._error is None:
             await self._wait()
+        if self._error is not None:  # also when the answer failed as it completed (a bound passed)
+            raise self._error
         data = b"".join(self._chunks)
         self._chunks.clear()
         return data
