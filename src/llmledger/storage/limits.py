@@ -209,8 +209,9 @@ class LimitStore:
             known = self._known(conn, [e.event_id for e in batch], sqlite)
             totals: dict[tuple[str, str, int], Decimal] = defaultdict(Decimal)
             for event in batch:
-                if event.event_id in known:  # already counted when first written
+                if event.event_id in known:  # already counted when first written, or earlier here
                     continue
+                known.add(event.event_id)  # an id twice in one batch is stored once: counted once
                 scope = event_scope(event)
                 for limit in active:
                     subject = limit.subject(scope)
