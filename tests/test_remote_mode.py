@@ -154,6 +154,17 @@ def test_a_bad_key_never_breaks_the_caller_and_queries_say_why(server: str) -> N
     )
 
 
+def test_a_wrong_key_does_not_hold_up_shutdown(server: str, tmp_path: Path) -> None:
+    """Newcomer report item 31: with a key the server refuses, `shutdown()` waited out its whole
+    10 s timeout (a 401 will not heal while the process exits); the journal keeps the event."""
+    llmledger.init(server=server, api_key="llk_0000000000000000_wrong-key-for-this-test")
+    llmledger.track(provider="openai", model="gpt-4o-mini", input_tokens=3)
+    started = time.monotonic()
+    assert llmledger.shutdown() is False  # not delivered
+    assert time.monotonic() - started < 5.0
+    assert _journal_files(tmp_path)  # kept for a later process with the same key
+
+
 def test_events_wait_in_the_journal_while_the_server_is_down_then_arrive_once(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -249,9 +249,15 @@ class Runtime:
     def close(self, timeout: float = 10.0) -> bool:
         """Flush pending events, stop the writer and release the ledger."""
         remote = self.remote
-        if remote is not None and getattr(self.sink, "failing", False) and self.journal is not None:
-            timeout = min(timeout, 1.0)  # the server is down: the journal keeps what is not delivered
-        done = self.writer.close(timeout)
+        give_up = None
+        if remote is not None and self.journal is not None:
+            # the server is down or refuses the key: the journal keeps what is not delivered, and a
+            # failure will not heal while the process exits (a wrong key waited out the timeout)
+            sink = self.sink
+            give_up = lambda: bool(getattr(sink, "failing", False))  # noqa: E731
+            if give_up():
+                timeout = min(timeout, 1.0)
+        done = self.writer.close(timeout, give_up)
         if self.journal is not None:
             journals.release_journal(self.journal)
         if self._ledger is not None:

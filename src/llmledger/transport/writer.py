@@ -115,8 +115,9 @@ class BackgroundWriter(Generic[T]):
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
 
-    def flush(self, timeout: float | None = 30.0) -> bool:
-        """Write everything queued so far. Returns False if `timeout` ran out first."""
+    def flush(self, timeout: float | None = 30.0, give_up: Callable[[], bool] | None = None) -> bool:
+        """Write everything queued so far. Returns False if `timeout` ran out first, or as soon as
+        `give_up()` says waiting is pointless (a sink whose failures the journal keeps safe)."""
         if self._thread is None:
             if not self.pending:
                 return True
@@ -128,13 +129,16 @@ class BackgroundWriter(Generic[T]):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
+                if give_up is not None and give_up():
+                    return False
                 self._wake.set()
                 self._idle.wait(0.05 if remaining is None else min(remaining, 0.05))
         return True
 
-    def close(self, timeout: float | None = 10.0) -> bool:
-        """Flush, then stop the writer thread. Later submits are dropped and counted."""
-        done = self.flush(timeout)
+    def close(self, timeout: float | None = 10.0, give_up: Callable[[], bool] | None = None) -> bool:
+        """Flush (see `flush` for `give_up`), then stop the writer thread. Later submits are
+        dropped and counted."""
+        done = self.flush(timeout, give_up)
         # The thread stops once everything is written, or at once if the flush timed out (the
         # sink is failing): what it still holds is counted in `pending` (and, with a journal,
         # kept on disk for the next process).
