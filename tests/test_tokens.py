@@ -7,12 +7,14 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.fakes.prompt_tokens import openai_prompt_tokens
 
+from llmledger.errors import InvalidUsageError
 from llmledger.tokens import (
     count_tokens,
     encoding_for_model,
@@ -94,6 +96,19 @@ def test_bad_text_is_a_type_error() -> None:
         count_tokens(b"bytes", "gpt-4o")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         upper_bound_tokens(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("call", [lambda: count_tokens(None, "gpt-4o"), lambda: upper_bound_tokens(5)])  # type: ignore[arg-type]
+def test_bad_text_is_also_an_llmledger_error(call: Any) -> None:
+    """Newcomer report item 33: raw builtins from a public module."""
+    with pytest.raises(InvalidUsageError, match="needs a str"):
+        call()
+
+
+@pytest.mark.parametrize("body", ["x", ["messages"], 5])
+def test_a_body_that_is_not_an_object_is_a_typed_error(body: Any) -> None:
+    with pytest.raises(InvalidUsageError, match="body must be"):
+        prompt_tokens_bound(body, "gpt-4o")
 
 
 @settings(max_examples=150, deadline=None)

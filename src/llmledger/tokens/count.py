@@ -15,6 +15,8 @@ import threading
 import warnings
 from typing import Protocol
 
+from llmledger.errors import InvalidUsageError
+
 __all__ = ["count_tokens", "encoding_for_model", "tokenizer_available", "upper_bound_tokens", "warm"]
 
 log = logging.getLogger("llmledger")
@@ -154,6 +156,11 @@ def tokenizer_available(model: str | None) -> bool:
     return _encoding(model) is not None
 
 
+class NotText(InvalidUsageError, TypeError):
+    """Text given to `llmledger.tokens` is not a string: an llmledger error, and a `TypeError` as
+    these functions raised before."""
+
+
 def count_tokens(text: str, model: str | None, *, load: bool = True) -> int | None:
     """The exact number of tokens `model`'s tokenizer makes of `text`, or None when none is available.
 
@@ -161,10 +168,10 @@ def count_tokens(text: str, model: str | None, *, load: bool = True) -> int | No
     the way the API counts user content). None for models without a public offline tokenizer
     (Anthropic, Gemini, ...) or when `bpe-openai` is not installed: use `upper_bound_tokens` then.
     `load=False` never loads the tokenizer on this thread (None until it is loaded, e.g. by `warm()`).
-    Raises `TypeError` if `text` is not a string.
+    Raises `InvalidUsageError` (also a `TypeError`) if `text` is not a string.
     """
     if not isinstance(text, str):
-        raise TypeError(f"count_tokens needs a str, got {type(text).__name__}")
+        raise NotText(f"count_tokens needs a str, got {type(text).__name__}")
     encoding = _encoding(model, load)
     if encoding is None:
         return None
@@ -188,7 +195,7 @@ def upper_bound_tokens(text: str) -> int:
     surrogates (not encodable) count 3 bytes each, as their UTF-8-with-surrogates form would.
     """
     if not isinstance(text, str):
-        raise TypeError(f"upper_bound_tokens needs a str, got {type(text).__name__}")
+        raise NotText(f"upper_bound_tokens needs a str, got {type(text).__name__}")
     return len(text.encode("utf-8", "surrogatepass"))
 
 

@@ -21,6 +21,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from llmledger.errors import InvalidUsageError
 from llmledger.tokens.count import count_tokens, encoding_for_model, upper_bound_tokens
 
 __all__ = ["CONTEXT_MAX", "IMAGE_TOKENS_MAX", "TOOLS_OVERHEAD", "context_window", "prompt_tokens_bound"]
@@ -78,6 +79,10 @@ def prompt_tokens_bound(body: Mapping[str, Any] | None, model: str | None, *, lo
     """
     if not body:
         return 0
+    if not isinstance(body, Mapping):
+        raise InvalidUsageError(
+            f"body must be the request's JSON object (a mapping), got {type(body).__name__}"
+        )
     if any(body.get(k) for k in _STORED) or isinstance(body.get("prompt"), Mapping):
         return context_window(model)
     if encoding_for_model(model) is None or count_tokens("", model, load=load) is None:
