@@ -53,6 +53,14 @@ class Rig:
             time.sleep(0.05)
         return found
 
+    def headers(self) -> dict[str, str]:
+        """What a raw HTTP client sends the gateway: the ledger key, the upstream, a provider key."""
+        return {
+            "X-Ledger-Key": self.key,
+            "X-Ledger-Upstream": f"{self.upstream_url}/v1",
+            "Authorization": "Bearer sk-x",
+        }
+
     def openai(self, **headers: str) -> openai.OpenAI:
         return openai.OpenAI(
             base_url=f"{self.url}/v1",

@@ -234,11 +234,7 @@ def test_date_and_server_headers_are_sent_once(tmp_path: Path, stream: bool) -> 
     with rig(tmp_path) as r:
         answer = httpx2.post(
             f"{r.url}/v1/chat/completions",
-            headers={
-                "X-Ledger-Key": r.key,
-                "X-Ledger-Upstream": f"{r.upstream_url}/v1",
-                "Authorization": "Bearer sk-x",
-            },
+            headers=r.headers(),
             json={"model": "gpt-4o-mini", "messages": MESSAGES, "stream": stream},
         )
         names = [name.lower() for name, _ in answer.headers.raw]

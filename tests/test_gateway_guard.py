@@ -112,11 +112,7 @@ def test_redirects_are_passed_back_not_followed(tmp_path: Path) -> None:
         answer = httpx2.post(
             f"{r.url}/v1/chat/completions",
             json={"model": "gpt-4o-mini", "messages": MESSAGES},
-            headers={
-                "X-Ledger-Key": r.key,
-                "X-Ledger-Upstream": f"{r.upstream_url}/v1",
-                "Authorization": "Bearer sk-x",
-            },
+            headers=r.headers(),
         )
         assert answer.status_code == 307
         assert answer.headers["location"] == "http://169.254.169.254/latest/meta-data/"
@@ -182,11 +178,7 @@ def test_a_model_name_the_ledger_cannot_hold_is_refused_before_forwarding(
     with rig(tmp_path) as r:
         answer = httpx2.post(
             f"{r.url}/v1/chat/completions",
-            headers={
-                "X-Ledger-Key": r.key,
-                "X-Ledger-Upstream": f"{r.upstream_url}/v1",
-                "Authorization": "Bearer sk-x",
-            },
+            headers=r.headers(),
             json={"model": model, "messages": [{"role": "user", "content": "hi"}]},
         )
         assert answer.status_code == 400, answer.text
@@ -205,11 +197,7 @@ def test_a_percent_encoded_line_break_never_splits_the_upstream_request(tmp_path
     with rig(tmp_path) as r:
         answer = httpx2.get(
             f"{r.url}{smuggled}",
-            headers={
-                "X-Ledger-Key": r.key,
-                "X-Ledger-Upstream": f"{r.upstream_url}/v1",
-                "Authorization": "Bearer sk-x",
-            },
+            headers=r.headers(),
         )
         assert answer.status_code == 200, answer.text
         # the upstream got ONE request, whose path is the whole suffix: nothing was split off
