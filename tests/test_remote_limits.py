@@ -282,3 +282,21 @@ def test_processes_sharing_one_served_strict_limit_never_overshoot(tmp_path: Pat
     assert billed(log, "gpt-4o") <= Decimal("0.2")  # what the provider billed: never over
     assert spent == billed(log, "gpt-4o")  # every served call is in the server's ledger, once
     assert Decimal(status[0]["reserved"]) == 0 and _held(db) == 0
+
+
+def test_a_refused_key_is_reported_as_such_on_every_call_not_as_an_unreachable_server(
+    server: str, tmp_path: Path
+) -> None:
+    # Regression (newcomer report item 31): the second call within the 1 s back-off after the server
+    # refused the key said "ServerUnavailable", sending the user to look for a network fault.
+    llmledger.init(
+        server=server, api_key="llk_0000000000000000_not-a-key-of-this-server-0000", flush_interval=0.02
+    )
+    client = served.client(tmp_path / "served.txt")
+    faults = []
+    for _ in range(3):
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+        faults.append(llmledger.stats().last_limit_fault or "")
+    assert len(faults) == 3 and all(f.startswith("AuthenticationError") for f in faults), faults
+    assert _served(tmp_path / "served.txt") == 3  # on_ledger_fault="open": sent, counted
+    assert llmledger.stats().calls_unchecked == 3

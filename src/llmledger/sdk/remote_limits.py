@@ -79,7 +79,8 @@ class RemoteEnforcer:
         self._checked = 0.0
         self._refreshing = False
         self._down_until = 0.0
-        self._down: str | None = None
+        self._down: ServerError | None = None
+        """The failure of the last read of the limits, raised again until `_down_until`."""
         self.refused = 0
         """Calls refused so far (`stats().calls_refused`)."""
         self.unchecked = 0
@@ -100,12 +101,13 @@ class RemoteEnforcer:
                 threading.Thread(target=self._refresh_quietly, name="llmledger-limits", daemon=True).start()
             return known
         if now < self._down_until and not fresh:  # failed a moment ago: do not wait again per call
-            raise ServerUnavailable(self._down or "the server did not answer")
+            down = self._down or ServerUnavailable("the server did not answer")
+            raise type(down)(str(down), status=down.status)  # fresh: a raised one keeps its traceback
         try:
             return self._refresh()
         except ServerError as exc:
             self._down_until = time.monotonic() + _REFRESH_SECONDS
-            self._down = str(exc)
+            self._down = exc  # the same kind again (a revoked key is not an unreachable server)
             raise
 
     def _refresh(self) -> list[Any]:
