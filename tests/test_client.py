@@ -162,3 +162,23 @@ def test_a_server_killed_and_restarted_keeps_each_event_once(tmp_path: Path) -> 
         client = llmledger.Client(url, ADMIN)
         assert client.track_events(events) == events  # the app resends what it is unsure of
         assert len(client.events(limit=1000)) == 20
+
+
+def test_a_stored_row_that_todays_checks_refuse_does_not_fail_the_events_page(tmp_path: Path) -> None:
+    # Regression (newcomer report item 11b): a row stored before the NUL check existed made every
+    # remote `events()` page that held it raise, hiding the valid events around it.
+    import sqlite3
+
+    db = tmp_path / "c.db"
+    app = create_app(ServerSettings(ledger=f"sqlite:///{db}", admin_key=ADMIN))  # type: ignore[arg-type]
+    with serve_thread(app) as url:
+        client = llmledger.Client(url, ADMIN)
+        for n in range(3):
+            client.track(provider="openai", model="gpt-4o-mini", input_tokens=10 + n, output_tokens=1)
+        with sqlite3.connect(db) as conn:  # what an older llmledger could store
+            conn.execute("UPDATE llmledger_events SET model = ? WHERE input_tokens = 11", ("gpt\x00old",))
+        events = client.events(limit=10)
+    assert sorted(e.input_tokens for e in events) == [10, 11, 12]
+    assert {e.model for e in events} == {"gpt-4o-mini", "gpt\x00old"}
+    old = next(e for e in events if e.input_tokens == 11)
+    assert old.cost_usd == Decimal("0.00000225") and old.timestamp.tzinfo is not None

@@ -13,8 +13,9 @@ print(event.cost_usd, client.spend(tenant="acme", since="30d"))
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from datetime import datetime, timezone
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from llmledger._time import TimeBound, parse_time_bound
@@ -31,6 +32,27 @@ __all__ = ["Client"]
 def _wire_time(value: TimeBound) -> str | None:
     at = parse_time_bound(value)
     return None if at is None else at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _stored(item: Mapping[str, Any]) -> UsageEvent:
+    """One event of a `GET /api/v1/events` page. A row today's checks refuse (stored before the check
+    existed, e.g. a NUL in a model name) comes back as stored — as embedded mode's `events()` returns
+    it — rather than failing the whole page. Raises `ServerError` for an item that is not an event."""
+    try:
+        return UsageEvent.from_dict(item)
+    except InvalidEventError:
+        pass
+    try:
+        values = {f.name: item[f.name] for f in fields(UsageEvent) if f.name in item}
+        values["timestamp"] = datetime.fromisoformat(str(item["timestamp"]).replace("Z", "+00:00"))
+        for name in ("cost_usd", "computed_cost_usd"):
+            if values.get(name) is not None:
+                values[name] = Decimal(values[name])
+        values["units"] = {str(k): Decimal(v) for k, v in (item.get("units") or {}).items()}
+        values["tags"] = dict(item.get("tags") or {})
+        return UsageEvent(**values)
+    except (KeyError, TypeError, ValueError, AttributeError, InvalidOperation) as exc:
+        raise ServerError(f"the server sent an event this client cannot read: {exc!r}"[:300]) from exc
 
 
 class Client:
@@ -129,7 +151,7 @@ class Client:
             answer = self._http.request(
                 "GET", "/api/v1/events", params={**params, "limit": page, "cursor": cursor}
             ).body
-            out += [UsageEvent.from_dict(item) for item in answer["events"]]
+            out += [_stored(item) for item in answer["events"]]
             cursor = answer.get("next_cursor")
             if cursor is None:
                 break
