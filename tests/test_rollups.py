@@ -338,3 +338,26 @@ def test_batches_within_one_hour_add_up_as_the_python_path_does(
         (Decimal(f"0.{b}{n:03d}5") for b in range(4) for n in range(40) if n % 11), Decimal(0)
     )
     store.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**8), max_value=10**8),
+            st.decimals(min_value=0, max_value=2, places=14),
+        ),
+        max_size=4,
+    )
+)
+def test_fits_says_what_the_sql_check_says_of_the_stored_texts(costs: list[Decimal | None]) -> None:
+    """`rollups_sql.fits` (Python, before the write) and `_PLAIN` (SQL, on the stored text) agree."""
+    import sqlite3
+
+    from llmledger.storage import rollups_sql
+
+    conn = sqlite3.connect(":memory:")
+    sql = f"SELECT {rollups_sql._PLAIN} FROM (SELECT ? AS cost_usd)"
+    plain = all(conn.execute(sql, (None if c is None else str(c),)).fetchone()[0] for c in costs)
+    assert rollups_sql.fits(costs) is plain
