@@ -208,3 +208,36 @@ def test_keyset_next_page_reads_the_timestamp_index_from_the_cursor(tmp_path: Pa
     store.close()
     assert "ix_llmledger_events_ts" in plan and "MULTI-INDEX OR" not in plan, plan
     assert "TEMP B-TREE FOR ORDER BY" not in plan, plan  # only the tie-break ("RIGHT PART") is sorted
+
+
+def test_a_batch_stores_each_events_own_tags(tmp_path: Path) -> None:
+    """Tag sets are encoded once per distinct set in a batch: equal dicts of their own (as parsed
+    from the wire), one shared dict, and sets that differ each keep what their event carried."""
+    from llmledger.events import UsageEvent
+
+    shared = {"plan": "pro"}
+    tag_sets = [
+        {"plan": "pro"},
+        shared,
+        {"plan": "free"},
+        shared,
+        {"plan": "pro", "team": "a"},
+        {},
+        {"plan": "pro"},
+    ]
+    events = [
+        UsageEvent(
+            event_id=f"e{i}",
+            timestamp=datetime(2026, 3, 1, 12, i, tzinfo=timezone.utc),
+            provider="openai",
+            model="gpt-4o-mini",
+            tags=tags,
+        )
+        for i, tags in enumerate(tag_sets)
+    ]
+    store = Ledger(str(tmp_path / "l.db"))
+    store.write(events)
+    stored = store.by_ids([e.event_id for e in events])
+    assert [dict(stored[f"e{i}"].tags) for i in range(len(tag_sets))] == tag_sets
+    assert store.usage(["tag:plan"], {})  # the tags are JSON the queries read
+    store.close()

@@ -293,3 +293,71 @@ def test_sqlite_sums_or_falls_back_to_python_exactly(tmp_path: Path) -> None:
     kept = _rows(store)
     store.close()
     assert kept
+
+
+def test_batches_within_one_hour_add_up_as_the_python_path_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's common batch: every event in one hour (the SQL path's day rows then skip their
+    grouping), written again and again onto the same rows, users and their dimensions repeated."""
+    from llmledger.storage import rollups_sql
+
+    store = Ledger(str(tmp_path / "l.db"))
+    for batch in range(4):
+        events = [
+            _event(
+                5,
+                second=n % 60,
+                tenant=f"t{n % 3}",
+                user=f"u{n % 7}",
+                feature=["chat", None][n % 2],
+                cost=None if n % 11 == 0 else Decimal(f"0.{batch}{n:03d}5"),
+            )
+            for n in range(40)
+        ]
+        with store.engine.begin() as conn:
+            last = rollups_sql.last_rowid(conn)
+        store.write(events)
+        assert store.check_rollups() == []
+        with store.engine.begin() as conn:  # the statements for several hours give the same rows
+            conn.execute(sa.delete(rollups))
+            assert rollups_sql.add_since(conn, last, len(events))
+            one_hour = sorted(tuple(r) for r in conn.execute(sa.select(rollups)))
+            conn.execute(sa.delete(rollups))
+            monkeypatch.setitem(rollups_sql._INSERTS, True, rollups_sql._INSERTS[False])
+            assert rollups_sql.add_since(conn, last, len(events))
+            monkeypatch.undo()
+            assert sorted(tuple(r) for r in conn.execute(sa.select(rollups))) == one_hour
+            conn.rollback()
+    kept = _rows(store)
+    assert store.rebuild_rollups() == len(kept)
+    assert _rows(store) == kept
+    (total,) = store.usage([], {})
+    assert total.requests == 160
+    assert total.cost_usd == sum(
+        (Decimal(f"0.{b}{n:03d}5") for b in range(4) for n in range(40) if n % 11), Decimal(0)
+    )
+    store.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.decimals(allow_nan=False, allow_infinity=False, min_value=-(10**8), max_value=10**8),
+            st.decimals(min_value=0, max_value=2, places=14),
+        ),
+        max_size=4,
+    )
+)
+def test_fits_says_what_the_sql_check_says_of_the_stored_texts(costs: list[Decimal | None]) -> None:
+    """`rollups_sql.fits` (Python, before the write) and `_PLAIN` (SQL, on the stored text) agree."""
+    import sqlite3
+
+    from llmledger.storage import rollups_sql
+
+    conn = sqlite3.connect(":memory:")
+    sql = f"SELECT {rollups_sql._PLAIN} FROM (SELECT ? AS cost_usd)"
+    plain = all(conn.execute(sql, (None if c is None else str(c),)).fetchone()[0] for c in costs)
+    assert rollups_sql.fits(costs) is plain

@@ -74,20 +74,16 @@ class ServerState:
 
     def cached_key(self, presented: str) -> ApiKey | None:
         """The key `presented` is when it was verified in the last `KEY_CACHE_SECONDS` (no database
-        read), else None: then ask `verify`."""
-        digest = hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()
-        with self._keys_lock:
-            cached = self._keys.get(digest)
-        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+        read), else None: then ask `verify` (off the event loop: it may read the database)."""
+        return self._cached(_digest(presented), time.monotonic())
 
     def verify(self, presented: str) -> ApiKey | None:
         """The active key `presented` is, or None; verified keys are cached for a few seconds."""
-        digest = hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()
+        digest = _digest(presented)
         now = time.monotonic()
-        with self._keys_lock:
-            cached = self._keys.get(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        cached = self._cached(digest, now)
+        if cached is not None:
+            return cached
         key = self.engine.keys.verify(presented)
         with self._keys_lock:
             if key is None:
@@ -98,6 +94,11 @@ class ServerState:
                 self._keys[digest] = (key, now + KEY_CACHE_SECONDS)
         return key
 
+    def _cached(self, digest: str, now: float) -> ApiKey | None:
+        with self._keys_lock:
+            cached = self._keys.get(digest)
+        return cached[0] if cached is not None and cached[1] > now else None
+
     def forget_key(self, key_id: str) -> None:
         """Drop a revoked key from the cache."""
         with self._keys_lock:
@@ -105,3 +106,8 @@ class ServerState:
                 del self._keys[digest]
         for forget in self.on_forget_key:
             forget(key_id)
+
+
+def _digest(presented: str) -> str:
+    """The cache's name for a presented key (the secret itself is never kept)."""
+    return hashlib.sha256(presented.encode("utf-8", "replace")).hexdigest()

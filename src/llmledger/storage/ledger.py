@@ -85,7 +85,8 @@ class Ledger:
             if self.dialect == "sqlite":
                 last = _rollups_sql.last_rowid(conn)
                 conn.exec_driver_sql(self._sqlite_insert, sqlite_tuples(batch))
-                summed = not new or _rollups_sql.add_since(conn, last, len(new))
+                fitting = _rollups_sql.fits(e.cost_usd for e in new)  # else the Python path sums them
+                summed = not new or (fitting and _rollups_sql.add_since(conn, last, len(new), fitting))
             else:  # a plain executemany: psycopg pipelines one cached one-row statement (`RETURNING`
                 # made one statement of 500 x 41 parameters, re-parsed by psycopg in Python every
                 # time: ~400 vs ~65 us CPU per event)

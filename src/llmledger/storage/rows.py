@@ -85,20 +85,26 @@ def event_to_row(e: UsageEvent) -> dict[str, Any]:
 
 
 class _TagsEncoder:
-    """JSON-encodes tag dicts, remembering the last one: events of one `attribute()` block share
-    the same dict object, so a batch mostly re-uses one encoding."""
+    """JSON-encodes the tag dicts of one batch, remembering each encoding: events of one
+    `attribute()` block share the same dict object, and events parsed from the wire carry equal
+    dicts of their own (a batch mostly holds a few distinct tag sets)."""
 
-    __slots__ = ("_last", "_text")
+    __slots__ = ("_last", "_seen", "_text")
 
     def __init__(self) -> None:
         self._last: Mapping[str, str] | None = None
         self._text: str | None = None
+        self._seen: dict[tuple[tuple[str, str], ...], str] = {}
 
     def __call__(self, tags: Mapping[str, str]) -> str | None:
         if not tags:
             return None
         if tags is not self._last:
-            self._text = _dumps(tags)
+            items = tuple(tags.items())  # insertion order: equal items encode to equal text
+            text = self._seen.get(items)
+            if text is None:
+                text = self._seen[items] = _dumps(tags)
+            self._text = text
             self._last = tags
         return self._text
 
