@@ -169,7 +169,13 @@ def _rollup_key(cuboid: str, *dims: str | None) -> str:
 
 def _raw(conn: Connection) -> sqlite3.Connection:
     raw: sqlite3.Connection = conn.connection.driver_connection  # type: ignore[assignment]
-    raw.create_function("llmledger_rollup_key", -1, _rollup_key, deterministic=True)
+    info = conn.connection.info  # lives as long as the pooled DBAPI connection
+    if not info.get("llmledger_rollup_key"):
+        # Registering a function expires every statement the connection has prepared: once per
+        # connection, not once per write (each write re-prepared ~25 statements inside the write
+        # lock: ~15 ms per one-event write, which starved limit decisions of the lock)
+        raw.create_function("llmledger_rollup_key", -1, _rollup_key, deterministic=True)
+        info["llmledger_rollup_key"] = True
     return raw
 
 
