@@ -11,7 +11,10 @@ behind it past their bound."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -22,9 +25,11 @@ import sqlalchemy as sa
 from tests.hammer import in_processes
 
 import llmledger
+from llmledger.errors import LedgerBusy
 from llmledger.events import UsageEvent
 from llmledger.limit.model import scope_of_call
 from llmledger.storage.ledger import Ledger
+from llmledger.storage.limits import Held, LimitStore
 from llmledger.storage.rollups_sql import _raw
 
 
@@ -112,3 +117,93 @@ def test_a_reserve_storm_of_4_writing_processes_decides_every_call(tmp_path: Pat
         assert llmledger.spend(tenant="acme") == Decimal("0.00083") * 1200
     finally:
         llmledger.shutdown()
+
+
+def _committing(path: Path, stop: threading.Event, hold: float) -> None:
+    """Another process's writer that keeps the write lock nearly all the time, committing every `hold` s."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    i = 0
+    while not stop.is_set():
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT OR REPLACE INTO llmledger_meta (key, value) VALUES ('busy-test', ?)", (str(i),))
+        time.sleep(hold)
+        conn.execute("COMMIT")
+        i += 1
+    conn.close()
+
+
+def _silent(path: Path, locked: threading.Event, hold: float) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT OR REPLACE INTO llmledger_meta (key, value) VALUES ('busy-test', 'x')")
+    locked.set()
+    time.sleep(hold)
+    conn.execute("ROLLBACK")
+    conn.close()
+
+
+def _held(store: LimitStore) -> list[Held]:
+    limit = store.load()[1][0]
+    return [Held(limit, "tenant=acme", Decimal("0.01"))]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[Path, LimitStore]]:
+    path = tmp_path / "ledger.db"
+    llmledger.init(ledger=str(path))
+    llmledger.set_limit(usd=10, per="month", tenant="acme")
+    llmledger.shutdown()
+    ledger = Ledger(str(path))
+    ledger.limits.decision_timeout = 0.1
+    yield path, ledger.limits
+    ledger.close()
+
+
+def test_a_decision_behind_a_silent_lock_says_nobody_committed(store: tuple[Path, LimitStore]) -> None:
+    path, limits = store
+    locked = threading.Event()
+    holder = threading.Thread(target=_silent, args=(path, locked, 1.0))
+    holder.start()
+    assert locked.wait(10)
+    try:
+        with pytest.raises(LedgerBusy, match="with no commit"):
+            limits.reserve(_held(limits), "r-silent", 60)
+    finally:
+        holder.join()
+
+
+def test_a_decision_starved_by_committing_writers_says_so(store: tuple[Path, LimitStore]) -> None:
+    # Others commit all along: the wait ends at its cap (4 x limit_timeout), and says why; it
+    # never claims that nobody committed (it did: the ledger was contended, not stuck).
+    path, limits = store
+    limits.decision_timeout = 0.25  # commits come every 20 ms: far more often than that
+    stop = threading.Event()
+    writer = threading.Thread(target=_committing, args=(path, stop, 0.02))
+    writer.start()
+    try:
+        time.sleep(0.05)
+        started = time.monotonic()
+        busy: LedgerBusy | None = None
+        try:
+            limits.reserve(_held(limits), "r-starved", 60)
+        except LedgerBusy as exc:
+            busy = exc
+        waited = time.monotonic() - started
+    finally:
+        stop.set()
+        writer.join()
+    if busy is not None:  # (a retry may also slip into a gap between two commits: decided)
+        assert "kept committing" in str(busy)
+        assert waited >= 4 * 0.25 - 0.01
+
+
+def test_release_says_whether_the_reservation_was_held(store: tuple[Path, LimitStore]) -> None:
+    _, limits = store
+    limits.reserve(_held(limits), "r-live", 60)
+    assert limits.release(["r-live"]) == 1
+    assert limits.release(["r-live"]) == 0  # released already
+    assert limits.release(["never-made"]) == 0
+    limits.reserve(_held(limits), "r-expired", 1)
+    time.sleep(1.1)
+    assert limits.release(["r-expired"]) == 0  # expired: no longer held, dropped all the same
+    assert limits.standing(_held(limits)[0].limit, "tenant=acme", datetime.now(timezone.utc)).reserved == 0

@@ -84,6 +84,9 @@ class Enforcer:
         self._held: dict[str, tuple[Limit, ...]] = {}
         self._warned: set[str] = set()
         self._warmed = False
+        self._matched = threading.local()
+        """`applies`'s last (scope, limits, matches) on this thread, reused by the `reserve` that
+        follows it (the limit subjects are worked out once per call)."""
         self.refused = 0
         """Calls refused so far."""
         self.unchecked = 0
@@ -107,7 +110,10 @@ class Enforcer:
     def applies(self, scope: Mapping[str, str | None]) -> bool:
         """Whether a limit in force (as `limits()` last read them) applies to `scope`: a call no
         limit matches is not reserved, so the caller need not journal a reservation for it."""
-        return any(limit.subject(scope) is not None for limit in self._limits)
+        limits = self._limits
+        matched = _matches(limits, scope)
+        self._matched.last = (scope, limits, matched)
+        return bool(matched)
 
     def admit(self, scope: Mapping[str, str | None], **call: Any) -> tuple[str | None, str | None]:
         """`reserve` (same arguments) as a pair: (reservation id or None, the model to send instead
@@ -191,9 +197,13 @@ class Enforcer:
         shape: Shape | None,
         reservation_id: str | None,
     ) -> Reservation:
-        matched = [
-            (limit, subject) for limit in self.limits() if (subject := limit.subject(scope)) is not None
-        ]
+        limits = self.limits()
+        last = getattr(self._matched, "last", None)
+        if last is not None and last[0] is scope and last[1] is limits:
+            matched = last[2]  # `applies` just matched this very scope against these limits
+        else:
+            matched = _matches(limits, scope)
+        self._matched.last = None
         if not matched:
             return _NONE
         if shape is None:
@@ -286,11 +296,12 @@ class Enforcer:
         except _LEDGER_FAULTS as exc:
             log.debug("llmledger: settling %s failed (%s); held until written", reservation_id, exc)
 
-    def release(self, reservation_id: str) -> None:
-        """Drop a reservation (the call was not made, or ended without an event)."""
+    def release(self, reservation_id: str) -> bool:
+        """Drop a reservation (the call was not made, or ended without an event); whether it was held
+        (False: never made, released already, dropped by its event, or expired)."""
         with self._lock:
             self._held.pop(reservation_id, None)
-        self.store.release([reservation_id])
+        return self.store.release([reservation_id]) > 0
 
     def _refuse(self) -> None:
         with self._lock:
@@ -404,6 +415,11 @@ class Enforcer:
             actual = event_amount(limit, event)
             old = self._averages.get(key)
             self._averages[key] = actual if old is None else (old * 4 + actual) / 5
+
+
+def _matches(limits: list[Limit], scope: Mapping[str, str | None]) -> list[tuple[Limit, str]]:
+    """(limit, subject) of each limit that applies to `scope`."""
+    return [(limit, subject) for limit in limits if (subject := limit.subject(scope)) is not None]
 
 
 def _fresh_lock(ref: weakref.ref[Enforcer]) -> None:
