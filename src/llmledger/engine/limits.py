@@ -40,6 +40,7 @@ from llmledger.limit.model import Alert, Limit
 from llmledger.limit.request import shape_of
 from llmledger.limit.shape import Shape
 from llmledger.pricing.pricer import Pricer
+from llmledger.storage.hotpath import TRY_ONLY, WouldWait
 from llmledger.storage.limits import Held, LimitStore, event_amount, event_scope
 from llmledger.tokens import warm
 
@@ -97,6 +98,8 @@ class Enforcer:
         """The limits in force (re-read from the ledger at most once a second, or when `fresh`)."""
         now = time.monotonic()
         if fresh or now - self._checked > _REFRESH_SECONDS:
+            if TRY_ONLY.get():  # a read of the ledger: not on a caller that must not wait
+                raise WouldWait
             self.store.decision_timeout = self.policy.limit_timeout
             _, loaded = self.store.load()  # one query unless they changed
             with self._lock:
@@ -152,7 +155,7 @@ class Enforcer:
             return self._reserve(
                 scope, provider, model, feature, input_tokens, body, max_output_tokens, shape, reservation_id
             )
-        except LimitExceeded:
+        except (LimitExceeded, WouldWait):
             raise
         except Exception as exc:
             self.undecided(exc)
@@ -238,6 +241,8 @@ class Enforcer:
             if wait is None or time.monotonic() + wait > deadline:
                 self._refuse()
                 raise exceeded(standing, needed, RateLimited)
+            if TRY_ONLY.get():
+                raise WouldWait
             time.sleep(max(wait, 0.005))  # wait for the oldest slot to roll out, then try again
         with self._lock:
             if len(self._held) > 100_000:  # calls that never ended (their reservations expire)
@@ -323,6 +328,8 @@ class Enforcer:
             target = dict(limit.downgrade).get(model)
             if target is None:
                 continue
+            if TRY_ONLY.get():  # reads the ledger
+                raise WouldWait
             standing = self.store.standing(limit, subject, now)
             needed = self.worst_case(limit, provider, model, feature, shape=shape)
             if standing.refuses(needed):
@@ -351,6 +358,8 @@ class Enforcer:
             return Decimal(0)
         if not limit.blocks:
             return Decimal(0)
+        if TRY_ONLY.get():  # reads the ledger
+            raise WouldWait
         standing = self.store.standing(limit, subject, _now())
         self._refuse()
         error = exceeded(standing, Decimal(0), UnpricedRefused)

@@ -22,6 +22,7 @@ under the ledger's transaction-level advisory write lock taken with `SET LOCAL l
 
 from __future__ import annotations
 
+import contextvars
 import os
 import random
 import sqlite3
@@ -37,7 +38,7 @@ from sqlalchemy.engine import Connection, Engine
 from llmledger.errors import LedgerBusy
 from llmledger.storage.engine import WRITE_LOCK_KEY, register_sqlite_functions, sqlite_in_use
 
-__all__ = ["PROGRESS_CAP", "Exec", "HotPath", "now_us", "pg"]
+__all__ = ["PROGRESS_CAP", "TRY_ONLY", "Exec", "HotPath", "WouldWait", "now_us", "pg"]
 
 T = TypeVar("T")
 
@@ -46,6 +47,16 @@ PROGRESS_CAP = 4
 _FIRST_RETRY = 0.0002
 _LAST_RETRY = 0.002
 """Seconds between tries for a locked ledger's write lock: from 0.2 ms, doubling to 2 ms (jittered)."""
+
+
+TRY_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("llmledger_try_only", default=False)
+"""Set (in a context: an asyncio task, a thread's call) to make a decision only if it needs no wait:
+`HotPath.run` raises `WouldWait` instead of waiting for a lock (the HTTP server decides on its event
+loop when the ledger is free, and hands the call to a worker thread otherwise)."""
+
+
+class WouldWait(Exception):
+    """`TRY_ONLY` is set and the decision would have to wait (nothing was done)."""
 
 
 def _locked(exc: sqlite3.OperationalError) -> bool:
@@ -167,8 +178,12 @@ class HotPath:
         managers: it is the whole decision's overhead (issue 8 part 3)."""
         patience = _Patience(self.timeout, self._done)
         lock = self._lock
-        while not lock.acquire(timeout=self.timeout):
-            patience.check(self._done, "this process's decisions are stuck waiting for the ledger")
+        if TRY_ONLY.get():
+            if not self.sqlite or not lock.acquire(blocking=False):
+                raise WouldWait
+        else:
+            while not lock.acquire(timeout=self.timeout):
+                patience.check(self._done, "this process's decisions are stuck waiting for the ledger")
         try:
             if self.sqlite:
                 with sqlite_in_use():  # a fork waits for the transaction
@@ -202,6 +217,8 @@ class HotPath:
             except sqlite3.OperationalError as exc:
                 if not _locked(exc):
                     raise
+                if TRY_ONLY.get():
+                    raise WouldWait from exc
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if delay == 0.0:  # the first try: what the ledger's commits are counted from
                     patience.mark = version
