@@ -40,6 +40,7 @@ from llmledger.limit.model import Alert, Limit
 from llmledger.limit.request import shape_of
 from llmledger.limit.shape import Shape
 from llmledger.pricing.pricer import Pricer
+from llmledger.storage.hotpath import TRY_ONLY, WouldWait
 from llmledger.storage.limits import Held, LimitStore, event_amount, event_scope
 from llmledger.tokens import warm
 
@@ -84,6 +85,9 @@ class Enforcer:
         self._held: dict[str, tuple[Limit, ...]] = {}
         self._warned: set[str] = set()
         self._warmed = False
+        self._matched = threading.local()
+        """`applies`'s last (scope, limits, matches) on this thread, reused by the `reserve` that
+        follows it (the limit subjects are worked out once per call)."""
         self.refused = 0
         """Calls refused so far."""
         self.unchecked = 0
@@ -94,6 +98,8 @@ class Enforcer:
         """The limits in force (re-read from the ledger at most once a second, or when `fresh`)."""
         now = time.monotonic()
         if fresh or now - self._checked > _REFRESH_SECONDS:
+            if TRY_ONLY.get():  # a read of the ledger: not on a caller that must not wait
+                raise WouldWait
             self.store.decision_timeout = self.policy.limit_timeout
             _, loaded = self.store.load()  # one query unless they changed
             with self._lock:
@@ -107,7 +113,10 @@ class Enforcer:
     def applies(self, scope: Mapping[str, str | None]) -> bool:
         """Whether a limit in force (as `limits()` last read them) applies to `scope`: a call no
         limit matches is not reserved, so the caller need not journal a reservation for it."""
-        return any(limit.subject(scope) is not None for limit in self._limits)
+        limits = self._limits
+        matched = _matches(limits, scope)
+        self._matched.last = (scope, limits, matched)
+        return bool(matched)
 
     def admit(self, scope: Mapping[str, str | None], **call: Any) -> tuple[str | None, str | None]:
         """`reserve` (same arguments) as a pair: (reservation id or None, the model to send instead
@@ -146,7 +155,7 @@ class Enforcer:
             return self._reserve(
                 scope, provider, model, feature, input_tokens, body, max_output_tokens, shape, reservation_id
             )
-        except LimitExceeded:
+        except (LimitExceeded, WouldWait):
             raise
         except Exception as exc:
             self.undecided(exc)
@@ -191,9 +200,13 @@ class Enforcer:
         shape: Shape | None,
         reservation_id: str | None,
     ) -> Reservation:
-        matched = [
-            (limit, subject) for limit in self.limits() if (subject := limit.subject(scope)) is not None
-        ]
+        limits = self.limits()
+        last = getattr(self._matched, "last", None)
+        if last is not None and last[0] is scope and last[1] is limits:
+            matched = last[2]  # `applies` just matched this very scope against these limits
+        else:
+            matched = _matches(limits, scope)
+        self._matched.last = None
         if not matched:
             return _NONE
         if shape is None:
@@ -228,6 +241,8 @@ class Enforcer:
             if wait is None or time.monotonic() + wait > deadline:
                 self._refuse()
                 raise exceeded(standing, needed, RateLimited)
+            if TRY_ONLY.get():
+                raise WouldWait
             time.sleep(max(wait, 0.005))  # wait for the oldest slot to roll out, then try again
         with self._lock:
             if len(self._held) > 100_000:  # calls that never ended (their reservations expire)
@@ -286,11 +301,12 @@ class Enforcer:
         except _LEDGER_FAULTS as exc:
             log.debug("llmledger: settling %s failed (%s); held until written", reservation_id, exc)
 
-    def release(self, reservation_id: str) -> None:
-        """Drop a reservation (the call was not made, or ended without an event)."""
+    def release(self, reservation_id: str) -> bool:
+        """Drop a reservation (the call was not made, or ended without an event); whether it was held
+        (False: never made, released already, dropped by its event, or expired)."""
         with self._lock:
             self._held.pop(reservation_id, None)
-        self.store.release([reservation_id])
+        return self.store.release([reservation_id]) > 0
 
     def _refuse(self) -> None:
         with self._lock:
@@ -312,6 +328,8 @@ class Enforcer:
             target = dict(limit.downgrade).get(model)
             if target is None:
                 continue
+            if TRY_ONLY.get():  # reads the ledger
+                raise WouldWait
             standing = self.store.standing(limit, subject, now)
             needed = self.worst_case(limit, provider, model, feature, shape=shape)
             if standing.refuses(needed):
@@ -340,6 +358,8 @@ class Enforcer:
             return Decimal(0)
         if not limit.blocks:
             return Decimal(0)
+        if TRY_ONLY.get():  # reads the ledger
+            raise WouldWait
         standing = self.store.standing(limit, subject, _now())
         self._refuse()
         error = exceeded(standing, Decimal(0), UnpricedRefused)
@@ -404,6 +424,11 @@ class Enforcer:
             actual = event_amount(limit, event)
             old = self._averages.get(key)
             self._averages[key] = actual if old is None else (old * 4 + actual) / 5
+
+
+def _matches(limits: list[Limit], scope: Mapping[str, str | None]) -> list[tuple[Limit, str]]:
+    """(limit, subject) of each limit that applies to `scope`."""
+    return [(limit, subject) for limit in limits if (subject := limit.subject(scope)) is not None]
 
 
 def _fresh_lock(ref: weakref.ref[Enforcer]) -> None:

@@ -52,12 +52,30 @@ _SPENT_SQL = (
 )
 _INSERT_RESERVATION = (
     "INSERT INTO llmledger_reservations (reservation_id, limit_id, subject, bucket, amount, expires_us)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    " VALUES "
 )
 _INSERT_ALERT = (
     "INSERT OR IGNORE INTO llmledger_alerts (limit_id, subject, bucket, threshold, fired_us)"
     " VALUES (?, ?, ?, ?, ?) /*IGNORE*/"
 )
+_STANDINGS: dict[int, str] = {}
+_INSERTS: dict[int, str] = {}
+
+
+def _standings_sql(n: int) -> str:
+    """`STANDING_SQL` for `n` limits at once: one statement, 3 x `n` columns."""
+    sql = _STANDINGS.get(n)
+    if sql is None:
+        sql = _STANDINGS[n] = "SELECT " + ", ".join([STANDING_SQL[len("SELECT ") :]] * n)
+    return sql
+
+
+def _insert_sql(n: int) -> str:
+    """One INSERT of `n` reservation rows."""
+    sql = _INSERTS.get(n)
+    if sql is None:
+        sql = _INSERTS[n] = _INSERT_RESERVATION + ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
+    return sql
 
 
 def _dec(value: Any) -> Decimal:
@@ -166,11 +184,24 @@ def reserve(
     only now and then)."""
     if sweep:
         run("DELETE FROM llmledger_reservations WHERE expires_us < ?", (now_us,))
+    if not held:
+        return Decision([], [], [], now_us)
     spans = [span_at(h.limit.window, now_us) for h in held]
-    standings = [standing(run, h.limit, h.subject, now_us, w) for h, w in zip(held, spans, strict=True)]
-    violated = [
-        (s, h.amount) for s, h in zip(standings, held, strict=True) if h.limit.blocks and s.refuses(h.amount)
-    ]
+    params: list[Any] = []
+    for h, w in zip(held, spans, strict=True):  # every limit's standing in one statement
+        lid, subject = h.limit.id, h.subject
+        params += (lid, subject, w.first, w.last, lid, subject, now_us, lid, subject)
+    row = run(_standings_sql(len(held)), params)[0]
+    standings = []
+    violated = []
+    for i, (h, w) in enumerate(zip(held, spans, strict=True)):
+        used, reserved, granted = row[3 * i : 3 * i + 3]
+        limit = h.limit
+        allowed = limit.amount if granted is None else limit.amount + _dec(granted)
+        found = Standing(limit, h.subject, _dec(used), _dec(reserved), allowed, w.resets_at)
+        standings.append(found)
+        if limit.blocks and found.refuses(h.amount):
+            violated.append((found, h.amount))
     if violated:
         violated.sort(key=lambda pair: pair[0].remaining - pair[1])
         tight = violated[0][0]
@@ -179,8 +210,10 @@ def reserve(
             fired.append(Alert(tight.limit, tight.subject, ONE, tight.spent, tight.allowed, "refused"))
         return Decision(standings, violated, fired, now_us)
     expires = now_us + ttl_us
+    rows: list[Any] = []
     for h, w in zip(held, spans, strict=True):
-        run(_INSERT_RESERVATION, (reservation_id, h.limit.id, h.subject, w.last, str(h.amount), expires))
+        rows += (reservation_id, h.limit.id, h.subject, w.last, str(h.amount), expires)
+    run(_insert_sql(len(held)), rows)
     return Decision(standings, [], [], now_us)
 
 
@@ -193,13 +226,22 @@ def settle(run: Exec, reservation_id: str, amounts: Mapping[str, Decimal]) -> No
         )
 
 
-def release(run: Exec, reservation_ids: Iterable[str]) -> None:
-    """Drop reservations by id."""
+def release(run: Exec, reservation_ids: Iterable[str], live_at_us: int | None = None) -> int:
+    """Drop reservations by id. With `live_at_us`: returns how many of the ids were held then (not
+    expired), counted in the same transaction (0 otherwise)."""
     ids = list(reservation_ids)
+    live = 0
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
         marks = ", ".join("?" * len(chunk))
+        if live_at_us is not None:
+            live += run(
+                "SELECT count(DISTINCT reservation_id) FROM llmledger_reservations"
+                f" WHERE reservation_id IN ({marks}) AND expires_us >= ?",
+                (*chunk, live_at_us),
+            )[0][0]
         run(f"DELETE FROM llmledger_reservations WHERE reservation_id IN ({marks})", tuple(chunk))
+    return live
 
 
 def _record(run: Exec, limit: Limit, subject: str, level: Decimal, at_us: int) -> bool:

@@ -22,6 +22,7 @@ under the ledger's transaction-level advisory write lock taken with `SET LOCAL l
 
 from __future__ import annotations
 
+import contextvars
 import os
 import random
 import sqlite3
@@ -30,14 +31,16 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
 from llmledger.errors import LedgerBusy
 from llmledger.storage.engine import WRITE_LOCK_KEY, register_sqlite_functions, sqlite_in_use
 
-__all__ = ["PROGRESS_CAP", "Exec", "HotPath", "now_us", "pg"]
+__all__ = ["PROGRESS_CAP", "TRY_ONLY", "Exec", "HotPath", "WouldWait", "now_us", "pg"]
+
+T = TypeVar("T")
 
 PROGRESS_CAP = 4
 """A decision waits at most this many `timeout`s in all, even while the ledger makes progress."""
@@ -46,9 +49,50 @@ _LAST_RETRY = 0.002
 """Seconds between tries for a locked ledger's write lock: from 0.2 ms, doubling to 2 ms (jittered)."""
 
 
+TRY_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("llmledger_try_only", default=False)
+"""Set (in a context: an asyncio task, a thread's call) to make a decision only if it needs no wait:
+`HotPath.run` raises `WouldWait` instead of waiting for a lock (the HTTP server decides on its event
+loop when the ledger is free, and hands the call to a worker thread otherwise)."""
+
+
+class WouldWait(Exception):
+    """`TRY_ONLY` is set and the decision would have to wait (nothing was done)."""
+
+
 def _locked(exc: sqlite3.OperationalError) -> bool:
     text = str(exc)
     return "locked" in text or "busy" in text
+
+
+class _Patience:
+    """How long one decision may still wait for the ledger: `timeout` seconds without progress (a
+    `mark` that changes when someone commits), `PROGRESS_CAP` x `timeout` in all. The one rule of
+    both waits (this process's lock, then SQLite's write lock)."""
+
+    __slots__ = ("cap", "mark", "progress", "start", "timeout")
+
+    def __init__(self, timeout: float, mark: object) -> None:
+        self.start = self.progress = time.monotonic()
+        self.cap = self.start + timeout * PROGRESS_CAP
+        self.timeout = timeout
+        self.mark = mark
+
+    def check(self, mark: object, waiting_for: str) -> None:
+        """Raise `LedgerBusy` if the wait is over; `mark` is the progress seen now."""
+        now = time.monotonic()
+        if mark != self.mark:  # someone committed meanwhile: contention, keep waiting
+            self.mark, self.progress = mark, now
+        waited = (now - self.start) * 1000
+        if now - self.progress >= self.timeout:
+            raise LedgerBusy(
+                f"{waiting_for} stayed locked for {(now - self.progress) * 1000:.0f} ms with no commit "
+                f"(waited {waited:.0f} ms): no limit decision"
+            )
+        if now >= self.cap:
+            raise LedgerBusy(
+                f"no limit decision within {waited:.0f} ms: {waiting_for} kept committing other work "
+                f"(contended past the decision's bound of {PROGRESS_CAP} x limit_timeout)"
+            )
 
 
 class Exec:
@@ -98,6 +142,7 @@ class HotPath:
         self._database = engine.url.database if self.sqlite else None
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._exec = Exec(_closed, True, raw=True)
         self._pid = 0
         self._done = 0  # decisions committed by this process (progress seen by waiting threads)
         ref = weakref.ref(self)  # a parent thread may hold the lock at a fork: the child starts free
@@ -124,81 +169,66 @@ class HotPath:
         conn.execute("PRAGMA busy_timeout=0")  # never SQLite's sleeps: `_begin` retries itself
         register_sqlite_functions(conn)
         self._conn, self._pid = conn, os.getpid()
+        self._exec = Exec(conn.execute, True, raw=True)
         return conn
 
-    @contextmanager
-    def write(self) -> Iterator[Exec]:
-        """A write transaction, taken within `timeout` seconds without progress, or `LedgerBusy`."""
-        start = time.monotonic()
-        cap = start + self.timeout * PROGRESS_CAP
-        seen = self._done
-        while not self._lock.acquire(timeout=self.timeout):
-            now = time.monotonic()
-            if self._done == seen or now >= cap:  # no decision got through meanwhile: stuck
-                raise LedgerBusy(
-                    f"no limit decision within {(now - start) * 1000:.0f} ms (this process's decisions "
-                    "are stuck waiting for the ledger)"
-                )
-            seen = self._done
+    def run(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(run, *args)` in one write transaction, taken within `timeout` seconds without progress (and
+        `PROGRESS_CAP` x `timeout` in all), or `LedgerBusy`; its result. One plain call, no context
+        managers: it is the whole decision's overhead (issue 8 part 3)."""
+        patience = _Patience(self.timeout, self._done)
+        lock = self._lock
+        if TRY_ONLY.get():
+            if not self.sqlite or not lock.acquire(blocking=False):
+                raise WouldWait
+        else:
+            while not lock.acquire(timeout=self.timeout):
+                patience.check(self._done, "this process's decisions are stuck waiting for the ledger")
         try:
             if self.sqlite:
-                with sqlite_in_use(), self._sqlite(cap) as run:  # a fork waits for the transaction
-                    yield run
+                with sqlite_in_use():  # a fork waits for the transaction
+                    conn = self._connect()
+                    self._begin(conn, patience)
+                    try:
+                        result = work(self._exec, *args)
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
             else:
                 with self._sqlalchemy() as run:
-                    yield run
+                    result = work(run, *args)
             self._done += 1
+            return result
         finally:
-            self._lock.release()
+            lock.release()
 
-    def _begin(self, conn: sqlite3.Connection, cap: float) -> None:
+    def _begin(self, conn: sqlite3.Connection, patience: _Patience) -> None:
         # SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between tries, so a waiter can
         # sleep on long after the lock is free (the p99 of 4 processes was 100-400 ms with 1-2 ms
         # holds). So the connection never waits (busy_timeout 0) and this loop retries after short
-        # sleeps instead. `data_version` is only read once the lock is found taken.
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return
-        except sqlite3.OperationalError as exc:
-            if not _locked(exc):
-                raise
-        start = progress = time.monotonic()
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
-        delay = _FIRST_RETRY
+        # jittered sleeps instead. `data_version` (another connection committed) is only read once
+        # the lock is found taken.
+        delay = 0.0
         while True:
-            time.sleep(delay * (0.5 + random.random()))  # jittered: waiters do not retry in step
-            delay = min(delay * 2, _LAST_RETRY)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
                 if not _locked(exc):
                     raise
-                now = time.monotonic()
-                now_version = conn.execute("PRAGMA data_version").fetchone()[0]
-                if now_version != version:  # others are committing: contention, keep waiting
-                    version, progress = now_version, now
-                elif now - progress >= self.timeout or now >= cap:  # nobody committed: stuck
-                    raise LedgerBusy(
-                        f"the ledger stayed locked for {(now - start) * 1000:.0f} ms with no commit: "
-                        "no limit decision"
-                    ) from exc
-                if now >= cap:
-                    raise LedgerBusy(
-                        f"no limit decision within {(now - start) * 1000:.0f} ms (the ledger is "
-                        "contended past the decision's bound)"
-                    ) from exc
-
-    @contextmanager
-    def _sqlite(self, cap: float) -> Iterator[Exec]:
-        conn = self._connect()
-        self._begin(conn, cap)
-        try:
-            yield Exec(conn.execute, True, raw=True)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+                if TRY_ONLY.get():
+                    raise WouldWait from exc
+                version = conn.execute("PRAGMA data_version").fetchone()[0]
+                if delay == 0.0:  # the first try: what the ledger's commits are counted from
+                    patience.mark = version
+                else:
+                    try:
+                        patience.check(version, "the ledger")
+                    except LedgerBusy as busy:
+                        raise busy from exc
+            delay = _FIRST_RETRY if delay == 0.0 else min(delay * 2, _LAST_RETRY)
+            time.sleep(delay * (0.5 + random.random()))  # jittered: waiters do not retry in step
 
     @contextmanager
     def _sqlalchemy(self) -> Iterator[Exec]:
@@ -220,11 +250,16 @@ class HotPath:
             yield Exec.on(conn)
 
 
+def _closed(sql: str, params: Any) -> Any:
+    raise sqlite3.ProgrammingError("no decision connection is open")
+
+
 def _fresh_in_child(ref: weakref.ref[HotPath]) -> None:
     path = ref()
     if path is not None:  # the parent's connection stays the parent's; the child opens its own
         path._lock = threading.Lock()
         path._conn = None
+        path._exec = Exec(_closed, True, raw=True)
 
 
 def pg(sql: str) -> str:

@@ -164,11 +164,12 @@ class LimitStore:
         refuse, tightest first (and `fired` the refusal alert, once per window). Expired reservations
         are dropped. Raises `LedgerBusy` if the write lock is not had within `decision_timeout`.
         """
-        ttl_us = int(ttl_seconds * 1_000_000)
-        with self.hot.write() as run:
-            now = now_us()
-            sweep = now - self._swept >= _SWEEP_US or now < self._swept
-            decision = decide.reserve(run, held, reservation_id, ttl_us, now, sweep=sweep)
+        return self.hot.run(self._reserve, held, reservation_id, int(ttl_seconds * 1_000_000))
+
+    def _reserve(self, run: Exec, held: Sequence[Held], reservation_id: str, ttl_us: int) -> Decision:
+        now = now_us()  # inside the write lock
+        sweep = now - self._swept >= _SWEEP_US or now < self._swept
+        decision = decide.reserve(run, held, reservation_id, ttl_us, now, sweep=sweep)
         if sweep:
             self._swept = now
         return decision
@@ -178,15 +179,13 @@ class LimitStore:
         event is written. Raises `LedgerBusy` past `decision_timeout` (the worst case then stays
         held until the event is written: safe)."""
         if amounts:
-            with self.hot.write() as run:
-                decide.settle(run, reservation_id, amounts)
+            self.hot.run(decide.settle, reservation_id, amounts)
 
-    def release(self, reservation_ids: Iterable[str]) -> None:
-        """Drop reservations (a call that ended without an event, or a guard left unused)."""
+    def release(self, reservation_ids: Iterable[str]) -> int:
+        """Drop reservations (a call that ended without an event, or a guard left unused); returns
+        how many of them were held (not expired), read in the same transaction."""
         ids = list(reservation_ids)
-        if ids:
-            with self.hot.write() as run:
-                decide.release(run, ids)
+        return self.hot.run(decide.release, ids, now_us()) if ids else 0
 
     def standing(self, limit: Limit, subject: str, now: datetime) -> Standing:
         """Where `limit` stands for `subject` at `now` (a read; reserves nothing)."""
