@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from llmledger._csv import safe_cell
 from llmledger.events.event import UsageEvent
 from llmledger.storage.queries import UsageRow
 
@@ -141,7 +142,7 @@ def render_usage(
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=[*group_by, *_ROW_FIELDS], lineterminator="\n")
         writer.writeheader()
-        writer.writerows(usage_records(rows))
+        writer.writerows({k: safe_cell(v) for k, v in record.items()} for record in usage_records(rows))
         console.out(buffer.getvalue(), end="", highlight=False)
         return
     groups = [
@@ -193,7 +194,7 @@ def render_events(events: Sequence[UsageEvent], fmt: str, console: Console) -> N
         for record in records:
             record["tags"] = json.dumps(record["tags"])
             record["units"] = json.dumps(record["units"])
-            writer.writerow(record)
+            writer.writerow({k: safe_cell(v) for k, v in record.items()})
         console.out(buffer.getvalue(), end="", highlight=False)
         return
     when = "%Y-%m-%d %H:%M:%S" if console.width >= 120 else "%m-%d %H:%M"  # narrow: room for labels
