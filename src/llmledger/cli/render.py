@@ -176,7 +176,7 @@ def render_usage(
     caption = f"total {money(total)} over {sum(r.requests for r in rows):,} requests"
     unpriced = sum(r.unpriced_requests for r in rows)
     if unpriced:
-        caption += f" (+{unpriced:,} unpriced)"
+        caption += f" ({unpriced:,} of them unpriced: not in the total)"
     print_columns(console, [*groups, *cost_columns, *counts], title, caption)
 
 
