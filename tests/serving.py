@@ -41,12 +41,14 @@ def wait_ready(url: str, timeout: float = 120.0, proc: subprocess.Popen[Any] | N
 
 
 @contextmanager
-def serve_thread(app: Any) -> Iterator[str]:
-    """Serve `app` on 127.0.0.1 in a background thread; yields its base URL."""
+def serve_thread(app: Any, keep_alive: int = 5) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 in a background thread; yields its base URL. `keep_alive`: seconds
+    an idle connection is kept (uvicorn's default, 5)."""
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="error", lifespan="on", timeout_keep_alive=keep_alive
     )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -10,9 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import llmledger
+from llmledger._csv import safe_cell
 from llmledger.cli import app
 
 runner = CliRunner()
@@ -144,3 +147,35 @@ def test_limits_commands_and_reconcile(tmp_path: Path) -> None:
     assert ok.exit_code == 0 and "equal the ledger" in ok.output
     assert runner.invoke(app, ["limits", "rm", "--ledger", path, limit_id]).exit_code == 0
     assert runner.invoke(app, ["limits", "rm", "--ledger", path, limit_id]).exit_code == 2
+
+
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "@SUM(A1)", "-2+3"]
+
+
+def test_csv_exports_never_hold_a_spreadsheet_formula(ledger_path: Path) -> None:
+    # Regression (newcomer report, 2026-12-02, item 10): the API's CSV neutralised formulas, the
+    # command line's did not; attribution values come from end users (gateway headers, `user`).
+    llmledger.init(ledger=str(ledger_path))
+    for value in FORMULAS:
+        llmledger.track(
+            provider="openai", model="gpt-4o-mini", input_tokens=10, tenant="t", user=value, feature=value
+        )
+    llmledger.shutdown()
+    report = runner.invoke(app, ["report", "--ledger", str(ledger_path), "--by", "user,feature", "-f", "csv"])
+    events = runner.invoke(app, ["events", "--ledger", str(ledger_path), "--tenant", "t", "-f", "csv"])
+    for result in (report, events):
+        assert result.exit_code == 0, result.output
+        rows = list(csv.DictReader(io.StringIO(result.output)))
+        assert len(rows) == 4
+        cells = [cell for row in rows for cell in row.values() if cell]
+        assert not [c for c in cells if c[0] in "=+@" or (c[0] == "-" and not re.fullmatch(r"-[\d.]+", c))]
+        assert {row["user"] for row in rows} == {"'" + v for v in FORMULAS}
+
+
+@given(st.text(max_size=12))
+def test_safe_cell_never_starts_a_formula(text: str) -> None:
+    out = safe_cell(text)
+    if out != text:
+        assert out == "'" + text
+    elif text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        assert Decimal(text).is_finite()  # only a signed number is left as it is

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,6 +17,7 @@ from tests.serving import free_port, serve_process, serve_thread
 
 import llmledger
 from llmledger.events.event import UsageEvent
+from llmledger.events.ids import uuid7
 from llmledger.server import ServerSettings, create_app
 
 ADMIN = "llk_aa00bb11cc22dd33_client-admin-secret-0123456789"
@@ -182,3 +184,16 @@ def test_a_stored_row_that_todays_checks_refuse_does_not_fail_the_events_page(tm
     assert {e.model for e in events} == {"gpt-4o-mini", "gpt\x00old"}
     old = next(e for e in events if e.input_tokens == 11)
     assert old.cost_usd == Decimal("0.00000225") and old.timestamp.tzinfo is not None
+
+
+def test_track_events_takes_usage_events_only(server: str) -> None:
+    # Newcomer report 2026-12-02 item 15: a wire dict raised a raw AttributeError.
+    client = llmledger.Client(server, ADMIN)
+    wire = UsageEvent(
+        event_id=uuid7(), timestamp=datetime.now(timezone.utc), provider="openai", model="gpt-4o-mini"
+    ).to_dict()
+    with pytest.raises(llmledger.InvalidUsageError, match=r"events\[0\] is a dict.*from_dict"):
+        client.track_events([wire])  # type: ignore[list-item]
+    with pytest.raises(llmledger.InvalidUsageError, match="list of UsageEvent"):
+        client.track_events(wire)  # type: ignore[arg-type]
+    assert client.track_events([UsageEvent.from_dict(wire)])[0].event_id == wire["event_id"]

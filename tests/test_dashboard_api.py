@@ -103,6 +103,11 @@ def test_event_flags_paging_and_csv(client: tuple[TestClient, dict[str, str]]) -
     estimated = c.get("/api/v1/dashboard/events", params={"estimated": "true", "limit": 1000}, headers=h)
     assert len(estimated.json()["events"]) == 11
     assert c.get("/api/v1/dashboard/events", params={"unpriced": "maybe"}, headers=h).status_code == 422
+    # Regression (newcomer report, 2026-12-02, item 8): the CSV twin checked its filters while
+    # streaming: a 200, then a cut download and a traceback in the server's log.
+    for bad in ({"unpriced": "maybe"}, {"estimated": "2"}, {"status": "fine"}):
+        answer = c.get("/api/v1/dashboard/events.csv", params=bad, headers=h)
+        assert answer.status_code == 422 and "error" in answer.json(), (bad, answer.text[:200])
     seen: list[str] = []
     cursor = None
     while True:

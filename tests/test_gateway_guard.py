@@ -141,6 +141,10 @@ DOT_SEGMENTS = [
     "/v1/%2e",
     "/v1\\..\\admin",
     "/v1/%5c../admin",
+    "/v1/x%2F..%2F..%2Fadmin",  # newcomer report 2026-12-02 item 6: an encoded slash
+    "/v1/x%2f..%2f..%2fadmin",
+    "/v1/%252e%252e/admin",  # encoded twice
+    "/v1/x%252F..%252F..%252Fadmin",
 ]
 
 

@@ -300,3 +300,37 @@ def test_a_refused_key_is_reported_as_such_on_every_call_not_as_an_unreachable_s
     assert len(faults) == 3 and all(f.startswith("AuthenticationError") for f in faults), faults
     assert _served(tmp_path / "served.txt") == 3  # on_ledger_fault="open": sent, counted
     assert llmledger.stats().calls_unchecked == 3
+
+
+@pytest.mark.parametrize("policy", ["open", "closed"])
+def test_a_connection_the_server_closed_while_idle_is_replaced_not_taken_for_a_dead_server(
+    tmp_path: Path, policy: str
+) -> None:
+    # Regression (newcomer report, 2026-12-02, item 1): the server closes a kept-alive connection
+    # after its idle timeout (uvicorn: 5 s); the next reservation was written to the dead socket,
+    # failed with BrokenPipe in its single attempt, and the call was sent unchecked (or refused by
+    # LimitUndecided under "closed") on every call after an idle pause: a hard limit bypassed.
+    app = create_app(ServerSettings(ledger=f"sqlite:///{tmp_path / 'server.db'}", admin_key=ADMIN))  # type: ignore[arg-type]
+    with serve_thread(app, keep_alive=1) as url:
+        _set_limit(url, usd="0.00004", per="day", scope={"tenant": "acme"})
+        llmledger.init(server=url, api_key=ADMIN, flush_interval=0.02, on_ledger_fault=policy)
+        log = tmp_path / "served.txt"
+        client = served.client(log)
+        outcomes = []
+        with llmledger.attribute(tenant="acme"):
+            while "refused" not in outcomes and len(outcomes) < 12:  # ~$0.0000048 a call: 6-8 fit
+                time.sleep(1.6)  # past the server's keep-alive: it has closed our connection
+                try:
+                    client.chat.completions.create(
+                        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], max_tokens=20
+                    )
+                    outcomes.append("sent")
+                except llmledger.LimitExceeded:
+                    outcomes.append("refused")
+                llmledger.flush()
+        stats = llmledger.stats()
+        spent = llmledger.spend(tenant="acme")
+    assert stats.calls_unchecked == 0, stats.last_limit_fault
+    assert "sent" in outcomes and outcomes[-1] == "refused", outcomes
+    assert spent <= Decimal("0.00004")
+    assert _served(log) == outcomes.count("sent")

@@ -205,6 +205,7 @@ def test_the_migration_builds_rollups_for_events_written_before_it(tmp_path: Pat
     kept = _rows(store)
     with store.engine.begin() as conn:  # back to the schema of before the rollups
         conn.execute(sa.text("DROP TABLE llmledger_rollups"))
+        conn.execute(sa.text("DROP TABLE llmledger_forgotten_spend"))  # 0008, after the rollups
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0006_webhook_deliveries'"))
     store.close()
     store = Ledger(path)

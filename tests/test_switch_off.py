@@ -174,3 +174,34 @@ def test_row_group_keys_read_as_attributes_and_items(ledger: Any) -> None:
     assert row["tag:plan"] == "p" and row.requests == row["requests"] == 1
     with pytest.raises(AttributeError, match="grouped by: tenant, model, tag:plan"):
         _ = row.user
+
+
+NEVER_INIT = """
+import sys
+sys.path.insert(0, {root!r})
+import llmledger
+from llmledger.attribution.labels import LABELS_HEADER
+from tests.fakes.server import Fake
+from tests.test_switch_off import CALLS
+
+for name, call in CALLS.items():
+    fake = Fake()
+    call(fake, extra_headers=llmledger.labels(tenant="acme", feature="x"))
+    assert fake.seen, name
+    leaked = [name for seen in fake.seen if LABELS_HEADER in seen.headers]
+    assert not leaked, leaked
+print("ok", len(CALLS))
+"""
+
+
+def test_labels_never_reach_the_provider_in_a_process_that_never_called_init(tmp_path: Path) -> None:
+    # Regression (newcomer report, 2026-12-02, item 12): without init() nothing took the labels()
+    # header off, so the app's tenant and user ids went to the provider.
+    import subprocess
+    import sys
+
+    root = str(Path(__file__).parent.parent)
+    code = NEVER_INIT.format(root=root)
+    env = {"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(tmp_path), "PYTHONPATH": f"{root}/src"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0 and f"ok {len(CALLS)}" in done.stdout, done.stderr[-2000:]

@@ -221,6 +221,58 @@ def test_responses_and_embeddings_shapes() -> None:
     assert prompt_tokens_bound({"input": ["a b", "c"]}, "text-embedding-3-small") >= 3
 
 
+IDS = list(range(1000, 6000))
+_FILE = "https://files.example.com/report.pdf"
+
+
+def _doc(source: dict[str, str]) -> dict[str, Any]:
+    """An Anthropic messages body with one document block."""
+    return {"messages": [{"role": "user", "content": [{"type": "document", "source": source}]}]}
+
+
+@pytest.mark.parametrize(
+    ("body", "model"),
+    [
+        ({"input": [IDS]}, "text-embedding-3-small"),
+        ({"input": [IDS[:2500], IDS[2500:]]}, "text-embedding-3-small"),
+        ({"prompt": [IDS]}, "gpt-3.5-turbo-instruct"),
+        ({"input": [IDS]}, "some-embedding-model-without-tokenizer"),
+    ],
+)
+def test_token_id_batches_count_one_token_per_id(body: dict[str, Any], model: str) -> None:
+    # Regression (newcomer report, 2026-12-02, item 3): a list of token-id lists was bounded at
+    # 7 tokens, so one embeddings call of 5,000 ids overshot a hard limit 4x.
+    assert prompt_tokens_bound(body, model) >= len(IDS)
+
+
+@pytest.mark.parametrize(
+    ("body", "model"),
+    [
+        ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file-1"}]}]}, "gpt-4o"),
+        ({"input": [{"role": "user", "content": [{"type": "input_file", "file_url": _FILE}]}]}, "gpt-4o"),
+        ({"messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "f"}}]}]}, "gpt-4o"),
+        (_doc({"type": "url", "url": _FILE}), "claude-sonnet-4-5"),
+        (_doc({"type": "file", "file_id": "f"}), "claude-sonnet-4-5"),
+        ({"contents": [{"parts": [{"fileData": {"fileUri": "gs://b/r.pdf"}}]}]}, "gemini-2.5-flash"),
+        ({"contents": [{"parts": [{"file_data": {"file_uri": "gs://b/r.pdf"}}]}]}, "gemini-2.5-flash"),
+        ({"contents": [{"parts": [{"text": "?"}]}], "cachedContent": "cachedContents/1"}, "gemini-2.5-pro"),
+    ],
+)
+def test_content_held_elsewhere_is_bounded_by_the_context_window(body: dict[str, Any], model: str) -> None:
+    # Regression (same report): a file by id or URL, a document by URL and Gemini cached content
+    # were bounded at 11-166 tokens; a referenced PDF bills tens of thousands.
+    assert prompt_tokens_bound(body, model) == context_window(model)
+
+
+def test_images_by_reference_count_the_most_an_image_can_for_every_model() -> None:
+    anthropic = {"type": "image", "source": {"type": "url", "url": "https://x.example/a.png"}}
+    body = {"messages": [{"role": "user", "content": [anthropic, anthropic]}]}
+    assert prompt_tokens_bound(body, "claude-sonnet-4-5") >= 2 * IMAGE_TOKENS_MAX
+    inline = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}}
+    small = {"messages": [{"role": "user", "content": [inline]}]}
+    assert prompt_tokens_bound(small, "claude-sonnet-4-5") < IMAGE_TOKENS_MAX  # its bytes are in the body
+
+
 FORK_DURING_WARM = """
 import logging, os, signal, sys, time
 logging.basicConfig(level=logging.WARNING)

@@ -23,6 +23,7 @@ from llmledger.attribution import (
     set_attribution,
 )
 from llmledger.attribution.labels import labels
+from llmledger.attribution.labels import on_first_use as _on_first_labels
 from llmledger.errors import (
     AuthenticationError,
     ConfigError,
@@ -109,6 +110,17 @@ def uninstrument() -> None:
     from llmledger.instrumentation import uninstrument as _uninstrument
 
     _uninstrument()
+
+
+def _take_labels_off() -> None:
+    # A `labels()` header must never reach a provider, even in a process that never calls `init()`
+    # (a worker or a test that forgot it): the SDKs take it off once llmledger's labels patch is in.
+    from llmledger.instrumentation import keep_labels
+
+    keep_labels()
+
+
+_on_first_labels(_take_labels_off)
 
 
 def stats() -> Stats:

@@ -9,14 +9,24 @@ llmledger is switched off (`enabled=False`, `uninstrument()`, `shutdown()`) it i
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from llmledger.attribution.context import make_attribution
 
-__all__ = ["LABELS_HEADER", "labels"]
+__all__ = ["LABELS_HEADER", "labels", "on_first_use"]
 
 LABELS_HEADER = "x-llmledger-attribution"
 """The one header that carries per-call labels (JSON) from the SDK method to llmledger's hook."""
+
+_first_use: Callable[[], None] | None = None
+
+
+def on_first_use(prepare: Callable[[], None]) -> None:
+    """Run `prepare()` at the first `labels()` call (the `llmledger` package makes it install the
+    SDK patches that take the header off, so it never reaches a provider even when `init()` was
+    never called)."""
+    global _first_use
+    _first_use = prepare
 
 
 def labels(
@@ -35,6 +45,10 @@ def labels(
     The values merge over the `attribute()` block in force, like `ledger_*` keywords. Raises
     `InvalidUsageError` naming the bad value (before anything is sent).
     """
+    global _first_use
+    prepare, _first_use = _first_use, None
+    if prepare is not None:
+        prepare()
     # validate first: raises InvalidUsageError naming the bad value
     make_attribution(
         tenant=tenant, user=user, org=org, feature=feature, agent=agent, session=session, tags=tags

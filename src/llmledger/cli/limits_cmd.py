@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text
 
+from llmledger._csv import safe_cell
 from llmledger.cli.app import FormatOpt, LedgerOpt, app, console, fail, label, open_ledger
 from llmledger.cli.reports import check_format, parse_tags
 
@@ -246,7 +247,7 @@ def _print_records(records: list[dict[str, Any]], fmt: str) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=_FIELDS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(full)
+    writer.writerows({k: safe_cell(v) for k, v in record.items()} for record in full)
     console.out(buffer.getvalue(), end="", highlight=False)
 
 

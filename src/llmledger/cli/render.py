@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from llmledger._csv import safe_cell
 from llmledger.events.event import UsageEvent
 from llmledger.storage.queries import UsageRow
 
@@ -141,7 +142,7 @@ def render_usage(
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=[*group_by, *_ROW_FIELDS], lineterminator="\n")
         writer.writeheader()
-        writer.writerows(usage_records(rows))
+        writer.writerows({k: safe_cell(v) for k, v in record.items()} for record in usage_records(rows))
         console.out(buffer.getvalue(), end="", highlight=False)
         return
     groups = [
@@ -175,7 +176,7 @@ def render_usage(
     caption = f"total {money(total)} over {sum(r.requests for r in rows):,} requests"
     unpriced = sum(r.unpriced_requests for r in rows)
     if unpriced:
-        caption += f" (+{unpriced:,} unpriced)"
+        caption += f" ({unpriced:,} of them unpriced: not in the total)"
     print_columns(console, [*groups, *cost_columns, *counts], title, caption)
 
 
@@ -193,7 +194,7 @@ def render_events(events: Sequence[UsageEvent], fmt: str, console: Console) -> N
         for record in records:
             record["tags"] = json.dumps(record["tags"])
             record["units"] = json.dumps(record["units"])
-            writer.writerow(record)
+            writer.writerow({k: safe_cell(v) for k, v in record.items()})
         console.out(buffer.getvalue(), end="", highlight=False)
         return
     when = "%Y-%m-%d %H:%M:%S" if console.width >= 120 else "%m-%d %H:%M"  # narrow: room for labels

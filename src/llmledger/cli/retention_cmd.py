@@ -25,7 +25,8 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation")] = False,
     ledger: LedgerOpt = None,
 ) -> None:
-    """Delete events (all criteria must match); spend-limit counters follow, so reconcile stays clean."""
+    """Delete events (all criteria must match). Spend-limit counters keep what they had spent (spent
+    money stays spent: no credit is refunded), and reconcile stays clean."""
     import llmledger
 
     if before is None and tenant is None and user is None:

@@ -118,10 +118,18 @@ def parse_upstream(text: str) -> SplitResult:
 
 def _climbs(path: str) -> bool:
     """Whether `path` has a dot segment (`.`, `..`, also `%2e%2E`...) or a backslash, which a server
-    may resolve to a path outside the allow-list entry's prefix."""
-    if "\\" in path or "%5c" in path.lower():
-        return True
-    return any(unquote(segment) in (".", "..") for segment in path.split("/"))
+    may resolve to a path outside the allow-list entry's prefix. Read as a server that decodes
+    before it resolves would read it: percent-decoded until nothing changes, so an encoded slash
+    (`x%2F..%2F..%2Fadmin`) or a double encoding (`%252e%252e`) climbs too."""
+    decoded = path
+    for _ in range(4):
+        more = unquote(decoded)
+        if more == decoded:
+            break
+        decoded = more
+    if "\\" in decoded or ("%" in decoded and decoded != unquote(decoded)):
+        return True  # a backslash, or still encoded after four decodings
+    return any(segment in (".", "..") for segment in decoded.split("/"))
 
 
 def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -90,7 +90,16 @@ class Client:
 
     def track_events(self, events: Sequence[UsageEvent]) -> list[UsageEvent]:
         """Record events built elsewhere (e.g. `UsageEvent.from_dict`) in one request; returns them
-        as stored, in order. Raises `ValidationError` naming the first refused event."""
+        as stored, in order. Raises `InvalidUsageError` for an item that is not a `UsageEvent`,
+        `ValidationError` naming the first refused event."""
+        if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Sequence):
+            raise InvalidUsageError(f"events must be a list of UsageEvent, got {type(events).__name__}")
+        for index, event in enumerate(events):
+            if not isinstance(event, UsageEvent):
+                raise InvalidUsageError(
+                    f"events[{index}] is a {type(event).__name__}, not a UsageEvent: build it with"
+                    " UsageEvent.from_dict(...) (or send the wire form with POST /api/v1/events)"
+                )
         if not events:
             return []
         answer = self._http.request(

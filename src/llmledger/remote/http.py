@@ -12,6 +12,8 @@ import http.client
 import json
 import os
 import random
+import select
+import socket
 import ssl
 import threading
 import time
@@ -117,17 +119,24 @@ class HttpClient:
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _forget_connections(ref))
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection, and whether it carried a request before (kept alive). A kept
+        connection the server has closed meanwhile (its idle timeout: uvicorn's is 5 s) is readable
+        (end of file): it is replaced before use, as urllib3 does."""
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            if self.scheme == "https":
-                conn = http.client.HTTPSConnection(
-                    self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
-                )
-            else:
-                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            self._local.conn = conn
-        return conn
+        if conn is not None and (conn.sock is None or _closed_by_peer(conn.sock)):
+            self._drop()
+            conn = None
+        if conn is not None:
+            return conn, True
+        if self.scheme == "https":
+            conn = http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
+            )
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        self._local.conn = conn
+        return conn, False
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -205,10 +214,21 @@ class HttpClient:
     def _attempt(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
     ) -> tuple[int, bytes, float | None, str | None]:
-        conn = self._connection()
+        conn, kept = self._connection()
         try:
-            conn.request(method, url, body=body, headers=dict(headers))
-            response = conn.getresponse()
+            try:
+                conn.request(method, url, body=body, headers=dict(headers))
+                response = conn.getresponse()
+            except _STALE:
+                if not kept:
+                    raise
+                # The server closed the kept connection as the request went out (its idle timeout
+                # ran out in between): it read nothing, so one new connection is tried (every
+                # llmledger request is idempotent: event ids, reservation ids).
+                self._drop()
+                conn, _ = self._connection()
+                conn.request(method, url, body=body, headers=dict(headers))
+                response = conn.getresponse()
             payload = response.read()
         except (OSError, http.client.HTTPException) as exc:  # TimeoutError is an OSError
             self._drop()
@@ -232,6 +252,20 @@ class HttpClient:
         if status in (400, 404, 413, 415, 422):
             raise ValidationError(message, status=status)
         raise ServerError(message, status=status)
+
+
+_STALE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, http.client.RemoteDisconnected)
+"""How a kept-alive connection that the server closed fails (before any answer came)."""
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    """True when an idle kept-alive socket is readable: the server closed it (or sent what no
+    request asked for). Either way it cannot carry the next request."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):  # closed or invalid descriptor
+        return True
+    return bool(readable)
 
 
 def _forget_connections(ref: weakref.ref[HttpClient]) -> None:

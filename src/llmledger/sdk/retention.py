@@ -13,9 +13,10 @@ def delete_events(*, before: TimeBound = None, tenant: str | None = None, user: 
 
     `before`: a datetime, a date, an ISO string or a duration (`"365d"`: older than a year);
     `tenant` / `user`: every event of that tenant / user (an erasure request). At least one is
-    required. Pending events are written first. The spend-limit counters lose the deleted events'
-    amounts in the same transaction, so `reconcile()` stays clean (and those amounts no longer count
-    against the limits). Raises `InvalidQueryError` naming the bad argument.
+    required. Pending events are written first. The spend-limit counters keep what the deleted
+    events had spent (recorded as forgotten spend in the same transaction: no prepaid credit is
+    refunded, no budget reset), and `reconcile()` stays clean. Raises `InvalidQueryError` naming
+    the bad argument.
     """
     cutoff = parse_time_bound(before)
     from llmledger.storage.retention import delete_events as _delete

@@ -25,7 +25,7 @@ from llmledger.storage import decide
 from llmledger.storage.decide import Decision, Held, Standing
 from llmledger.storage.engine import IMMEDIATE
 from llmledger.storage.hotpath import Exec, HotPath, now_us
-from llmledger.storage.tables import alerts, counters, credits, events, limits, meta, reservations
+from llmledger.storage.tables import alerts, counters, credits, events, forgotten, limits, meta, reservations
 
 __all__ = ["Decision", "Held", "LimitStore", "Standing", "event_amount", "event_scope"]
 # Decision, Held and Standing live in storage/decide.py; they are re-exported here.
@@ -123,7 +123,7 @@ class LimitStore:
         """Remove a limit and everything kept for it; False if there was none."""
         with self._write() as conn:
             gone = conn.execute(sa.delete(limits).where(limits.c.limit_id == limit_id)).rowcount
-            for table in (counters, reservations, credits, alerts):
+            for table in (counters, forgotten, reservations, credits, alerts):
                 conn.execute(sa.delete(table).where(table.c.limit_id == limit_id))
             self._bump(conn)
         return bool(gone)

@@ -13,7 +13,7 @@ from llmledger.storage.engine import IMMEDIATE
 
 __all__ = ["HEAD", "current_revision", "upgrade"]
 
-HEAD = "0007_rollups"
+HEAD = "0008_forgotten_spend"
 """The newest migration; a test checks it equals Alembic's head."""
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 from llmledger.limit.model import Limit
 from llmledger.limit.windows import ROLLING_SLOTS, span
 from llmledger.storage.rows import row_to_event
-from llmledger.storage.tables import counters, events
+from llmledger.storage.tables import counters, events, forgotten
 
 if TYPE_CHECKING:
     from llmledger.storage.limits import LimitStore
@@ -24,7 +24,8 @@ _COLUMNS = ("tenant", "user", "org", "feature", "agent", "model", "provider")
 
 
 def recount(conn: Connection, limit: Limit, now: datetime) -> dict[tuple[str, int], Decimal]:
-    """What each (subject, bucket) of `limit`'s window at `now` should hold, from the events."""
+    """What each (subject, bucket) of `limit`'s window at `now` should hold: the events, plus the
+    spend of deleted events (`llmledger_forgotten_spend`, see `retention`)."""
     from llmledger.storage.limits import event_amount, event_scope
 
     window = span(limit.window, now)
@@ -44,6 +45,11 @@ def recount(conn: Connection, limit: Limit, now: datetime) -> dict[tuple[str, in
         subject = limit.subject(event_scope(event))
         if subject is not None:
             totals[(subject, span(limit.window, event.timestamp).last)] += event_amount(limit, event)
+    deleted = sa.select(forgotten.c.subject, forgotten.c.bucket, forgotten.c.used).where(
+        forgotten.c.limit_id == limit.id, forgotten.c.bucket.between(window.first, window.last)
+    )
+    for subject, bucket, used in conn.execute(deleted):
+        totals[(subject, bucket)] += used
     return dict(totals)
 
 

@@ -1,10 +1,12 @@
 """Data retention and erasure: delete events before a date, or every event of a tenant or user.
 
-The events go in ONE write transaction (`BEGIN IMMEDIATE` on SQLite) that also takes their amounts
-off the spend-limit counters that counted them and off the rollups, so both keep equalling the
-ledger's events (`reconcile()` stays clean). Deleting events therefore gives their spend back to the
-limits whose windows still hold them, prepaid (lifetime) credits included: the ledger no longer knows
-about it.
+The events go in ONE write transaction (`BEGIN IMMEDIATE` on SQLite) that also takes them off the
+rollups (which keep equalling the ledger's events) and records what they had used of each limit's
+current window buckets in `llmledger_forgotten_spend`: money spent stays spent, so the spend-limit
+counters keep it (a retention run never refunds a prepaid credit, an erasure never resets a user's
+daily budget), and `reconcile()` counts it beside the remaining events (it stays clean). The
+forgotten rows name the limit's subject (e.g. `user=u1`) for as long as the limit keeps its
+counter; deleting the limit deletes them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from llmledger.storage import rollups as _rollups
 from llmledger.storage.engine import IMMEDIATE
 from llmledger.storage.limits import LimitStore, event_amount, event_scope
 from llmledger.storage.rows import row_to_event, to_us
-from llmledger.storage.tables import counters, events
+from llmledger.storage.tables import counters, events, forgotten
 
 __all__ = ["delete_events"]
 
@@ -75,7 +77,7 @@ def delete_events(
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i : i + _CHUNK]
             deleted += conn.execute(sa.delete(events).where(events.c.event_id.in_(chunk))).rowcount
-        _take_off(conn, taken)
+        _remember(conn, taken)
         _rollups.subtract_rows(conn, gone)  # the rollups keep equalling the events
     return deleted
 
@@ -88,19 +90,28 @@ def _count_off(active: list[Limit], event: UsageEvent, taken: dict[tuple[str, st
             taken[(limit.id, subject, span(limit.window, event.timestamp).last)] += event_amount(limit, event)
 
 
-def _take_off(conn: Connection, taken: dict[tuple[str, str, int], Decimal]) -> None:
-    """Subtract from the counters that exist (a bucket older than its limit was never counted)."""
+def _remember(conn: Connection, taken: dict[tuple[str, str, int], Decimal]) -> None:
+    """Add the deleted events' amounts to the forgotten spend of each counter that counted them (a
+    bucket with no counter was never counted: older than its limit, or outside its windows)."""
     for (limit_id, subject, bucket), amount in taken.items():
-        key = (
+        if not amount:
+            continue
+        counted = (
             (counters.c.limit_id == limit_id)
             & (counters.c.subject == subject)
             & (counters.c.bucket == bucket)
         )
-        used = conn.execute(sa.select(counters.c.used).where(key)).scalar()
-        if used is None:
+        if conn.execute(sa.select(counters.c.used).where(counted)).scalar() is None:
             continue
-        left = max(Decimal(0), used - amount)
-        if left == 0:
-            conn.execute(sa.delete(counters).where(key))
+        key = (
+            (forgotten.c.limit_id == limit_id)
+            & (forgotten.c.subject == subject)
+            & (forgotten.c.bucket == bucket)
+        )
+        before = conn.execute(sa.select(forgotten.c.used).where(key)).scalar()
+        if before is None:
+            conn.execute(
+                sa.insert(forgotten).values(limit_id=limit_id, subject=subject, bucket=bucket, used=amount)
+            )
         else:
-            conn.execute(sa.update(counters).where(key).values(used=left))
+            conn.execute(sa.update(forgotten).where(key).values(used=before + amount))

@@ -22,6 +22,7 @@ __all__ = [
     "counters",
     "credits",
     "events",
+    "forgotten",
     "limits",
     "meta",
     "metadata",
@@ -118,7 +119,19 @@ counters = sa.Table(
     sa.Column("bucket", sa.BigInteger, primary_key=True),
     sa.Column("used", ExactDecimal(), nullable=False),
 )
-"""What each limit's subjects have used per window bucket; kept equal to the ledger's events."""
+"""What each limit's subjects have used per window bucket; kept equal to the ledger's events plus
+the spend of `forgotten`."""
+
+forgotten = sa.Table(
+    "llmledger_forgotten_spend",
+    metadata,
+    sa.Column("limit_id", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(1024), primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("used", ExactDecimal(), nullable=False),
+)
+"""What deleted events (retention, erasure) had used of each limit's window buckets: spent money
+stays spent, so their counters keep it, and `reconcile` adds it to what the remaining events make."""
 
 reservations = sa.Table(
     "llmledger_reservations",

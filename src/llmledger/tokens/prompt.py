@@ -58,6 +58,10 @@ _SCHEMA_KEYS = ("tools", "functions", "response_format", "text", "tool_choice", 
 _STORED = ("previous_response_id", "conversation")
 _IMAGE_KEYS = frozenset(("image_url", "input_image", "image", "image_file"))
 _SKIP_KEYS = frozenset(("type", "detail", "cache_control", "status"))
+_FILE_KEYS = ("file_id", "file_url", "fileUri", "file_uri")
+"""Keys naming a file held by the provider or at a URL (OpenAI file parts, Gemini `fileData`)."""
+_CACHED_KEYS = ("cachedContent", "cached_content")
+"""Gemini: a prompt prefix cached at the provider."""
 
 
 def context_window(model: str | None) -> int:
@@ -83,12 +87,48 @@ def prompt_tokens_bound(body: Mapping[str, Any] | None, model: str | None, *, lo
         raise InvalidUsageError(
             f"body must be the request's JSON object (a mapping), got {type(body).__name__}"
         )
-    if any(body.get(k) for k in _STORED) or isinstance(body.get("prompt"), Mapping):
+    stored, images = _references(body, 0)
+    if stored or any(body.get(k) for k in _STORED) or isinstance(body.get("prompt"), Mapping):
         return context_window(model)
     if encoding_for_model(model) is None or count_tokens("", model, load=load) is None:
-        return _bytes_bound(body)
+        return _bytes_bound(body) + images * IMAGE_TOKENS_MAX
     assert model is not None
     return _Counter(model).body(body)
+
+
+def _references(node: Any, depth: int) -> tuple[bool, int]:
+    """(whether the request refers to content held elsewhere, images it refers to by URL or file id).
+    Content held elsewhere — a file by id or URL (OpenAI `input_file` / `file` parts, Anthropic
+    `document` sources of type url/file, Gemini `fileData`), Gemini `cachedContent` — has tokens the
+    body cannot tell (a 100-page PDF is tens of thousands): the bound is then the context window,
+    as for `previous_response_id`. An image by reference counts `IMAGE_TOKENS_MAX`."""
+    if depth > 32:
+        return False, 0
+    if isinstance(node, Mapping):
+        source = node.get("source")
+        by_reference = isinstance(source, Mapping) and source.get("type") in ("url", "file")
+        if node.get("type") in _IMAGE_KEYS or any(k in node for k in _IMAGE_KEYS):
+            url = node.get("image_url")
+            url = url.get("url") if isinstance(url, Mapping) else url
+            if by_reference or node.get("file_id") or (isinstance(url, str) and not url.startswith("data:")):
+                return False, 1  # an image the body does not carry: at most IMAGE_TOKENS_MAX
+            return False, 0  # inline: its bytes are in the body
+        if by_reference or any(node.get(k) for k in _FILE_KEYS) or any(node.get(k) for k in _CACHED_KEYS):
+            return True, 0
+        stored, images = False, 0
+        for value in node.values():
+            if isinstance(value, (Mapping, list, tuple)):
+                inner, more = _references(value, depth + 1)
+                stored, images = stored or inner, images + more
+        return stored, images
+    if isinstance(node, (list, tuple)):
+        stored, images = False, 0
+        for value in node:
+            if isinstance(value, (Mapping, list, tuple)):
+                inner, more = _references(value, depth + 1)
+                stored, images = stored or inner, images + more
+        return stored, images
+    return False, 0
 
 
 def _bytes_bound(body: Mapping[str, Any]) -> int:
@@ -190,6 +230,8 @@ class _Counter:
             return total
         if isinstance(node, (list, tuple)):
             return sum(self.leaves(v, depth + 1) for v in node)
-        if isinstance(node, (int, float, bool)) or node is None:
+        if isinstance(node, int) and not isinstance(node, bool):
+            return 1  # a token id (completions/embeddings batches: lists of token-id lists)
+        if isinstance(node, (float, bool)) or node is None:
             return 0
         return self.text(str(node))

@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from llmledger._csv import safe_cell
 from llmledger._time import parse_time_bound
 from llmledger.errors import InvalidQueryError
 from llmledger.server.deps import AUTH_ERRORS, ReadKey, State
@@ -67,11 +68,9 @@ def _csv(rows: list[dict[str, Any]], columns: list[str], name: str) -> Response:
 
 
 def _csv_cell(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value  # never a formula when opened in a spreadsheet
     if isinstance(value, dict):
-        return ";".join(f"{k}={v}" for k, v in value.items())
-    return value
+        value = ";".join(f"{k}={v}" for k, v in value.items())
+    return safe_cell(value)  # never a formula when opened in a spreadsheet
 
 
 @router.get("/usage")
