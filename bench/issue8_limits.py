@@ -23,6 +23,7 @@ import openai
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from tests.fakes.honest import Honest, billed  # noqa: E402
+from tests.hammer import SHORT, hammer  # noqa: E402  (the same harness as the overshoot tests)
 
 import llmledger  # noqa: E402
 
@@ -32,7 +33,6 @@ SYSTEM = (
     "$500 to a human. Keep answers under 200 words unless the customer asks for detail. "
 ) * 47
 LONG = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Why was I billed twice?"}]
-SHORT = [{"role": "user", "content": "Summarise this ticket for the support agent, briefly."}]
 
 
 def _db() -> str:
@@ -174,25 +174,8 @@ def _hammer(ledger: str, body: dict[str, Any], threads: int, log: str, seed: int
         llmledger.init(ledger=ledger, flush_interval=0.01)
     honest = Honest(out=lambda cap: cap, log=log, seed=seed)
     client = _client(honest)
-    refused = [0]
-    lock = threading.Lock()
-
-    def run() -> None:
-        for _ in range(200):
-            try:
-                client.chat.completions.create(ledger_tenant="acme", **body)  # type: ignore[call-overload]
-            except llmledger.LlmLedgerError:
-                with lock:
-                    refused[0] += 1
-                if refused[0] > 40:
-                    return
-
-    pool = [threading.Thread(target=run) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    llmledger.shutdown(timeout=30)
+    # every thread calls until, together, they were refused 41 times (the limit is clearly reached)
+    hammer(lambda: client.chat.completions.create(ledger_tenant="acme", **body), threads, 41)  # type: ignore[call-overload]
     out.put(honest.served)
 
 

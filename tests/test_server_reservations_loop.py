@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from llmledger.engine import Engine
+from llmledger.engine import EnforcementPolicy, Engine
 from llmledger.server import ServerSettings, create_app
 
 ADMIN = "llk_0011223344556677_loop-admin-secret-0123456789"
@@ -28,7 +28,7 @@ RESERVE = {
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Path, Engine, TestClient]]:
     path = tmp_path / "loop.db"
-    engine = Engine(f"sqlite:///{path}")
+    engine = Engine(f"sqlite:///{path}", policy=EnforcementPolicy(limit_timeout=10.0))
     engine.set_limit(usd=100, per="month", tenant="acme")
     app = create_app(ServerSettings(ledger="sqlite://", admin_key=ADMIN), engine=engine)
     with TestClient(app, headers={"Authorization": f"Bearer {ADMIN}"}) as client:
@@ -52,8 +52,11 @@ def test_a_free_ledger_is_decided_and_released(served: tuple[Path, Engine, TestC
 def test_a_decision_waiting_for_the_lock_does_not_block_the_server(
     served: tuple[Path, Engine, TestClient],
 ) -> None:
-    path, _, client = served
+    path, engine, client = served
     client.post("/api/v1/reservations", json=RESERVE)  # the decision connection is open
+    warming = engine.enforcer._warming
+    if warming is not None:  # the tokenizer's load holds the GIL at times: not what is measured here
+        warming.join()
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process holds the ledger's write lock
     answer: dict[str, Any] = {}
@@ -70,8 +73,9 @@ def test_a_decision_waiting_for_the_lock_does_not_block_the_server(
         health = client.get("/healthz")
         answered = time.monotonic()
         assert health.status_code == 200
-        assert answered - started < 0.25, "the waiting decision blocked the event loop"
-        time.sleep(max(0.0, 0.3 - (answered - started)))
+        # the lock is held 2 s: a blocked loop would answer after it (a busy machine: well before)
+        assert answered - started < 1.0, "the waiting decision blocked the event loop"
+        time.sleep(max(0.0, 2.0 - (answered - started)))
     finally:
         holder.execute("ROLLBACK")
         holder.close()

@@ -1,4 +1,4 @@
-"""The statements of a limit decision, run inside one write transaction (`hotpath.HotPath.write`).
+"""The statements of a limit decision, run inside one write transaction (`hotpath.HotPath.run`).
 
 - `reserve`: read the clock (inside the lock), drop expired reservations, compute each limit's
   standing, and either hold every worst case or refuse (recording the 100 % alert of the tightest

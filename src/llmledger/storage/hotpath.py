@@ -14,6 +14,9 @@ decision fail with `LedgerBusy`, and the caller applies its `on_ledger_fault` po
 The clock is read INSIDE the write lock: a window or a throttle is decided at the moment the
 decision is made, not before a wait for the lock.
 
+`TRY_ONLY` (a context variable) makes a decision that would have to wait raise `WouldWait` instead:
+the HTTP server decides on its event loop when the ledger is free at once, in a thread otherwise.
+
 On PostgreSQL the same statements run through SQLAlchemy (`%s` markers, `sum` instead of `dsum`),
 under the ledger's transaction-level advisory write lock taken with `SET LOCAL lock_timeout` set to
 `timeout`: a lock another session holds longer than that makes the decision fail with `LedgerBusy`

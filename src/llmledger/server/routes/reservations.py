@@ -211,7 +211,9 @@ async def reserve(body: ReserveBody, state: State, key: IngestKey) -> Any:
             "max_output_tokens": body.max_output_tokens,
             "reservation_id": stored,
         }
-        got: Reservation = await _now_or_in_thread(shape is not None, engine.reserve, who, **call)
+        got: Reservation = await _now_or_in_thread(
+            shape is not None and _local(engine), engine.reserve, who, **call
+        )
     except (InvalidShapeError, InvalidUsageError) as exc:
         raise HTTPException(422, str(exc)) from None
     except LimitExceeded as exc:
@@ -290,9 +292,14 @@ async def release(reservation_id: str, state: State, key: IngestKey) -> Response
     engine = state.engine
     stored = owned_reservation_id(reservation_id, key.tenant)
     # one write transaction: whether it was held, and its drop (no read before it)
-    if len(stored) > 36 or not await _now_or_in_thread(True, engine.enforcer.release, stored):
+    if len(stored) > 36 or not await _now_or_in_thread(_local(engine), engine.enforcer.release, stored):
         raise _gone(reservation_id)
     return Response(status_code=204)
+
+
+def _local(engine: Engine) -> bool:
+    """Whether the ledger is a local SQLite file (a server database is always asked from a thread)."""
+    return engine.enforcer.store.hot.sqlite
 
 
 async def _now_or_in_thread(quick: bool, act: Callable[..., T], *args: Any, **kwargs: Any) -> T:
