@@ -122,6 +122,9 @@ def test_a_caller_chosen_id_is_one_reservation_however_often_asked(api: TestClie
     assert again.status_code == 201 and again.json()["reservation_id"] == rid
     assert again.json()["expires_at"] == first.json()["expires_at"]
     assert reserved(engine, tenant="acme") == WORST  # held once
+    # Regression (newcomer report, 2026-12-02, item 9): the retry was counted (and logged) as a
+    # ledger fault, "1 call sent unchecked", hiding the next real fault's log line.
+    assert engine.enforcer.unchecked == 0 and engine.enforcer.last_fault is None
     other = api.post("/api/v1/reservations", json=reservation(reservation_id="other-1")).json()
     assert other["reservation_id"] == "other-1" and reserved(engine, tenant="acme") == 2 * WORST
     # the limit has room for no third: a retry of a held id is still answered, a new id is refused

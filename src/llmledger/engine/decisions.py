@@ -60,6 +60,10 @@ class Reservation:
     expires_at: datetime | None = None
     unchecked: bool = False
     """True when a limit applied but the ledger could not decide and the policy is "open"."""
+    repeated: bool = False
+    """True when the caller-chosen `reservation_id` was held already (a door's retry of the same
+    request): the call is covered by that reservation; `expires_at` is not read here
+    (`Engine.held_until` reads it)."""
 
 
 def seconds_until(at: datetime | None, now_us: int) -> float | None:

@@ -161,6 +161,10 @@ class Enforcer:
         except (LimitExceeded, WouldWait):
             raise
         except Exception as exc:
+            if reservation_id is not None and isinstance(exc, (sqlite3.IntegrityError, sa.exc.IntegrityError)):
+                # the id is held already (a retry of `POST /api/v1/reservations` after a lost answer):
+                # the call is covered by that reservation — not a ledger fault to count and log
+                return Reservation(reservation_id, repeated=True)
             self.undecided(exc)
             return _UNCHECKED
 

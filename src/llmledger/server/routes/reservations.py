@@ -228,7 +228,7 @@ async def reserve(body: ReserveBody, state: State, key: IngestKey) -> Any:
             return again
         state.metrics.refused.inc()
         return _undecided(exc)
-    if got.unchecked:
+    if got.unchecked or got.repeated:
         again = await _again(engine, body, rid, stored)
         if again is not None:
             return again
