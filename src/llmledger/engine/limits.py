@@ -49,6 +49,8 @@ __all__ = ["EnforcementPolicy", "Enforcer", "Reservation", "exceeded"]
 log = logging.getLogger("llmledger")
 _REFRESH_SECONDS = 1.0
 _LEDGER_FAULTS = (LedgerBusy, sa.exc.SQLAlchemyError, sqlite3.Error, OSError)
+_ID_TAKEN = (sqlite3.IntegrityError, sa.exc.IntegrityError)
+"""What inserting a reservation under an id already held raises (SQLite's driver, or PostgreSQL's)."""
 AlertHook = Callable[[Alert], object]
 
 
@@ -161,7 +163,7 @@ class Enforcer:
         except (LimitExceeded, WouldWait):
             raise
         except Exception as exc:
-            if reservation_id is not None and isinstance(exc, (sqlite3.IntegrityError, sa.exc.IntegrityError)):
+            if reservation_id is not None and isinstance(exc, _ID_TAKEN):
                 # the id is held already (a retry of `POST /api/v1/reservations` after a lost answer):
                 # the call is covered by that reservation — not a ledger fault to count and log
                 return Reservation(reservation_id, repeated=True)
