@@ -11,7 +11,7 @@ from typing import Any
 from llmledger._internal import internal_error
 from llmledger.events.event import UsageEvent
 from llmledger.events.schema import Status
-from llmledger.gateway.app import Gateway, Receive, Refusal, Send
+from llmledger.gateway.app import Gateway, Receive, Refusal, Send, freeze_heap
 from llmledger.gateway.enforce import settle
 from llmledger.gateway.meter import Metering
 from llmledger.gateway.relay import response_headers
@@ -32,6 +32,9 @@ async def finish(gw: Gateway, meter: Metering, event: UsageEvent) -> None:
         reservation, meter.reservation = meter.reservation, None
         held, meter.held = meter.held, None
         gw.recorder.record(event, reservation, held)
+        if not gw.warm:  # the price catalogue and caches the first call loaded: kept for good
+            gw.warm = True
+            freeze_heap()
         gw.metrics.call(meter.endpoint, event.status)
         if event.status == "error" and event.error_type:
             gw.metrics.upstream_error(event.error_type)
