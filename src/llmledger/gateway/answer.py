@@ -109,7 +109,7 @@ async def relay_stream(
     gone: list[bool] = []
     watch = asyncio.ensure_future(_watch(receive, response, gone))
     framer = SSEFramer()
-    look = reader.event
+    look, defer = reader.event, reader.defer
     error: str | None = None
     try:
         async for chunk in response:
@@ -124,12 +124,13 @@ async def relay_stream(
                 keep = True
                 if data is not None and data[:1] == b"{":
                     try:
-                        keep = look(loads(data))
+                        if not defer(data):  # an event of text only is read if the text is wanted
+                            keep = look(loads(data))
                     except ValueError:
                         pass
                     except Exception as exc:  # a reader fault: keep relaying, stop reading
                         internal_error(exc, "reading a gateway stream event")
-                        look = _keep
+                        look, defer = _keep, _never
                 if keep:
                     out.append(event)
             if out:
@@ -151,6 +152,10 @@ def _keep(obj: Mapping[str, Any]) -> bool:
     return True
 
 
+def _never(data: bytes) -> bool:
+    return False
+
+
 async def _end_stream(
     gw: Gateway, meter: Metering, reader: WireReader, gone: bool, error: str | None
 ) -> None:
@@ -165,6 +170,10 @@ async def _end_stream(
             error_type=error,
         )
     else:  # cut short: bill input plus what was streamed, estimated (counted off the loop)
+        try:
+            reader.catch_up()  # the text events kept unread
+        except Exception as exc:  # a reader fault: what was read before it is estimated
+            internal_error(exc, "reading a gateway stream event")
         loop = asyncio.get_running_loop()
         text, chars = reader.text(), reader.chars
         estimated = await loop.run_in_executor(gw.pool, meter.estimate, usage, chars, text)
