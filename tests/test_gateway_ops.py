@@ -4,6 +4,7 @@ ledger refuses (nothing valid lost because of a bad neighbour)."""
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from llmledger.attribution.context import Attribution
 from llmledger.cli.proxy_cmd import with_gateway
 from llmledger.engine import Engine
 from llmledger.gateway.meter import Metering
-from llmledger.gateway.recorder import Recorder, journal_dir
+from llmledger.gateway.recorder import FLUSH_INTERVAL, Recorder, journal_dir
 from llmledger.instrumentation.usage import Usage
 from llmledger.server import ServerSettings
 from llmledger.server.state import RateLimiter
@@ -136,5 +137,37 @@ def test_the_recorder_quarantines_the_rows_the_ledger_refuses_and_writes_the_res
         with sqlite3.connect(tmp_path / "q.db") as conn:
             [(reason,)] = conn.execute("SELECT reason FROM llmledger_quarantine").fetchall()
         assert "poisoned row" in reason
+    finally:
+        engine.close()
+
+
+def test_the_gateway_freezes_its_heap_once_started_and_again_after_its_first_call(tmp_path: Path) -> None:
+    # full collections walked the whole start-up heap with the event loop stopped (bench note:
+    # docs/performance.md): the gateway moves it out of the collector's reach
+    gc.unfreeze()
+    try:
+        with rig(tmp_path) as r:
+            started = gc.get_freeze_count()
+            assert started > 0 and not r.gateway.warm
+            r.openai().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+            assert len(r.events()) == 1
+            assert r.gateway.warm and gc.get_freeze_count() > started
+    finally:
+        gc.unfreeze()
+
+
+def test_recorded_events_reach_the_ledger_within_the_flush_interval_unasked(tmp_path: Path) -> None:
+    ledger = f"sqlite:///{tmp_path / 'f.db'}"
+    engine = Engine(ledger)
+    try:
+        recorder = Recorder(engine, journal_dir(ledger))
+        assert recorder.writer.flush_interval == FLUSH_INTERVAL <= 0.5
+        meter = Metering("openai", "chat.completions", "gpt-4o-mini", Attribution(tenant="acme"), None, False)
+        recorder.record(meter.event(engine.pricer, Usage({"input_tokens": 10, "output_tokens": 1})))
+        deadline = time.monotonic() + FLUSH_INTERVAL + 5.0  # one interval, and room for a busy machine
+        while not engine.events({}, limit=None) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(engine.events({}, limit=None)) == 1  # no flush() asked
+        recorder.close()
     finally:
         engine.close()

@@ -11,7 +11,7 @@ from typing import Any
 from llmledger._internal import internal_error
 from llmledger.events.event import UsageEvent
 from llmledger.events.schema import Status
-from llmledger.gateway.app import Gateway, Receive, Refusal, Send
+from llmledger.gateway.app import Gateway, Receive, Refusal, Send, freeze_heap
 from llmledger.gateway.enforce import settle
 from llmledger.gateway.meter import Metering
 from llmledger.gateway.relay import response_headers
@@ -32,6 +32,9 @@ async def finish(gw: Gateway, meter: Metering, event: UsageEvent) -> None:
         reservation, meter.reservation = meter.reservation, None
         held, meter.held = meter.held, None
         gw.recorder.record(event, reservation, held)
+        if not gw.warm:  # the price catalogue and caches the first call loaded: kept for good
+            gw.warm = True
+            freeze_heap()
         gw.metrics.call(meter.endpoint, event.status)
         if event.status == "error" and event.error_type:
             gw.metrics.upstream_error(event.error_type)
@@ -106,7 +109,7 @@ async def relay_stream(
     gone: list[bool] = []
     watch = asyncio.ensure_future(_watch(receive, response, gone))
     framer = SSEFramer()
-    look = reader.event
+    look, defer = reader.event, reader.defer
     error: str | None = None
     try:
         async for chunk in response:
@@ -121,12 +124,13 @@ async def relay_stream(
                 keep = True
                 if data is not None and data[:1] == b"{":
                     try:
-                        keep = look(loads(data))
+                        if not defer(data):  # an event of text only is read if the text is wanted
+                            keep = look(loads(data))
                     except ValueError:
                         pass
                     except Exception as exc:  # a reader fault: keep relaying, stop reading
                         internal_error(exc, "reading a gateway stream event")
-                        look = _keep
+                        look, defer = _keep, _never
                 if keep:
                     out.append(event)
             if out:
@@ -148,6 +152,10 @@ def _keep(obj: Mapping[str, Any]) -> bool:
     return True
 
 
+def _never(data: bytes) -> bool:
+    return False
+
+
 async def _end_stream(
     gw: Gateway, meter: Metering, reader: WireReader, gone: bool, error: str | None
 ) -> None:
@@ -162,6 +170,10 @@ async def _end_stream(
             error_type=error,
         )
     else:  # cut short: bill input plus what was streamed, estimated (counted off the loop)
+        try:
+            reader.catch_up()  # the text events kept unread
+        except Exception as exc:  # a reader fault: what was read before it is estimated
+            internal_error(exc, "reading a gateway stream event")
         loop = asyncio.get_running_loop()
         text, chars = reader.text(), reader.chars
         estimated = await loop.run_in_executor(gw.pool, meter.estimate, usage, chars, text)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmledger.engine import Engine
-from llmledger.gateway.app import Gateway, Message, Receive, Scope, Send
+from llmledger.gateway.app import Gateway, Message, Receive, Scope, Send, freeze_heap
 
 __all__ = ["WithGateway"]
 
@@ -33,7 +33,9 @@ class WithGateway:
             return
 
         async def closing(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete":
+            if message["type"] == "lifespan.startup.complete":
+                freeze_heap()
+            elif message["type"] == "lifespan.shutdown.complete":
                 await self.gateway.aclose()
                 if self.engine is not None:
                     self.engine.close()

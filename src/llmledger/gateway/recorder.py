@@ -49,6 +49,14 @@ _Recorded = tuple[UsageEvent, Segment | None, str | None, Segment | None]
 """An event queued for the ledger: its journal line, the reservation its write drops, and that
 reservation's journal line."""
 
+FLUSH_INTERVAL = 0.5
+"""Seconds between the writer's batches. Each batch has a fixed cost (a transaction and the
+rollups' statements: ~15 ms of the writer thread on the bench machine) whatever its size: at 0.1 s
+and one client (~200 calls/s) that was 0.9 ms of CPU per call, more than the event loop's own work;
+at 0.5 s, 0.2-0.5 ms (bench note in docs/performance.md). Events are journaled before they are
+queued, and a call's reservation holds its actual use until its event is written, so a later write
+loses nothing and lets no spend through; only the ledger's view lags by up to this long."""
+
 _NAMES = tuple(f.name for f in dataclasses.fields(UsageEvent))
 _OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
 _VALUES = operator.attrgetter(*_NAMES)
@@ -95,7 +103,7 @@ class Recorder:
         self.quarantined = 0
         """Events of this gateway the ledger refused, kept in the quarantine instead."""
         self.writer: BackgroundWriter[_Recorded] = BackgroundWriter(
-            self._write, batch_size=2_000, flush_interval=0.1, name="llmledger-gateway-writer"
+            self._write, batch_size=2_000, flush_interval=FLUSH_INTERVAL, name="llmledger-gateway-writer"
         )
         if self.journal is not None:
             self._replay()

@@ -68,21 +68,58 @@ def event_data(event: bytes) -> bytes | None:
     return b"\n".join(lines) if lines else None
 
 
+PENDING_BYTES = 256 << 10
+"""Bytes of text-only events a stream reader keeps unread before it reads them anyway (memory bound)."""
+
+
 class WireReader(Generated):
     """One stream's reader: `event(obj)` looks at one parsed JSON event and says whether the client
-    sees it; `usage()` is the usage so far; `final` once the provider's final usage has arrived."""
+    sees it; `usage()` is the usage so far; `final` once the provider's final usage has arrived.
 
-    __slots__ = ("final",)
+    Most events of a stream carry only generated text, which matters only for the estimate of a
+    stream cut short (its usage never arrives). `defer(data)` keeps such an event unread when a
+    byte search shows it is one (it is relayed as it is); `catch_up()` reads what was kept, in
+    order, before the text is wanted. A stream whose usage arrives never parses its text events:
+    25.3-25.7k -> 20.0k instructions per chat chunk of the relay's own work (docs/performance.md)."""
+
+    __slots__ = ("_pending", "_pending_size", "final")
 
     def __init__(self) -> None:
         super().__init__()
         self.final = False
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
     def event(self, obj: Mapping[str, Any]) -> bool:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def usage(self) -> Usage | None:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def text_only(self, data: bytes) -> bool:
+        """Whether the JSON event `data` can only add generated text (a byte search; False when in
+        doubt: it is read at once)."""
+        return False
+
+    def defer(self, data: bytes) -> bool:
+        """Keep the JSON event `data` unread if it only adds generated text (its client sees it)."""
+        if not self.text_only(data):
+            return False
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size > PENDING_BYTES:
+            self.catch_up()
+        return True
+
+    def catch_up(self) -> None:
+        """Read the events `defer` kept, in order (before the text is wanted)."""
+        pending, self._pending, self._pending_size = self._pending, [], 0
+        for data in pending:
+            try:
+                obj = loads(data)
+            except ValueError:
+                continue
+            self.event(obj)
 
 
 class ChatWire(WireReader):
@@ -98,8 +135,29 @@ class ChatWire(WireReader):
         self.last: Mapping[str, Any] | None = None
         self.choice_usage: Any = None
 
+    def defer(self, data: bytes) -> bool:
+        # after the first chunk (its model and id are read), a chunk whose usage is null (top-level
+        # and per choice) only adds text; an escaped name (`\u0075sage`) is read at once. Inlined
+        # (no `text_only` call): this runs for every chunk of every chat stream
+        if self.first is None or b"\\u00" in data:
+            return False
+        at = data.find(b'"usage"')
+        while at != -1:
+            if data[at + 7 : at + 12] != b":null":
+                rest = data[at + 7 : at + 15].lstrip()
+                if rest[:1] != b":" or rest[1:].lstrip()[:4] != b"null":
+                    return False
+            at = data.find(b'"usage"', at + 7)
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size > PENDING_BYTES:
+            self.catch_up()
+        return True
+
     def event(self, obj: Mapping[str, Any]) -> bool:
         choices = obj.get("choices")
+        if self._pending and choices:  # its text comes after the text kept unread
+            self.catch_up()
         if obj.get("usage") is None and self.first is not None and choices and len(choices) == 1:
             choice = choices[0]  # the usual chunk: one choice, one piece of content
             delta = choice.get("delta") if choice.__class__ is dict else None
@@ -165,11 +223,20 @@ class ResponsesWire(WireReader):
         self.response: Mapping[str, Any] | None = None
         self.tools: list[Any] = []
 
+    def text_only(self, data: bytes) -> bool:
+        return (
+            data.startswith(b'{"type":"response.output_text.delta"')
+            and data.count(b'"type"') == 1
+            and b"\\u00" not in data
+        )
+
     def event(self, obj: Mapping[str, Any]) -> bool:
         kind = obj.get("type")
         if not isinstance(kind, str):
             return True
         if kind.endswith(".delta"):
+            if self._pending:  # its text comes after the text kept unread
+                self.catch_up()
             delta = obj.get("delta")
             if isinstance(delta, str) and kind != "response.audio.delta":
                 self.add(delta)
@@ -207,9 +274,19 @@ class MessagesWire(WireReader):
         self.message: Mapping[str, Any] | None = None
         self.delta: Any = None
 
+    def text_only(self, data: bytes) -> bool:
+        # the event's own type first, and one more `"type"` only: the delta's
+        return (
+            data.startswith(b'{"type":"content_block_delta"')
+            and data.count(b'"type"') == 2
+            and b"\\u00" not in data
+        )
+
     def event(self, obj: Mapping[str, Any]) -> bool:
         kind = obj.get("type")
         if kind == "content_block_delta":
+            if self._pending:  # its text comes after the text kept unread
+                self.catch_up()
             delta = obj.get("delta")
             if isinstance(delta, Mapping):
                 piece = delta.get("text") or delta.get("thinking") or delta.get("partial_json")
