@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import httpx2
@@ -80,6 +81,40 @@ def test_client_disconnect_mid_stream_bills_what_was_streamed(tmp_path: Path) ->
     assert event.status == "cancelled" and event.estimated and not event.complete
     assert event.input_tokens > 0 and event.output_tokens >= 2  # "Hello there" at least, counted
     assert event.cost_usd is not None and event.cost_usd > 0
+
+
+_CUT = (openai.APIConnectionError, anthropic.APIConnectionError, httpx2.TransportError)
+"""What the SDKs raise when a provider's stream is cut (httpx2's RemoteProtocolError, or wrapped)."""
+
+
+def _read_until_cut(chunks: Any) -> tuple[int, BaseException | None]:
+    count = 0
+    try:
+        for _ in chunks:
+            count += 1
+    except _CUT as exc:
+        return count, exc
+    return count, None
+
+
+def test_an_upstream_cut_mid_stream_is_a_cut_for_the_client_too(tmp_path: Path) -> None:
+    # Regression (newcomer report, 2026-12-02, item 5): the gateway ended its own answer cleanly
+    # after the upstream broke off, so the SDKs finished a truncated answer without an error.
+    with rig(tmp_path) as r:
+        r.upstream.cut_after = 3
+        stream = r.openai().chat.completions.create(model="gpt-4o-mini", messages=MESSAGES, stream=True)
+        got, failure = _read_until_cut(stream)
+        assert failure is not None and 0 < got <= 3
+        [event] = r.wait_events(1)
+        r.upstream.cut_after = 3
+        client = r.anthropic()
+        with client.messages.stream(model="claude-haiku-4-5", max_tokens=50, messages=MESSAGES) as s:
+            _, failure = _read_until_cut(s.text_stream)
+        assert failure is not None
+        [_, second] = r.wait_events(2)
+    for recorded in (event, second):
+        assert recorded.status == "error" and recorded.estimated and not recorded.complete
+        assert recorded.error_type == "UpstreamError"
 
 
 def test_anthropic_disconnect_keeps_the_reported_input(tmp_path: Path) -> None:

@@ -32,6 +32,9 @@ class Upstream:
     delay: float = 0.0
     hang: float = 0.0
     stall_after: int | None = None
+    cut_after: int | None = None
+    """The next stream stops after that many events without ending its answer (the connection is
+    dropped: an upstream cut mid-stream)."""
     closed: int = 0
     statuses: list[int] = field(default_factory=list)
     """Statuses to answer with, one per request, before answering normally (fallback tests)."""
@@ -103,9 +106,12 @@ class Upstream:
         sep = b"\r\n\r\n" if b"\r\n\r\n" in content else b"\n\n"
         events = [e + sep for e in content.split(sep) if e.strip()]
         stall, self.stall_after = self.stall_after, None
+        cut, self.cut_after = self.cut_after, None
         gone = asyncio.ensure_future(receive())  # http.disconnect once the gateway hangs up
         try:
             for i, event in enumerate(events):
+                if cut is not None and i >= cut:
+                    return  # unfinished: uvicorn closes the connection mid-answer
                 if stall is not None and i >= stall:
                     await asyncio.wait([gone], timeout=30)
                     break

@@ -142,10 +142,13 @@ async def relay_stream(
             error = "Timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
     finally:
         watch.cancel()
-    if not gone:
+    if not gone and error is None:
         rest = framer.rest()
         await send({"type": "http.response.body", "body": rest, "more_body": False})
     await _end_stream(gw, meter, reader, bool(gone), error)
+    # An upstream that broke off its stream: the response is left unfinished (no last chunk), so
+    # the server drops the connection and the client sees the cut as it would have directly (the
+    # SDKs raise a connection error), never a clean end of a truncated answer.
 
 
 def _keep(obj: Mapping[str, Any]) -> bool:
