@@ -63,11 +63,13 @@ _OUTPUT_DETAILS = (
 
 def _details(details: Any, table: tuple[tuple[str, str], ...], tokens: dict[str, int]) -> None:
     if details is not None:
-        f = fields(details)
+        get = fields(details).get
         for attr, name in table:
-            count = n(f.get(attr))
-            if count:
-                tokens[name] = count
+            value = get(attr)
+            if value:  # most details are 0 or absent: `n` only for a value that may count
+                count = n(value)
+                if count:
+                    tokens[name] = count
 
 
 def read_usage(u: Any, endpoint: str = "") -> Usage:
