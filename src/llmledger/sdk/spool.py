@@ -221,8 +221,16 @@ def end_record_of(call: Call) -> bytes:
         if template is None:
             template = _end_template(key, len(tokens))
         whole = int(duration * 1e6 + 0.5)
+        rid_json = "null" if rid is None else _esc(rid)
         if cost is None and ttft is None:
-            args: tuple[Any, ...] = (seq, *tokens.values(), whole // 1_000_000, whole % 1_000_000)
+            args: tuple[Any, ...] = (
+                seq,
+                *tokens.values(),
+                whole // 1_000_000,
+                whole % 1_000_000,
+                rid_json,
+                usage.total,
+            )
         else:
             parts: list[Any] = [seq, *tokens.values()]
             if cost is not None:
@@ -234,8 +242,8 @@ def end_record_of(call: Call) -> bytes:
                     return _end_record_text(call)
                 lag = int(since * 1e6 + 0.5)
                 parts += (lag // 1_000_000, lag % 1_000_000)
-            args = tuple(parts)
-        return (template % (*args, "null" if rid is None else _esc(rid), usage.total)).encode()
+            args = (*parts, rid_json, usage.total)
+        return (template % args).encode()
     except (TypeError, ValueError):  # an odd value (a non-int count, a non-str id): the slow path
         return _end_record_text(call)
 
