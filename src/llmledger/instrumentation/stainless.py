@@ -105,10 +105,12 @@ def _hook(spec: StainlessSpec, original: Callable[..., Any]) -> Callable[..., An
         endpoint = spec.endpoint(options.url)
         if endpoint is None:
             return None
-        body = options.json_data if isinstance(options.json_data, Mapping) else None
+        data = options.json_data
+        body = data if data.__class__ is dict or isinstance(data, Mapping) else None
         who = _current.get()
         headers = options.headers
-        if isinstance(headers, Mapping) and ATTRIBUTION_HEADER in headers:
+        sent = options
+        if headers and isinstance(headers, Mapping) and ATTRIBUTION_HEADER in headers:
             options = copy.copy(options)
             options.headers = {k: v for k, v in headers.items() if k != ATTRIBUTION_HEADER}
             who = who.merged(decode_attribution(headers[ATTRIBUTION_HEADER]))
@@ -128,10 +130,11 @@ def _hook(spec: StainlessSpec, original: Callable[..., Any]) -> Callable[..., An
         if swap is not None and body is not None:  # a soft limit's downgrade: send the cheaper model
             options = copy.copy(options)
             options.json_data = {**options.json_data, "model": swap}  # keeps an injected include_usage
-        if positional:
-            args = (*args[:2], options, *args[3:])
-        else:
-            kwargs = {**kwargs, "options": options}
+        if options is not sent:  # the request as rewritten (else the caller's own arguments)
+            if positional:
+                args = (*args[:2], options, *args[3:])
+            else:
+                kwargs = {**kwargs, "options": options}
         return call, args, kwargs
 
     def finish(call: Call, result: Any) -> Any:

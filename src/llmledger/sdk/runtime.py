@@ -188,7 +188,8 @@ class Runtime:
             journal = self.journal
             if journal is not None:
                 end = journal.append(spool.end_record_of(call))
-                call.journaled = (call.journaled, end)
+                start = call.journaled
+                call.journaled = end.pair if start is end and end is not None else (start, end)
             if not self.writer.submit(call) and journal is not None and None not in call.journaled:
                 self._deferred()
 

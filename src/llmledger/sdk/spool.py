@@ -71,19 +71,20 @@ _US = timedelta(microseconds=1)
 
 
 class _WhoCache:
-    """The JSON of the last attribution seen: calls of one `attribute()` block share one object."""
+    """The JSON of the last attribution seen: calls of one `attribute()` block share one object.
+    One tuple, replaced whole: another thread never reads one attribution's text for another."""
 
-    __slots__ = ("last", "text")
+    __slots__ = ("last",)
 
     def __init__(self) -> None:
-        self.last: Attribution | None = None
-        self.text = "null"
+        self.last: tuple[Attribution | None, str] = (None, "null")
 
     def __call__(self, who: Attribution) -> str:
-        if who is self.last:
-            return self.text
+        last, text = self.last
+        if who is last:
+            return text
         text = "null" if who is EMPTY else _dumps(_who_list(who))
-        self.last, self.text = who, text
+        self.last = (who, text)
         return text
 
 
@@ -107,9 +108,41 @@ def _q(text: str | None) -> str:
     return out
 
 
+class _BeginCache:
+    """The `B` record's fixed part (provider, endpoint, model, attribution, no reservation) of the
+    last call, as a bytes template with the sequence number and start time left to fill: calls of
+    one client, model and `attribute()` block share the same objects, so one identity check
+    replaces the formatting of five fields. The entry is one tuple, replaced whole (threads never
+    see a template beside another call's keys), and holds its objects, so no identity is reused."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[object, object, object, object, bytes] = (None, None, None, None, b"")
+
+    def template_of(self, call: Call) -> bytes:
+        provider, endpoint, model, who, template = self.last
+        if (
+            call.provider is provider
+            and call.endpoint is endpoint
+            and call.requested_model is model
+            and call.who is who
+        ):
+            return template
+        fixed = f"{_q(call.provider)},{_q(call.endpoint)},{_q(call.requested_model)},{_who_json(call.who)}"
+        template = b"B[%d,%d," + fixed.replace("%", "%%").encode() + b",null]"
+        self.last = (call.provider, call.endpoint, call.requested_model, call.who, template)
+        return template
+
+
+_begin_cache = _BeginCache()
+
+
 def begin_record(call: Call, seq: int, wall_us: int) -> bytes:
-    """The `B` record of a call about to be sent (the caller's thread: one format, no encoder)."""
+    """The `B` record of a call about to be sent (the caller's thread: one bytes format)."""
     reservation = call.reservation
+    if reservation is None and seq.__class__ is int and wall_us.__class__ is int:
+        return _begin_cache.template_of(call) % (seq, wall_us)
     held = "null" if reservation is None else _dumps(reservation)
     who = _who_json(call.who)
     return (
@@ -151,12 +184,92 @@ def _s(text: Any) -> str:
     return "null" if text is None else _esc(text)
 
 
-def end_record_of(call: Call) -> bytes:
-    """The `E` record of a finished call (the caller's thread: one format, no encoder object).
+_end_templates: dict[tuple[Any, ...], str] = {}
+"""`E` record templates by the fields that repeat from call to call (model, tier, outcome, which
+token counts): the counts, sequence number, durations and request id are filled in (`%`)."""
+_MAX_TEMPLATES = 1024
 
-    The same JSON as `end_record(end_fields(call))` (durations to the microsecond), built directly
-    for the common shapes (the tokens of a usage, no units, no notes); anything else goes through
-    the encoder."""
+
+def end_record_of(call: Call) -> bytes:
+    """The `E` record of a finished call (the caller's thread: one `%` format of a cached template).
+
+    The same bytes as `_end_record_text` (the same JSON as `end_record(end_fields(call))`,
+    durations to the microsecond) for the common shapes: tokens, no units, no notes, sane
+    durations; anything else goes through it."""
+    usage = call.usage
+    outcome = call.outcome
+    assert usage is not None and outcome is not None
+    complete, stream, status, error_type, provider_cost, unpriced_reason = outcome
+    cost = usage.provider_cost if provider_cost is None else provider_cost
+    duration, ttft, seq = call.duration, call.ttft, call.seq
+    if (
+        usage.units
+        or usage.notes
+        or duration.__class__ is not float
+        or not (0.0 <= duration < 1e12)
+        or seq.__class__ is not int
+        or not seq
+        or status.__class__ is not str
+    ):
+        return _end_record_text(call)
+    tokens = usage.tokens
+    rid = usage.request_id
+    key = (usage.model, usage.service_tier, complete, stream, status, error_type, unpriced_reason,
+           usage.estimated, ttft is None, cost is None, *tokens)  # fmt: skip
+    try:
+        template = _end_templates.get(key)
+        if template is None:
+            template = _end_template(key, len(tokens))
+        whole = int(duration * 1e6 + 0.5)
+        rid_json = "null" if rid is None else _esc(rid)
+        if cost is None and ttft is None:
+            args: tuple[Any, ...] = (
+                seq,
+                *tokens.values(),
+                whole // 1_000_000,
+                whole % 1_000_000,
+                rid_json,
+                usage.total,
+            )
+        else:
+            parts: list[Any] = [seq, *tokens.values()]
+            if cost is not None:
+                parts.append(_esc(str(cost)))
+            parts += (whole // 1_000_000, whole % 1_000_000)
+            if ttft is not None:
+                since = ttft - call.t0
+                if ttft.__class__ is not float or not (0.0 <= since < 1e12):
+                    return _end_record_text(call)
+                lag = int(since * 1e6 + 0.5)
+                parts += (lag // 1_000_000, lag % 1_000_000)
+            args = (*parts, rid_json, usage.total)
+        return (template % args).encode()
+    except (TypeError, ValueError):  # an odd value (a non-int count, a non-str id): the slow path
+        return _end_record_text(call)
+
+
+def _end_template(key: tuple[Any, ...], count: int) -> str:
+    model, tier, complete, stream, status, error_type, unpriced_reason, estimated, no_ttft, no_cost = key[:10]
+    names = key[10:]
+    assert len(names) == count
+
+    def fixed(text: str) -> str:
+        return text.replace("%", "%%")
+
+    template = (
+        f"E[%d,{fixed(_s(model))},{{{','.join(fixed(_q(k)) + ':%d' for k in names)}}},null,"
+        f"{'null' if no_cost else '%s'},{fixed(_s(tier))},%d.%06d,{'null' if no_ttft else '%d.%06d'},"
+        f"{'true' if complete else 'false'},{'true' if stream else 'false'},{fixed(_esc(status))},"
+        f"{fixed(_s(error_type))},{fixed(_s(unpriced_reason))},%s,{'true' if estimated else 'false'},%d,null]"
+    )
+    if len(_end_templates) < _MAX_TEMPLATES:
+        _end_templates[key] = template
+    return template
+
+
+def _end_record_text(call: Call) -> bytes:
+    """The `E` record of any finished call, formatted field by field (no encoder object for the
+    common shapes; anything else goes through the encoder)."""
     usage = call.usage
     assert usage is not None and call.outcome is not None
     complete, stream, status, error_type, provider_cost, unpriced_reason = call.outcome

@@ -73,7 +73,7 @@ _SMALLEST = 64 << 10
 class Segment:
     """One journal file of this process: its descriptor, mapping, size and unacknowledged records."""
 
-    __slots__ = ("capacity", "fd", "mm", "path", "pending", "retired", "size")
+    __slots__ = ("capacity", "fd", "mm", "pair", "path", "pending", "retired", "size")
 
     def __init__(self, fd: int, path: Path, mm: mmap.mmap | None = None, capacity: int = sys.maxsize) -> None:
         self.fd = fd
@@ -86,6 +86,9 @@ class Segment:
         """Bytes of records written (the next record's offset)."""
         self.pending = 0
         self.retired = False
+        self.pair = (self, self)
+        """Two records in this segment (a call's start and end): one tuple for every such call, not
+        a new one each (a call waiting for the writer holds it; fewer objects for the GC to scan)."""
 
     def unmap(self) -> None:
         mm, self.mm = self.mm, None

@@ -105,7 +105,9 @@ class BackgroundWriter(Generic[T]):
         buffer.append(item)
         if self._thread is None:
             self._start()
-        elif len(buffer) >= self.batch_size:
+        elif len(buffer) >= self.batch_size and not self._wake.is_set():
+            # once per writer cycle: while the writer works through a backlog, every submit
+            # setting the event again took its lock and woke no one (~half the calls of a burst)
             self._wake.set()
         return True
 

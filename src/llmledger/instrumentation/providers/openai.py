@@ -63,46 +63,51 @@ _OUTPUT_DETAILS = (
 
 def _details(details: Any, table: tuple[tuple[str, str], ...], tokens: dict[str, int]) -> None:
     if details is not None:
-        f = fields(details)
+        get = fields(details).get
         for attr, name in table:
-            count = n(f.get(attr))
-            if count:
-                tokens[name] = count
+            value = get(attr)
+            if value:  # most details are 0 or absent: `n` only for a value that may count
+                count = n(value)
+                if count:
+                    tokens[name] = count
 
 
 def read_usage(u: Any, endpoint: str = "") -> Usage:
     """Token counts of one `usage` object (chat, Responses, Images or transcription shape)."""
     f = fields(u)
-    prompt = f.get("prompt_tokens")
+    get = f.get  # (the caller's thread: one bound lookup for the ~12 probes below)
+    prompt = get("prompt_tokens")
     if prompt is not None:
-        inp, out = n(prompt), n(f.get("completion_tokens"))
-        in_d, out_d = f.get("prompt_tokens_details"), f.get("completion_tokens_details")
+        inp, out = n(prompt), n(get("completion_tokens"))
+        in_d, out_d = get("prompt_tokens_details"), get("completion_tokens_details")
     else:
-        inp, out = n(f.get("input_tokens")), n(f.get("output_tokens"))
-        in_d = f.get("input_tokens_details") or f.get("input_token_details")
-        out_d = f.get("output_tokens_details")
+        inp, out = n(get("input_tokens")), n(get("output_tokens"))
+        in_d = get("input_tokens_details") or get("input_token_details")
+        out_d = get("output_tokens_details")
     tokens = {"input_tokens": inp, "output_tokens": out}
     units: dict[str, int | Decimal] | None = None
-    _details(in_d, _INPUT_DETAILS, tokens)
+    if in_d is not None:
+        _details(in_d, _INPUT_DETAILS, tokens)
     if "cache_read_tokens" not in tokens:
         # DeepSeek `prompt_cache_hit_tokens`, Moonshot's top-level `cached_tokens`: the same number
         # as `prompt_tokens_details.cached_tokens` (inside `prompt_tokens`), never counted twice
-        hit = n(f.get("prompt_cache_hit_tokens")) or n(f.get("cached_tokens"))
+        hit = n(get("prompt_cache_hit_tokens")) or n(get("cached_tokens"))
         if hit:
             tokens["cache_read_tokens"] = hit
-    _details(out_d, _OUTPUT_DETAILS, tokens)
-    if endpoint.startswith("images") and out and "output_image_tokens" not in tokens:
+    if out_d is not None:
+        _details(out_d, _OUTPUT_DETAILS, tokens)
+    if out and endpoint.startswith("images") and "output_image_tokens" not in tokens:
         tokens["output_image_tokens"] = out  # gpt-image: the output is the image
-    if f.get("type") == "duration":
-        seconds = _decimal(f.get("seconds"))
+    if get("type") == "duration":
+        seconds = _decimal(get("seconds"))
         if seconds is not None:
             units = {"audio_seconds": seconds}
-    usage = Usage(tokens, units=units, total=n(f.get("total_tokens")))
-    ticks = f.get("cost_in_usd_ticks")  # xAI: the billed cost in 1e-10 USD
+    usage = Usage(tokens, None, None, None, None, units, False, n(get("total_tokens")))
+    ticks = get("cost_in_usd_ticks")  # xAI: the billed cost in 1e-10 USD
     if ticks is not None:
         billed = _decimal(ticks)
         usage.provider_cost = None if billed is None else billed.scaleb(-10)
-    elif f.get("cost") is not None:
+    elif get("cost") is not None:
         usage.provider_cost = _provider_cost(f)
     return usage
 
