@@ -10,6 +10,7 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+from genai_prices import Usage, calc_price
 from tests.fakes import bodies
 from tests.fakes.replay import Replay, chat_chunks
 from tests.fakes.tokens import expected_tokens
@@ -103,8 +104,15 @@ def test_deepseek_reasoner_stopped_mid_reasoning_is_billed(recorded: list[UsageE
     [e] = recorded
     assert e.estimated and not e.complete and e.stream
     assert e.output_tokens >= 2160 and e.input_tokens > 0
-    # at DeepSeek's output price ($2.19 or $1.68 per 1M, by time of day): far from the $0.00000054 observed
-    assert e.cost_usd is not None and e.cost_usd > Decimal("0.0035")
+    # at DeepSeek's price at the call's time (its off-peak hours, 16:30-00:30 UTC, cost 75 % less: a
+    # fixed bound failed in those hours): far from the $0.00000054 observed before the fix
+    expected = calc_price(
+        Usage(input_tokens=e.input_tokens, output_tokens=e.output_tokens),
+        "deepseek-reasoner",
+        provider_id="deepseek",
+        genai_request_timestamp=e.timestamp,
+    ).total_price
+    assert e.cost_usd == expected and e.cost_usd > Decimal("0.001")
 
 
 def test_cut_tool_call_arguments_and_refusals_count(recorded: list[UsageEvent]) -> None:
