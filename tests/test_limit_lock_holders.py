@@ -28,7 +28,6 @@ import llmledger
 from llmledger.errors import LedgerBusy
 from llmledger.events import UsageEvent
 from llmledger.limit.model import scope_of_call
-from llmledger.sdk import runtime as rt
 from llmledger.storage.ledger import Ledger
 from llmledger.storage.limits import Held, LimitStore
 from llmledger.storage.rollups_sql import _raw
@@ -208,40 +207,3 @@ def test_release_says_whether_the_reservation_was_held(store: tuple[Path, LimitS
     time.sleep(1.1)
     assert limits.release(["r-expired"]) == 0  # expired: no longer held, dropped all the same
     assert limits.standing(_held(limits)[0].limit, "tenant=acme", datetime.now(timezone.utc)).reserved == 0
-
-
-def _loading(seconds: float) -> threading.Thread:
-    """A stand-in for the tokenizer's load thread (`warm`), running `seconds`."""
-    thread = threading.Thread(target=time.sleep, args=(seconds,), daemon=True)
-    thread.start()
-    return thread
-
-
-@pytest.mark.parametrize(("load", "timeout"), [(0.3, 2.0), (3.0, 0.2)])
-def test_a_decision_waits_for_the_tokenizer_load_before_the_write_lock(
-    tmp_path: Path, load: float, timeout: float
-) -> None:
-    # The load holds the GIL for hundreds of ms at a time: a transaction begun meanwhile stalls
-    # holding the ledger's write lock. A decision waits for it first, at most `limit_timeout`.
-    llmledger.init(ledger=str(tmp_path / "ledger.db"), limit_timeout=timeout)
-    try:
-        llmledger.set_limit(usd=10, per="month", tenant="acme")
-        enforcer = rt.current().enforcer
-        enforcer.limits(fresh=True)
-        if enforcer._warming is not None:
-            enforcer._warming.join()
-        scope = scope_of_call({"tenant": "acme"}, "gpt-4o", "openai", {})
-        enforcer._warming = loading = _loading(load)
-        started = time.monotonic()
-        got = enforcer.reserve(
-            scope, provider="openai", model="gpt-4o", feature=None, input_tokens=5, max_output_tokens=10
-        )
-        waited = time.monotonic() - started
-        assert got.id is not None and not got.unchecked
-        if load < timeout:
-            assert not loading.is_alive()  # the transaction began after the load ended
-        else:
-            assert loading.is_alive() and waited < load  # bounded: decided anyway
-            assert waited >= timeout - 0.01
-    finally:
-        llmledger.shutdown()

@@ -87,9 +87,6 @@ class Enforcer:
         self._held: dict[str, tuple[Limit, ...]] = {}
         self._warned: set[str] = set()
         self._warmed = False
-        self._warming: threading.Thread | None = None
-        """The tokenizer's load (`warm`) while it runs: its thread holds the GIL for hundreds of ms
-        at a time, so a decision waits for it before taking the ledger's write lock (see `_quiet`)."""
         self._matched = threading.local()
         """`applies`'s last (scope, limits, matches) on this thread, reused by the `reserve` that
         follows it (the limit subjects are worked out once per call)."""
@@ -112,7 +109,7 @@ class Enforcer:
             self._checked = now
             if loaded and not self._warmed:
                 self._warmed = True
-                self._warming = warm()  # load the tokenizer ahead of the first call (a background thread)
+                warm()  # load the tokenizer ahead of the first call (on a background thread)
         return self._limits
 
     def applies(self, scope: Mapping[str, str | None]) -> bool:
@@ -234,7 +231,6 @@ class Enforcer:
         ]
         rid = reservation_id or uuid7()
         deadline: float | None = None
-        self._quiet()
         while True:
             decision = self.store.reserve(held, rid, self.policy.reservation_ttl)
             self.announce(decision.fired)
@@ -260,22 +256,6 @@ class Enforcer:
             self._held[rid] = tuple(h.limit for h in held)
         expires = datetime.fromtimestamp(decision.at_us / 1e6 + self.policy.reservation_ttl, timezone.utc)
         return Reservation(rid, swap, expires)
-
-    def _quiet(self) -> None:
-        """Wait (at most `limit_timeout`) for this process's tokenizer load to end before taking the
-        ledger's write lock. The load (Rust, in `bpe_openai`) holds the GIL for up to ~250 ms at a
-        time: a transaction whose thread needs the GIL back between two statements stalled that long
-        holding the write lock, and other processes' decisions timed out behind it (`LedgerBusy`
-        "stayed locked for 501 ms with no commit" in a 4-process reserve storm)."""
-        warming = self._warming
-        if warming is None:
-            return
-        if warming.is_alive():
-            if TRY_ONLY.get():
-                raise WouldWait
-            warming.join(self.policy.limit_timeout)
-        if not warming.is_alive():
-            self._warming = None
 
     def _shape(
         self,
