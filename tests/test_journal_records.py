@@ -1,4 +1,4 @@
-"""The journal records the caller's thread writes from cached templates (`sdk/spool.py`) are the
+"""The journal records the caller's thread writes from cached templates (`sdk/records.py`) are the
 same bytes as the field-by-field formatting, for every shape a call can end with; and the writer is
 woken once per cycle, not once per call, while it works through a backlog."""
 
@@ -15,7 +15,7 @@ import pytest
 from llmledger.attribution.context import EMPTY, Attribution
 from llmledger.instrumentation.call import Call
 from llmledger.instrumentation.usage import Usage
-from llmledger.sdk import spool
+from llmledger.sdk import records as spool
 from llmledger.transport import BackgroundWriter
 
 
