@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -75,6 +77,9 @@ def proxy(
         shown = f"[{settings.host}]" if ":" in settings.host else settings.host
         where = redact_url(settings.ledger)
         errors.print(f"llmledger gateway on http://{shown}:{sock.getsockname()[1]} (ledger {where})")
+        # SIGTERM: uvicorn stops accepting, finishes the requests in flight (up to 10 s), flushes,
+        # then re-raises the signal to the handler it found: this one exits with status 0 (as serve).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         served = uvicorn.Config(
             gateway,
             log_level="warning",

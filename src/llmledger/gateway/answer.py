@@ -111,6 +111,7 @@ async def relay_stream(
     framer = SSEFramer()
     look, defer = reader.event, reader.defer
     error: str | None = None
+    ended = False  # the stream's own end (`data: [DONE]`) was relayed
     try:
         async for chunk in response:
             if meter.ttft is None:
@@ -131,6 +132,8 @@ async def relay_stream(
                     except Exception as exc:  # a reader fault: keep relaying, stop reading
                         internal_error(exc, "reading a gateway stream event")
                         look, defer = _keep, _never
+                elif data == b"[DONE]":
+                    ended = True
                 if keep:
                     out.append(event)
             if out:
@@ -145,7 +148,11 @@ async def relay_stream(
     if not gone and error is None:
         rest = framer.rest()
         await send({"type": "http.response.body", "body": rest, "more_body": False})
-    await _end_stream(gw, meter, reader, bool(gone), error)
+    # A client that hangs up once it has the stream's end (an SDK closes its connection after
+    # `[DONE]` or the final usage, before the last chunk of the HTTP body, more often while the
+    # server drains for a shutdown) was not cut off: its answer was whole.
+    cut = bool(gone) and not (ended or reader.final)
+    await _end_stream(gw, meter, reader, cut, error)
     # An upstream that broke off its stream: the response is left unfinished (no last chunk), so
     # the server drops the connection and the client sees the cut as it would have directly (the
     # SDKs raise a connection error), never a clean end of a truncated answer.
