@@ -73,9 +73,10 @@ class LimitExceeded(LlmLedgerError):
 
     Attributes say which limit decided and why: `limit_id`, `scope` (e.g. `tenant=acme`), `subject`
     (the counter, e.g. `user=u1` for a per-user limit), `metric` (`usd`, `tokens`, `requests`),
-    `limit` (the amount), `spent` (committed in this window), `reserved` (held by calls in flight),
-    `requested` (this call's worst case), `remaining`, `resets_at` (None for lifetime credit) and
-    `retry_after` (seconds until the window resets, or None).
+    `limit` (the amount), `spent` (committed in this window), `reserved` (held by calls in flight,
+    and by finished calls until their event is written), `requested` (this call's worst case),
+    `remaining`, `resets_at` (None for lifetime credit) and `retry_after` (seconds until the window
+    resets, or None).
     """
 
     def __init__(
@@ -113,7 +114,8 @@ class LimitExceeded(LlmLedgerError):
         when = f"resets at {resets_at.isoformat()}" if resets_at is not None else "does not reset (top it up)"
         super().__init__(
             f"limit {limit_id} for {who} would be exceeded: {unit}{spent}{tail} spent and "
-            f"{unit}{reserved}{tail} reserved of {unit}{limit}{tail} per {window}, this call needs up to "
+            f"{unit}{reserved}{tail} held by calls in flight or just finished (not yet written) "
+            f"of {unit}{limit}{tail} per {window}, this call needs up to "
             f"{unit}{requested}{tail} "
             f"({unit}{self.remaining}{tail} remaining); it {when}"
         )
