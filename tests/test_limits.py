@@ -64,6 +64,8 @@ def test_hard_limit_blocks_before_the_request_leaves(ledger_on: Path, fake: Fake
     assert err.spent + err.reserved == 2 * COST or err.reserved > 0  # settled or still held
     assert err.requested == WORST and err.retry_after is not None and err.resets_at is not None
     assert "tenant=acme" in str(err) and "resets at" in str(err) and "$0.025" in str(err)
+    # what "reserved" holds is said (newcomer report 2026-12-02 item 13: "$0 spent" after paid calls)
+    assert f"${err.reserved} held by calls in flight or just finished (not yet written)" in str(err)
     call(client, ledger_tenant="globex")  # other tenants are not limited
     llmledger.flush()
     assert llmledger.spend(tenant="acme") == 2 * COST
