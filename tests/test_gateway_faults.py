@@ -194,3 +194,20 @@ def test_provider_keys_never_reach_logs_or_ledger(tmp_path: Path, caplog: pytest
     for secret in ("sk-provider-secret-123", ROUTE_KEY):
         assert secret not in caplog.text
         assert secret.encode() not in stored
+
+
+def test_a_compressed_request_body_is_refused_as_such(tmp_path: Path) -> None:
+    # Newcomer report 2026-12-02 item 15: a gzip body was answered "must be a JSON object".
+    import gzip
+    import json
+
+    with rig(tmp_path) as r:
+        body = gzip.compress(json.dumps({"model": "gpt-4o-mini", "messages": MESSAGES}).encode())
+        answer = httpx2.post(
+            f"{r.url}/v1/chat/completions",
+            content=body,
+            headers={**r.headers(), "Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+        assert answer.status_code == 415, answer.text
+        assert "Content-Encoding 'gzip' is not supported" in answer.json()["error"]["message"]
+        assert r.upstream.fake.seen == []

@@ -63,6 +63,18 @@ async def _read(receive: Receive, limit: int) -> bytes:
 Headers = list[tuple[bytes, bytes]]
 
 
+def _refuse_encoded(headers: Headers) -> None:
+    """A body that is not JSON because it is compressed: say so (415), not "not a JSON object"."""
+    for name, value in headers:
+        if name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            raise Refusal(
+                415,
+                f"Content-Encoding {value.decode('latin-1')[:40]!r} is not supported: the gateway reads"
+                " the request body to meter it; send the JSON uncompressed",
+                "unsupported_encoding",
+            )
+
+
 def _client_side(headers: Headers) -> tuple[Headers, str | None, bool]:
     """(headers to forward, `X-Ledger-Upstream`, whether a provider key is among them)."""
     out: Headers = []
@@ -153,6 +165,7 @@ async def exchange(
     except ValueError:
         body = None
     if not isinstance(body, dict):
+        _refuse_encoded(scope["headers"])
         raise Refusal(400, "the request body must be a JSON object", "bad_body")
     headers = scope["headers"]
     try:
