@@ -27,7 +27,7 @@ from llmledger.storage.engine import IMMEDIATE
 from llmledger.storage.hotpath import Exec, HotPath, now_us
 from llmledger.storage.tables import alerts, counters, credits, events, forgotten, limits, meta, reservations
 
-__all__ = ["Decision", "Held", "LimitStore", "Standing", "event_amount", "event_scope"]
+__all__ = ["Decision", "Held", "LimitStore", "Standing", "add_used", "bucket_row", "event_amount", "event_scope"]
 # Decision, Held and Standing live in storage/decide.py; they are re-exported here.
 
 _ZERO = Decimal(0)
@@ -246,18 +246,7 @@ class LimitStore:
 
     @staticmethod
     def _add(conn: Connection, limit_id: str, subject: str, bucket: int, amount: Decimal) -> None:
-        key = (
-            (counters.c.limit_id == limit_id)
-            & (counters.c.subject == subject)
-            & (counters.c.bucket == bucket)
-        )
-        used = conn.execute(sa.select(counters.c.used).where(key)).scalar()
-        if used is None:
-            conn.execute(
-                sa.insert(counters).values(limit_id=limit_id, subject=subject, bucket=bucket, used=amount)
-            )
-        else:
-            conn.execute(sa.update(counters).where(key).values(used=used + amount))
+        add_used(conn, counters, limit_id, subject, bucket, amount)
 
     def _recount(self, conn: Connection, limit: Limit, now: datetime) -> dict[tuple[str, int], Decimal]:
         from llmledger.storage.reconcile import recount
@@ -285,3 +274,21 @@ class LimitStore:
             rows = conn.execute(sa.select(limits.c.spec).order_by(limits.c.created_us)).scalars()
             self._cached = (version, [Limit.from_dict(spec) for spec in rows])
         return self._cached[1]
+
+
+def bucket_row(table: sa.Table, limit_id: str, subject: str, bucket: int) -> sa.ColumnElement[bool]:
+    """The row of (limit, subject, bucket) in `counters` or `forgotten`."""
+    return (table.c.limit_id == limit_id) & (table.c.subject == subject) & (table.c.bucket == bucket)
+
+
+def add_used(
+    conn: Connection, table: sa.Table, limit_id: str, subject: str, bucket: int, amount: Decimal
+) -> None:
+    """Add `amount` to the `used` of (limit, subject, bucket) in `table` (`counters` or `forgotten`),
+    creating the row at `amount`."""
+    key = bucket_row(table, limit_id, subject, bucket)
+    used = conn.execute(sa.select(table.c.used).where(key)).scalar()
+    if used is None:
+        conn.execute(sa.insert(table).values(limit_id=limit_id, subject=subject, bucket=bucket, used=amount))
+    else:
+        conn.execute(sa.update(table).where(key).values(used=used + amount))

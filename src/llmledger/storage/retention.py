@@ -25,7 +25,7 @@ from llmledger.limit.model import Limit
 from llmledger.limit.windows import span
 from llmledger.storage import rollups as _rollups
 from llmledger.storage.engine import IMMEDIATE
-from llmledger.storage.limits import LimitStore, event_amount, event_scope
+from llmledger.storage.limits import LimitStore, add_used, bucket_row, event_amount, event_scope
 from llmledger.storage.rows import row_to_event, to_us
 from llmledger.storage.tables import counters, events, forgotten
 
@@ -94,24 +94,6 @@ def _remember(conn: Connection, taken: dict[tuple[str, str, int], Decimal]) -> N
     """Add the deleted events' amounts to the forgotten spend of each counter that counted them (a
     bucket with no counter was never counted: older than its limit, or outside its windows)."""
     for (limit_id, subject, bucket), amount in taken.items():
-        if not amount:
-            continue
-        counted = (
-            (counters.c.limit_id == limit_id)
-            & (counters.c.subject == subject)
-            & (counters.c.bucket == bucket)
-        )
-        if conn.execute(sa.select(counters.c.used).where(counted)).scalar() is None:
-            continue
-        key = (
-            (forgotten.c.limit_id == limit_id)
-            & (forgotten.c.subject == subject)
-            & (forgotten.c.bucket == bucket)
-        )
-        before = conn.execute(sa.select(forgotten.c.used).where(key)).scalar()
-        if before is None:
-            conn.execute(
-                sa.insert(forgotten).values(limit_id=limit_id, subject=subject, bucket=bucket, used=amount)
-            )
-        else:
-            conn.execute(sa.update(forgotten).where(key).values(used=before + amount))
+        counted = bucket_row(counters, limit_id, subject, bucket)
+        if amount and conn.execute(sa.select(counters.c.used).where(counted)).scalar() is not None:
+            add_used(conn, forgotten, limit_id, subject, bucket, amount)
