@@ -27,7 +27,16 @@ from llmledger.storage.engine import IMMEDIATE
 from llmledger.storage.hotpath import Exec, HotPath, now_us
 from llmledger.storage.tables import alerts, counters, credits, events, forgotten, limits, meta, reservations
 
-__all__ = ["Decision", "Held", "LimitStore", "Standing", "add_used", "bucket_row", "event_amount", "event_scope"]
+__all__ = [
+    "Decision",
+    "Held",
+    "LimitStore",
+    "Standing",
+    "add_used",
+    "bucket_row",
+    "event_amount",
+    "event_scope",
+]
 # Decision, Held and Standing live in storage/decide.py; they are re-exported here.
 
 _ZERO = Decimal(0)
