@@ -151,27 +151,23 @@ def test_cost_is_decimal_exact(tmp_path: Path) -> None:
 ADMIN = "llk_0123456789abcdef_" + "s" * 32
 
 
+def _launch(
+    command: str, ledger: str, port: int, upstream: str, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """`llmledger proxy` or `serve` as a real process, allowed to call `upstream`."""
+    environ = {**os.environ, "LLMLEDGER_ADMIN_KEY": ADMIN, **env}
+    environ.pop("PYTEST_CURRENT_TEST", None)
+    main = "import sys; from llmledger.cli import main; sys.argv[0] = 'llmledger'; main()"
+    cmd = [sys.executable, "-c", main, command, "--ledger", ledger, "--port", str(port)]
+    return subprocess.Popen([*cmd, "--allow-upstream", upstream], env=environ, stderr=subprocess.PIPE)
+
+
 @pytest.mark.parametrize("command", ["proxy", "serve"])
 def test_real_process_meters_into_its_ledger(tmp_path: Path, command: str) -> None:
     ledger = f"sqlite:///{tmp_path / 'p.db'}"
     with serve_upstream() as (upstream, _):
         port = free_port()
-        env = {**os.environ, "LLMLEDGER_ADMIN_KEY": ADMIN}
-        env.pop("PYTEST_CURRENT_TEST", None)
-        main = "import sys; from llmledger.cli import main; sys.argv[0] = 'llmledger'; main()"
-        cmd = [
-            sys.executable,
-            "-c",
-            main,
-            command,
-            "--ledger",
-            ledger,
-            "--port",
-            str(port),
-            "--allow-upstream",
-            upstream,
-        ]
-        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+        proc = _launch(command, ledger, port, upstream, {})
         try:
             wait_ready(f"http://127.0.0.1:{port}", proc=proc)
             client = openai.OpenAI(
@@ -276,11 +272,7 @@ def test_sigterm_while_a_stream_is_relayed_lets_it_finish_and_records_it_whole(
     ledger = f"sqlite:///{tmp_path / 'p.db'}"
     with serve_upstream(Upstream(delay=0.05)) as (upstream, _):
         port = free_port()
-        env = {**os.environ, "LLMLEDGER_ADMIN_KEY": ADMIN, "XDG_CACHE_HOME": str(tmp_path)}
-        env.pop("PYTEST_CURRENT_TEST", None)
-        main = "import sys; from llmledger.cli import main; sys.argv[0] = 'llmledger'; main()"
-        cmd = [sys.executable, "-c", main, command, "--ledger", ledger, "--port", str(port)]
-        proc = subprocess.Popen([*cmd, "--allow-upstream", upstream], env=env, stderr=subprocess.PIPE)
+        proc = _launch(command, ledger, port, upstream, {"XDG_CACHE_HOME": str(tmp_path)})
         try:
             wait_ready(f"http://127.0.0.1:{port}", proc=proc)
             client = openai.OpenAI(
