@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from llmledger.engine import EnforcementPolicy, Engine
 from llmledger.server import ServerSettings, create_app
+from llmledger.tokens import warm
 
 ADMIN = "llk_0011223344556677_loop-admin-secret-0123456789"
 RESERVE = {
@@ -52,11 +53,9 @@ def test_a_free_ledger_is_decided_and_released(served: tuple[Path, Engine, TestC
 def test_a_decision_waiting_for_the_lock_does_not_block_the_server(
     served: tuple[Path, Engine, TestClient],
 ) -> None:
-    path, engine, client = served
+    path, _, client = served
     client.post("/api/v1/reservations", json=RESERVE)  # the decision connection is open
-    warming = engine.enforcer._warming
-    if warming is not None:  # the tokenizer's load holds the GIL at times: not what is measured here
-        warming.join()
+    warm().join()  # the tokenizer's load holds the GIL at times: not what is measured here
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process holds the ledger's write lock
     answer: dict[str, Any] = {}
