@@ -48,11 +48,17 @@ function run(args, env = {}) {
   return proc;
 }
 
-async function events() {
-  await new Promise((r) => setTimeout(r, 400)); // the gateway writes in batches every 0.1 s
-  const answer = await fetch(`${gateway}/api/v1/events?limit=100`, { headers: { Authorization: `Bearer ${ADMIN}` } });
-  assert.equal(answer.status, 200);
-  return (await answer.json()).events.reverse();
+// The gateway writes its events in batches every 0.5 s (each call journaled first): wait at least one
+// batch interval, then poll until `atLeast` events match `where` (10 s at most).
+async function events(atLeast = 0, where = () => true) {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 600));
+    const answer = await fetch(`${gateway}/api/v1/events?limit=100`, { headers: { Authorization: `Bearer ${ADMIN}` } });
+    assert.equal(answer.status, 200);
+    const found = (await answer.json()).events.reverse();
+    if (found.filter(where).length >= atLeast || Date.now() > deadline) return found;
+  }
 }
 
 before(async () => {
@@ -104,7 +110,7 @@ test("non-stream and stream calls are metered with cost and attribution", async 
   }
   assert.equal(text, "Hello there, how can I help?");
   assert.equal(usageChunks, 0); // the usage chunk the gateway asked for is hidden
-  const [first, second] = await events();
+  const [first, second] = await events(2);
   assert.equal(first.cost_usd, cost);
   assert.deepEqual([first.user, first.feature, first.tags.plan], ["u-1", "chat", "pro"]);
   assert.deepEqual([second.user, second.stream, second.input_tokens, second.output_tokens], ["u-2", true, 1200, 300]);
@@ -162,7 +168,8 @@ test("LedgerAnthropic: non-stream and stream calls are metered with cost and att
     if (event.type === "content_block_delta" && event.delta.type === "text_delta") text += event.delta.text;
   }
   assert.ok(text.length > 0);
-  const mine = (await events()).filter((e) => e.user === "u-ant");
+  const ours = (e) => e.user === "u-ant";
+  const mine = (await events(2, ours)).filter(ours);
   assert.equal(mine.length, 2);
   assert.equal(mine[0].cost_usd, cost);
   assert.deepEqual([mine[0].provider, mine[0].tags.project, mine[1].stream], ["anthropic", "p-1", true]);
