@@ -162,6 +162,15 @@ def _launch(
     return subprocess.Popen([*cmd, "--allow-upstream", upstream], env=environ, stderr=subprocess.PIPE)
 
 
+def _client(port: int, upstream: str, provider_key: str) -> openai.OpenAI:
+    """The openai SDK pointed at a gateway process on `port`, forwarding to `upstream`."""
+    return openai.OpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1",
+        api_key=provider_key,
+        default_headers={"X-Ledger-Key": ADMIN, "X-Ledger-Upstream": f"{upstream}/v1"},
+    )
+
+
 @pytest.mark.parametrize("command", ["proxy", "serve"])
 def test_real_process_meters_into_its_ledger(tmp_path: Path, command: str) -> None:
     ledger = f"sqlite:///{tmp_path / 'p.db'}"
@@ -170,11 +179,7 @@ def test_real_process_meters_into_its_ledger(tmp_path: Path, command: str) -> No
         proc = _launch(command, ledger, port, upstream, {})
         try:
             wait_ready(f"http://127.0.0.1:{port}", proc=proc)
-            client = openai.OpenAI(
-                base_url=f"http://127.0.0.1:{port}/v1",
-                api_key="sk-provider-secret-123",
-                default_headers={"X-Ledger-Key": ADMIN, "X-Ledger-Upstream": f"{upstream}/v1"},
-            )
+            client = _client(port, upstream, "sk-provider-secret-123")
             client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
             raw = httpx2.get(  # a free route (no event): date/server once, as on metered answers
                 f"http://127.0.0.1:{port}/v1/models",
@@ -275,11 +280,7 @@ def test_sigterm_while_a_stream_is_relayed_lets_it_finish_and_records_it_whole(
         proc = _launch(command, ledger, port, upstream, {"XDG_CACHE_HOME": str(tmp_path)})
         try:
             wait_ready(f"http://127.0.0.1:{port}", proc=proc)
-            client = openai.OpenAI(
-                base_url=f"http://127.0.0.1:{port}/v1",
-                api_key="sk-x",
-                default_headers={"X-Ledger-Key": ADMIN, "X-Ledger-Upstream": f"{upstream}/v1"},
-            )
+            client = _client(port, upstream, "sk-x")
             got: list[object] = []
 
             def read() -> None:

@@ -111,25 +111,24 @@ limits = sa.Table(
 )
 """Spend limit definitions (`Limit.to_dict()`)."""
 
-counters = sa.Table(
-    "llmledger_counters",
-    metadata,
-    sa.Column("limit_id", sa.String(64), primary_key=True),
-    sa.Column("subject", sa.String(1024), primary_key=True),
-    sa.Column("bucket", sa.BigInteger, primary_key=True),
-    sa.Column("used", ExactDecimal(), nullable=False),
-)
+
+def _bucket_amounts(name: str) -> sa.Table:
+    """A table of one Decimal `used` per (limit, subject, window bucket)."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("limit_id", sa.String(64), primary_key=True),
+        sa.Column("subject", sa.String(1024), primary_key=True),
+        sa.Column("bucket", sa.BigInteger, primary_key=True),
+        sa.Column("used", ExactDecimal(), nullable=False),
+    )
+
+
+counters = _bucket_amounts("llmledger_counters")
 """What each limit's subjects have used per window bucket; kept equal to the ledger's events plus
 the spend of `forgotten`."""
 
-forgotten = sa.Table(
-    "llmledger_forgotten_spend",
-    metadata,
-    sa.Column("limit_id", sa.String(64), primary_key=True),
-    sa.Column("subject", sa.String(1024), primary_key=True),
-    sa.Column("bucket", sa.BigInteger, primary_key=True),
-    sa.Column("used", ExactDecimal(), nullable=False),
-)
+forgotten = _bucket_amounts("llmledger_forgotten_spend")
 """What deleted events (retention, erasure) had used of each limit's window buckets: spent money
 stays spent, so their counters keep it, and `reconcile` adds it to what the remaining events make."""
 
