@@ -5,10 +5,19 @@ moving aliases (`claude-3-5-sonnet-latest`, `grok-4-latest`), and Azure names a 
 than a model. Everything that compares model names goes through `model_identity()`:
 
 1. an alias set with `alias_models()` (exact name -> model), e.g. an Azure deployment name;
-2. the genai-prices catalogue: the id of the catalogue model whose match rules take the name
+2. a name that carries its model creator — a relay's `vendor/model` (OpenRouter
+   `openai/gpt-4o`, `anthropic/claude-sonnet-4.5`; Together, Groq, Fireworks use the same form)
+   or a Bedrock model id or inference profile (`us.anthropic.claude-3-5-sonnet-20240620-v1:0`) —
+   goes by the creator's catalogue id when the creator's catalogue knows the rest of the name
+   (`gpt-4o`, `claude-sonnet-4-5`, `claude-3-5-sonnet`): a limit on a model sees that model's calls
+   through every host. Scope a limit by `provider=` to cap one host only;
+3. the genai-prices catalogue: the id of the catalogue model whose match rules take the name
    (`gpt-4o-mini`, `gpt-4o-mini-2024-07-18` -> `gpt-4o-mini`), looked up under the call's provider
    first, then under any provider;
-3. otherwise the name itself.
+4. otherwise the name itself.
+
+Identity is for matching and grouping only: a call is still priced at the host's own price for
+the name it used.
 
 The identity depends only on the catalogue and the aliases you set, so every process (the app's
 workers, the CLI, a reconcile job) agrees on it. A call or event also matches a name that no alias
@@ -30,6 +39,7 @@ reconciliation can all use it.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 
@@ -166,23 +176,68 @@ def forget_learned() -> None:
             _generation += 1
 
 
+_CREATORS: dict[str, str] = {
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "google": "google",
+    "x-ai": "x-ai",
+    "xai": "x-ai",
+    "deepseek": "deepseek",
+    "deepseek-ai": "deepseek",
+    "mistral": "mistral",
+    "mistralai": "mistral",
+    "meta": "meta",
+    "meta-llama": "meta",
+    "cohere": "cohere",
+    "moonshotai": "moonshotai",
+    "z-ai": "zai",
+    "zai-org": "zai",
+    "minimax": "minimax",
+    "perplexity": "perplexity",
+}
+"""A relay's or Bedrock's vendor prefix -> the genai-prices provider that publishes the model."""
+
+_BEDROCK = re.compile(
+    r"^(?:(?:us|eu|apac|global|us-gov|ca|jp|au)\.)?"  # a cross-region inference profile's prefix
+    r"(?P<vendor>[a-z0-9-]+)\.(?P<name>[^/:.][^/]*?)"
+    r"(?:-v\d+(?::\d+)?|-\d+:\d+|:\d+)?$"  # the model version: -v1:0, -v2, -1:0
+)
+
+
+def _creator_id(model: str) -> str | None:
+    """The creator's catalogue id of a `vendor/model` or Bedrock `[region.]vendor.model-v1:0` name
+    whose creator's catalogue knows the rest of the name; None otherwise."""
+    if "/" in model:
+        vendor, _, rest = model.partition("/")
+    else:
+        bedrock = _BEDROCK.match(model)
+        if bedrock is None:
+            return None
+        vendor, rest = bedrock["vendor"], bedrock["name"]
+    creator = _CREATORS.get(vendor.lower())
+    if creator is None or not rest:
+        return None
+    return _catalogue_id(rest, creator, anywhere=False)
+
+
 def _resolve(model: str, provider: str | None) -> tuple[str, bool]:
     """(identity, whether the catalogue or an alias knows the model)."""
     name = _aliases.get(model.strip(), model.strip())
-    found = _catalogue_id(name, provider)
+    found = _creator_id(name) or _catalogue_id(name, provider)
     if found is not None:
         return found, True
     return name, name != model.strip()
 
 
-def _catalogue_id(model: str, provider: str | None) -> str | None:
+def _catalogue_id(model: str, provider: str | None, anywhere: bool = True) -> str | None:
+    """The catalogue id that takes `model` under `provider`, then (`anywhere`) under any provider."""
     from genai_prices import data_snapshot  # not at import: `import llmledger` stays light
 
     from llmledger.pricing.catalog import PROVIDER_ALIASES
 
     snapshot = data_snapshot.get_snapshot()  # loaded once by genai-prices, then cached
     provider_id = PROVIDER_ALIASES.get(provider, provider) if provider else None
-    for pid in (provider_id, None) if provider_id else (None,):
+    for pid in ((provider_id, None) if anywhere else (provider_id,)) if provider_id else (None,):
         try:
             _, info = snapshot.find_provider_model(model, None, pid, None)
         except LookupError:
